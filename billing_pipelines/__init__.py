@@ -1,0 +1,1 @@
+"""billing_pipelines: metering, credits and billing for AI products, orchestrated by Dagster."""

@@ -1,0 +1,108 @@
+"""One file API over a local folder or an `s3://bucket/prefix` URL (any S3-compatible store).
+
+S3 settings come from the standard AWS variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). Writes are atomic: a local file is written to a
+temporary name and renamed; an S3 object becomes visible whole when its PUT completes.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    key: str  # path relative to the store's root, '/'-separated
+    size: int
+    mtime_ns: int
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        options.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
+    return pafs.S3FileSystem(**options)
+
+
+class Store:
+    """Files under one root: a local folder or an S3 prefix."""
+
+    def __init__(self, root: str | os.PathLike):
+        root = str(root)
+        self.root = root.rstrip("/")
+        self.is_s3 = root.startswith("s3://")
+        if self.is_s3:
+            self.fs = _s3_filesystem()
+            self._base = self.root[len("s3://"):]
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self._base = str(Path(root).resolve())
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    def path(self, key: str) -> str:
+        """The filesystem path of `key` (a local path, or bucket/key on S3)."""
+        return f"{self._base}/{key}" if key else self._base
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.path(key)}" if self.is_s3 else self.path(key)
+
+    def list(self, prefix: str = "", recursive: bool = True) -> list[StoredFile]:
+        """Files under `prefix`, sorted by key in byte order; [] where nothing is there."""
+        selector = pafs.FileSelector(self.path(prefix), recursive=recursive, allow_not_found=True)
+        files = [
+            StoredFile(info.path[len(self._base) + 1:], info.size, info.mtime_ns or 0)
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+        ]
+        return sorted(files, key=lambda f: f.key.encode())
+
+    def list_dirs(self, prefix: str = "") -> list[str]:
+        """Names of the folders directly under `prefix`."""
+        selector = pafs.FileSelector(self.path(prefix), recursive=False, allow_not_found=True)
+        return sorted(
+            info.base_name for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.Directory
+        )
+
+    def exists(self, key: str) -> bool:
+        return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.fs.open_input_stream(self.path(key)) as stream:
+            return stream.read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write `data` to `key` atomically."""
+        if self.is_s3:
+            with self.fs.open_output_stream(self.path(key)) as stream:
+                stream.write(data)
+            return
+        target = Path(self.path(key))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.delete_file(self.path(key))
+        except FileNotFoundError:
+            pass
+
+    def delete_dir(self, prefix: str) -> None:
+        try:
+            self.fs.delete_dir(self.path(prefix))
+        except FileNotFoundError:
+            pass
