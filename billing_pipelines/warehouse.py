@@ -81,7 +81,7 @@ class Warehouse:
         Local files are read in place; S3 objects are read with pyarrow and handed to DuckDB as
         Arrow data (DuckDB's httpfs extension is not available offline)."""
         if not self.store.is_s3:
-            return f"read_parquet({_sql_list(paths)})" if paths else "(SELECT NULL WHERE FALSE)"
+            return f"read_parquet({_sql_list(paths)}, hive_partitioning = false)" if paths else "(SELECT NULL WHERE FALSE)"
         table = pq.ParquetDataset(
             [p[len("s3://"):] for p in paths], filesystem=self.store.fs
         ).read(columns=columns) if paths else pa.table({})

@@ -1,0 +1,18 @@
+"""A fresh in-process DuckDB per run: no shared database file, so no lock to contend for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+
+def connect(scratch: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB in UTC, memory-capped (BILLING_DUCKDB_MEMORY, default 3GB), spilling to
+    `scratch`."""
+    con = duckdb.connect(config={"memory_limit": os.environ.get("BILLING_DUCKDB_MEMORY", "3GB")})
+    con.execute("SET TimeZone = 'UTC'")
+    if scratch is not None:
+        con.execute(f"SET temp_directory = '{scratch}'")
+    return con

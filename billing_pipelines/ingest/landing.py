@@ -1,0 +1,200 @@
+"""The landing zone (SPEC §1.1): `{landing}/dt=YYYY-MM-DD/**/*.jsonl|.jsonl.gz|.parquet`.
+
+Reads every file of one landing date into DuckDB as the fields of SPEC §1.1, each with its type,
+so that classify.sql can give every row its quarantine reason or its price.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from billing_pipelines import paths
+from billing_pipelines.storage import Store, StoredFile
+
+EVENT_FIELDS = (
+    "request_id", "org_id", "user_id", "ts", "model", "action",
+    "input_tokens", "output_tokens", "latency_ms", "cost_usd",
+)
+_STRING_FIELDS = {"request_id", "org_id", "user_id", "model", "action"}
+_INTEGER_FIELDS = {"input_tokens", "output_tokens", "latency_ms"}
+SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+# RFC 3339 with a mandatory offset; DuckDB's cast would read a bare local time as UTC.
+_RFC3339 = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+
+
+class LandingError(RuntimeError):
+    """A landed file that cannot be read at all: its partition fails, naming the file."""
+
+
+def partition_name(day: date) -> str:
+    return f"dt={day.isoformat()}"
+
+
+def landing_dates(store: Store) -> dict[date, list[StoredFile]]:
+    """Every landing date with its event files, from one listing of the landing zone."""
+    by_date: dict[date, list[StoredFile]] = {}
+    for stored in store.list(""):
+        folder, _, rest = stored.key.partition("/")
+        if not folder.startswith("dt=") or not rest:
+            continue
+        try:
+            day = date.fromisoformat(folder[3:])
+        except ValueError:
+            continue
+        if _is_event_file(stored.key):
+            by_date.setdefault(day, []).append(stored)
+    return by_date
+
+
+def _is_event_file(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    if name.startswith((".", "_")):
+        return False  # hidden files and markers such as _SUCCESS
+    if name.endswith(SUFFIXES):
+        return True
+    raise LandingError(f"{key}: not an event file (expected {', '.join(SUFFIXES)})")
+
+
+def files_fingerprint(files: list[StoredFile]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.key}\0{f.size}\0{f.mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _parse_ts(expr: str) -> str:
+    return (
+        f"CASE WHEN regexp_full_match({expr}, '{_RFC3339}') "
+        f"THEN try_cast({expr} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END"
+    )
+
+
+def load_fields(con: duckdb.DuckDBPyConnection, store: Store, files: list[StoredFile]) -> None:
+    """Create the views `files(file_idx, key)` and `fields` (every row of `files`, in order)."""
+    con.register("files", pa.table({"file_idx": list(range(len(files))), "key": [f.key for f in files]}))
+    parts = []
+    json_lines = [_json_lines(store, i, f) for i, f in enumerate(files) if not f.key.endswith(".parquet")]
+    if json_lines:
+        con.register("json_lines", pa.concat_tables(json_lines))
+        paths_sql = "[" + ", ".join(f"'$.{name}'" for name in EVENT_FIELDS) + "]"
+        parts.append(
+            paths.sql("ingest/jsonl_fields.sql")
+            .replace("{lines}", "json_lines")
+            .replace("{paths}", paths_sql)
+            .replace("{parse_ts(v[4])}", _parse_ts("v[4]"))
+        )
+    parquet_files = [(i, f) for i, f in enumerate(files) if f.key.endswith(".parquet")]
+    for i, f in parquet_files:
+        parts.append(_parquet_fields(con, store, i, f))
+    if not parts:
+        parts.append(_parquet_fields(con, store, 0, None))
+    con.execute("CREATE OR REPLACE TEMP VIEW fields AS " + "\nUNION ALL BY NAME\n".join(parts))
+
+
+def _json_lines(store: Store, file_idx: int, stored: StoredFile) -> pa.Table:
+    data = store.read_bytes(stored.key)
+    if stored.key.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise LandingError(f"{stored.key}: not a readable gzip file: {exc}") from exc
+    text = data.decode("utf-8", errors="replace")
+    numbered = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    return pa.table(
+        {
+            "file_idx": pa.array([file_idx] * len(numbered), pa.int32()),
+            "line_no": pa.array([n for n, _ in numbered], pa.int64()),
+            "raw": pa.array([line.rstrip("\r") for _, line in numbered], pa.string()),
+        }
+    )
+
+
+def _parquet_source(con: duckdb.DuckDBPyConnection, store: Store, file_idx: int, stored: StoredFile) -> tuple[str, pa.Schema]:
+    """A DuckDB source over one Parquet file with its 0-based `file_row_number`."""
+    try:
+        if store.is_s3:
+            table = pq.read_table(store.path(stored.key), filesystem=store.fs)
+            name = f"parquet_{file_idx}"
+            con.register(name, table.append_column("file_row_number", pa.array(range(table.num_rows), pa.int64())))
+            return name, table.schema
+        schema = pq.read_schema(store.path(stored.key))
+    except (OSError, pa.ArrowException) as exc:
+        raise LandingError(f"{stored.key}: not a readable Parquet file: {exc}") from exc
+    quoted = store.path(stored.key).replace("'", "''")
+    return f"read_parquet('{quoted}', file_row_number = true, hive_partitioning = false)", schema
+
+
+def _kind(arrow_type: pa.DataType) -> str:
+    """The type name classify.sql expects, as JSON would report it."""
+    if pa.types.is_integer(arrow_type):
+        return "BIGINT"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
+        return "VARCHAR"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMPTZ" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_floating(arrow_type):
+        return "DOUBLE"
+    if pa.types.is_decimal(arrow_type):
+        return "DECIMAL"
+    if pa.types.is_boolean(arrow_type):
+        return "BOOLEAN"
+    return "OTHER"
+
+
+def _parquet_fields(con, store: Store, file_idx: int, stored: StoredFile | None) -> str:
+    """SELECT producing the `fields` columns from one Parquet file (or none, for no files)."""
+    if stored is None:
+        source, schema = "(SELECT 0 AS file_row_number WHERE false)", pa.schema([])
+    else:
+        source, schema = _parquet_source(con, store, file_idx, stored)
+    columns = [f"{file_idx} AS file_idx", "file_row_number + 1 AS line_no", "NULL::VARCHAR AS raw", "false AS malformed"]
+    for name in EVENT_FIELDS:
+        if name not in schema.names:
+            columns += [f"NULL::VARCHAR AS {name}__k", f"{_null_value(name)} AS {name}"]
+            continue
+        kind = _kind(schema.field(name).type)
+        col = f'"{name}"'
+        columns.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE '{kind}' END AS {name}__k")
+        columns.append(f"{_parquet_value(name, col, kind)} AS {name}")
+    return f"SELECT {', '.join(columns)} FROM {source}"
+
+
+def _null_value(name: str) -> str:
+    if name == "ts":
+        return "NULL::TIMESTAMP"
+    return "NULL::BIGINT" if name in _INTEGER_FIELDS else "NULL::VARCHAR"
+
+
+def _parquet_value(name: str, col: str, kind: str) -> str:
+    if name == "ts":
+        if kind == "TIMESTAMPTZ":
+            return f"{col} AT TIME ZONE 'UTC'"
+        return _parse_ts(f"CAST({col} AS VARCHAR)") if kind == "VARCHAR" else "NULL::TIMESTAMP"
+    if name in _INTEGER_FIELDS:
+        return f"try_cast({col} AS BIGINT)"
+    return f"CAST({col} AS VARCHAR)"
+
+
+def load_parquet_raw(con, store: Store, files: list[StoredFile]) -> None:
+    """Table `parquet_raw(file_idx, line_no, raw)`: the quarantined rows of Parquet files
+    rendered as JSON (JSON lines keep their own text). Needs the table `classified`."""
+    selects = ["SELECT NULL::INTEGER AS file_idx, NULL::BIGINT AS line_no, NULL::VARCHAR AS raw WHERE false"]
+    wanted = con.execute(
+        "SELECT DISTINCT file_idx FROM classified WHERE reason IS NOT NULL AND raw IS NULL ORDER BY 1"
+    ).fetchall()
+    for (i,) in wanted:
+        source, schema = _parquet_source(con, store, i, files[i])
+        row = ", ".join(f'"{n}" := t."{n}"' for n in schema.names if n != "file_row_number")
+        selects.append(
+            f"SELECT {i} AS file_idx, t.file_row_number + 1 AS line_no, to_json(struct_pack({row}))::VARCHAR AS raw "
+            f"FROM {source} t WHERE t.file_row_number + 1 IN "
+            f"(SELECT line_no FROM classified WHERE file_idx = {i} AND reason IS NOT NULL)"
+        )
+    con.execute("CREATE OR REPLACE TEMP TABLE parquet_raw AS " + "\nUNION ALL\n".join(selects))

@@ -1,0 +1,219 @@
+"""Ingest, quarantine, deduplicate and price landed events (SPEC §1), one landing date at a time.
+
+Two datasets per landing date:
+- `priced_events`: a pure function of that date's files and the config: every valid row, priced,
+  with `first_in_date`, and the quarantine with reasons.
+- `billed_usage`: the final duplicate decision, which needs every earlier date: first occurrences
+  whose request_id an earlier date already had are cross-day duplicates.
+Each records the fingerprint of what it was computed from, so any date can be (re)ingested in any
+order: stale earlier dates are restaged first and later dates whose inputs changed are rebilled,
+and the outputs are the same as processing every date once in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+
+from billing_pipelines import duck, paths
+from billing_pipelines.config import RATE_PLACES, BillingConfig
+from billing_pipelines.ingest.landing import files_fingerprint, landing_dates, load_fields, load_parquet_raw, partition_name
+from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import StoredFile
+
+# Bump when the content of priced_events changes for the same input, to restage everything.
+PIPELINE_VERSION = "1"
+PRICED = "priced_events"
+BILLED = "billed_usage"
+_CLASSIFIED_COLUMNS = (
+    "file_idx, line_no, raw, reason, request_id, org_id, user_id, ts, model, action, "
+    "input_tokens, output_tokens, latency_ms, cost_usd, action_credits, tokens_per_credit, input_e9, output_e9"
+)
+
+
+@dataclass
+class IngestSummary:
+    """What `billing ingest --format json` prints for one landing date."""
+
+    landing_date: str
+    rows_read: int
+    billed: int
+    duplicates: int
+    quarantined: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "landing_date": self.landing_date,
+            "rows_read": self.rows_read,
+            "billed": self.billed,
+            "duplicates": self.duplicates,
+            "quarantined": dict(sorted(self.quarantined.items())),
+        }
+
+
+class LandingZone:
+    """One listing of the landing zone and the fingerprints that follow from it."""
+
+    def __init__(self, settings: BillingSettings, config: BillingConfig | None = None):
+        self.settings = settings
+        self.config = config or settings.billing_config()
+        self.store = settings.landing_store()
+        self.warehouse = settings.warehouse()
+        self.files = landing_dates(self.store)
+        committed = {date.fromisoformat(p[3:]) for p in self.warehouse.partitions(PRICED)}
+        self.dates = sorted(set(self.files) | committed)
+
+    def files_of(self, day: date) -> list[StoredFile]:
+        return self.files.get(day, [])
+
+    def stage_fingerprint(self, day: date) -> str:
+        return _sha(PIPELINE_VERSION, self.config.fingerprint, files_fingerprint(self.files_of(day)))
+
+    def upstream_fingerprint(self, day: date) -> str:
+        """Fingerprint of every stage the billing of `day` depends on (all dates <= day)."""
+        return _sha(*(f"{d}:{self.stage_fingerprint(d)}" for d in self.dates if d <= day))
+
+    def is_staged(self, day: date) -> bool:
+        manifest = self.warehouse.manifest(PRICED, partition_name(day))
+        return bool(manifest) and manifest["meta"]["fingerprint"] == self.stage_fingerprint(day)
+
+    def is_billed(self, day: date) -> bool:
+        manifest = self.warehouse.manifest(BILLED, partition_name(day))
+        return bool(manifest) and manifest["meta"]["upstream"] == self.upstream_fingerprint(day)
+
+
+def _sha(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def stage(zone: LandingZone, day: date) -> dict:
+    """Validate, quarantine and price every row landed on `day`; no-op when already current."""
+    if day not in zone.dates:
+        zone.dates = sorted({*zone.dates, day})
+    if zone.is_staged(day):
+        return zone.warehouse.manifest(PRICED, partition_name(day))
+    files = zone.files_of(day)
+    con = duck.connect(zone.settings.scratch_dir())
+    try:
+        _register_config(con, zone.config)
+        load_fields(con, zone.store, files)
+        classify = paths.sql("ingest/classify.sql").format(fields="fields", landing_date=day.isoformat())
+        con.execute(f"CREATE TEMP TABLE classified AS SELECT {_CLASSIFIED_COLUMNS} FROM ({classify})")
+        load_parquet_raw(con, zone.store, files)
+        counts = _stage_counts(con)
+        meta = {"fingerprint": zone.stage_fingerprint(day), "landing_date": day.isoformat(),
+                "files": [f.key for f in files], **counts}
+        queries = {
+            name: paths.sql(f"ingest/{name}.sql").replace("{landing_date}", day.isoformat())
+            for name in ("priced_events", "quarantine")
+        }
+        return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta)
+    finally:
+        con.close()
+
+
+def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
+    rows_read, valid, first = con.execute(
+        "SELECT count(*), count(*) FILTER (reason IS NULL), "
+        "(SELECT count(DISTINCT request_id) FROM classified WHERE reason IS NULL) FROM classified"
+    ).fetchone()
+    quarantined = dict(
+        con.execute("SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
+    )
+    return {"rows_read": rows_read, "valid": valid, "first_in_date": first, "quarantined": quarantined}
+
+
+def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> None:
+    book = config.price_book
+    scale = Decimal(10) ** RATE_PLACES
+    con.register("customers", pa.table({
+        "org_id": [c.org_id for c in config.customers.values()],
+        "start_date": pa.array([c.start_date for c in config.customers.values()], pa.date32()),
+    }))
+    con.register("model_names", pa.table({"model": book.model_names}))
+    con.register("actions", pa.table({
+        "action": [a.action for a in book.actions],
+        "credits": pa.array([a.credits for a in book.actions], pa.int64()),
+        "tokens_per_credit": pa.array([a.tokens_per_credit for a in book.actions], pa.int64()),
+    }))
+    rates = sorted(book.models, key=lambda r: (r.model, r.effective_from))
+    con.register("rates", pa.table({
+        "model": [r.model for r in rates],
+        "effective_from": pa.array([r.effective_from for r in rates], pa.date32()),
+        "input_e9": pa.array([int(r.input_usd_per_1k * scale) for r in rates], pa.int64()),
+        "output_e9": pa.array([int(r.output_usd_per_1k * scale) for r in rates], pa.int64()),
+    }))
+
+
+def bill(zone: LandingZone, day: date) -> IngestSummary:
+    """Stage `day` and every earlier date that needs it, then decide its cross-day duplicates."""
+    for earlier in [d for d in zone.dates if d < day]:
+        stage(zone, earlier)
+    manifest = stage(zone, day)
+    con = duck.connect(zone.settings.scratch_dir())
+    try:
+        wh = zone.warehouse
+        today = wh.relation(con, wh.file_paths(PRICED, "priced_events", [partition_name(day)]))
+        earlier_paths = wh.file_paths(PRICED, "priced_events", [partition_name(d) for d in zone.dates if d < day])
+        earlier = wh.relation(con, earlier_paths, ["request_id", "landing_date", "first_in_date"])
+        if not earlier_paths:
+            earlier = "(SELECT NULL::VARCHAR AS request_id, NULL::DATE AS landing_date, false AS first_in_date WHERE false)"
+        query = paths.sql("ingest/cross_day_duplicates.sql").format(today=today, earlier=earlier)
+        cross = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+        meta = manifest["meta"]
+        billed = meta["first_in_date"] - cross
+        summary = IngestSummary(
+            day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"]
+        )
+        wh.commit(BILLED, partition_name(day), con, {"cross_day_duplicates": query},
+                  {"upstream": zone.upstream_fingerprint(day), **summary.to_json()})
+        return summary
+    finally:
+        con.close()
+
+
+def ingest(settings: BillingSettings, days: list[date]) -> list[IngestSummary]:
+    """Bill `days` (any order), then rebill later dates whose earlier inputs changed."""
+    zone = LandingZone(settings)
+    summaries = {day: bill(zone, day) for day in sorted(set(days))}
+    for later in [d for d in zone.dates if d > min(days, default=date.max)]:
+        if later not in summaries and zone.warehouse.manifest(BILLED, partition_name(later)) and not zone.is_billed(later):
+            bill(zone, later)
+    return [summaries[d] for d in days]
+
+
+def refresh_all(settings: BillingSettings) -> LandingZone:
+    """Make every landing date's billed usage current (what a monthly close reads)."""
+    zone = LandingZone(settings)
+    for day in zone.dates:
+        if not zone.is_billed(day):
+            bill(zone, day)
+    return zone
+
+
+def summary_of(settings: BillingSettings, day: date) -> IngestSummary | None:
+    """The stored ingest counts of `day`, or None where it was never ingested."""
+    manifest = settings.warehouse().manifest(BILLED, partition_name(day))
+    if manifest is None:
+        return None
+    meta = manifest["meta"]
+    return IngestSummary(meta["landing_date"], meta["rows_read"], meta["billed"], meta["duplicates"], meta["quarantined"])
+
+
+def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: list[date] | None = None) -> str:
+    """A query of the billed events (valid, first occurrence ever) of `days` (default: all)."""
+    wh = zone.warehouse
+    parts = [partition_name(d) for d in (zone.dates if days is None else days)]
+    events = wh.relation(con, wh.file_paths(PRICED, "priced_events", parts))
+    dups = wh.relation(con, wh.file_paths(BILLED, "cross_day_duplicates", parts))
+    if not wh.file_paths(PRICED, "priced_events", parts):
+        return "SELECT * FROM (SELECT NULL) WHERE false"
+    return (
+        f"SELECT e.* EXCLUDE (first_in_date) FROM {events} e "
+        f"WHERE e.first_in_date AND e.request_id NOT IN (SELECT request_id FROM {dups})"
+    )

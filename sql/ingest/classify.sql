@@ -1,0 +1,48 @@
+-- Quarantine reasons of SPEC §1.2 (first matching, in order), then the price of every valid row
+-- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or the Parquet equivalent), and the config
+-- tables customers(org_id, start_date), model_names(model), actions(action, credits,
+-- tokens_per_credit), rates(model, effective_from, input_e9, output_e9) where *_e9 is USD per
+-- 1,000 tokens in units of 1e-9, so tokens x rate_e9 is the exact cost in units of 1e-12 USD.
+WITH intrinsic AS (
+    SELECT *,
+        CASE
+            WHEN malformed THEN 'malformed'
+            WHEN coalesce(request_id__k, 'NULL') = 'NULL' OR coalesce(org_id__k, 'NULL') = 'NULL'
+              OR coalesce(user_id__k, 'NULL') = 'NULL' OR coalesce(ts__k, 'NULL') = 'NULL'
+              OR coalesce(model__k, 'NULL') = 'NULL' OR coalesce(action__k, 'NULL') = 'NULL'
+              OR coalesce(input_tokens__k, 'NULL') = 'NULL' OR coalesce(output_tokens__k, 'NULL') = 'NULL'
+              OR coalesce(latency_ms__k, 'NULL') = 'NULL'
+                THEN 'missing_field'
+            WHEN request_id__k <> 'VARCHAR' OR length(request_id) NOT BETWEEN 1 AND 200
+              OR org_id__k <> 'VARCHAR' OR user_id__k <> 'VARCHAR'
+              OR model__k <> 'VARCHAR' OR action__k <> 'VARCHAR'
+              OR ts__k NOT IN ('VARCHAR', 'TIMESTAMPTZ') OR ts IS NULL
+              OR input_tokens__k NOT IN ('BIGINT', 'UBIGINT') OR input_tokens IS NULL OR input_tokens < 0
+              OR output_tokens__k NOT IN ('BIGINT', 'UBIGINT') OR output_tokens IS NULL OR output_tokens < 0
+              OR latency_ms__k NOT IN ('BIGINT', 'UBIGINT') OR latency_ms IS NULL OR latency_ms < 0
+              OR (coalesce(cost_usd__k, 'NULL') <> 'NULL'
+                  AND (cost_usd__k NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'DECIMAL', 'VARCHAR')
+                       OR try_cast(cost_usd AS DECIMAL(38, 12)) IS NULL))
+                THEN 'bad_type'
+        END AS intrinsic_reason
+    FROM {fields}
+), configured AS (
+    SELECT i.*, c.start_date, m.model IS NOT NULL AS model_known,
+           a.credits AS action_credits, a.tokens_per_credit, a.action IS NOT NULL AS action_known,
+           r.input_e9, r.output_e9
+    FROM intrinsic i
+    LEFT JOIN customers c ON i.intrinsic_reason IS NULL AND c.org_id = i.org_id
+    LEFT JOIN model_names m ON i.intrinsic_reason IS NULL AND m.model = i.model
+    LEFT JOIN actions a ON i.intrinsic_reason IS NULL AND a.action = i.action
+    ASOF LEFT JOIN rates r ON r.model = i.model AND CAST(i.ts AS DATE) >= r.effective_from
+)
+SELECT *,
+    coalesce(intrinsic_reason, CASE
+        WHEN start_date IS NULL THEN 'unknown_org'
+        WHEN NOT model_known THEN 'unknown_model'
+        WHEN NOT action_known THEN 'unknown_action'
+        WHEN input_e9 IS NULL THEN 'no_rate'
+        WHEN ts < start_date THEN 'before_customer_start'
+        WHEN ts >= DATE '{landing_date}' + INTERVAL 2 DAY THEN 'future_timestamp'
+    END) AS reason
+FROM configured
