@@ -77,13 +77,13 @@ class Store:
         return self.fs.get_file_info(self.path(key)).type == pafs.FileType.File
 
     def read_bytes(self, key: str) -> bytes:
-        with self.fs.open_input_stream(self.path(key)) as stream:
+        with self.fs.open_input_stream(self.path(key), compression=None) as stream:
             return stream.read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write `data` to `key` atomically."""
         if self.is_s3:
-            with self.fs.open_output_stream(self.path(key)) as stream:
+            with self.fs.open_output_stream(self.path(key), compression=None) as stream:
                 stream.write(data)
             return
         target = Path(self.path(key))

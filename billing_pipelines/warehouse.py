@@ -94,7 +94,7 @@ class Warehouse:
             return  # content-addressed: the same bytes are already there
         if self.store.is_s3:
             self.store.fs.create_dir(self.store.path(key.rsplit("/", 1)[0]))
-            with open(local, "rb") as src, self.store.fs.open_output_stream(self.store.path(key)) as dst:
+            with open(local, "rb") as src, self.store.fs.open_output_stream(self.store.path(key), compression=None) as dst:
                 shutil.copyfileobj(src, dst, 1 << 22)
         else:
             target = Path(self.store.path(key))
