@@ -209,11 +209,11 @@ def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: l
     """A query of the billed events (valid, first occurrence ever) of `days` (default: all)."""
     wh = zone.warehouse
     parts = [partition_name(d) for d in (zone.dates if days is None else days)]
-    events = wh.relation(con, wh.file_paths(PRICED, "priced_events", parts))
-    dups = wh.relation(con, wh.file_paths(BILLED, "cross_day_duplicates", parts))
-    if not wh.file_paths(PRICED, "priced_events", parts):
-        return "SELECT * FROM (SELECT NULL) WHERE false"
-    return (
-        f"SELECT e.* EXCLUDE (first_in_date) FROM {events} e "
-        f"WHERE e.first_in_date AND e.request_id NOT IN (SELECT request_id FROM {dups})"
-    )
+    event_paths = wh.file_paths(PRICED, "priced_events", parts)
+    if not event_paths:
+        raise LookupError("no priced events: ingest some landing dates first")
+    query = f"SELECT e.* EXCLUDE (first_in_date) FROM {wh.relation(con, event_paths)} e"
+    dup_paths = wh.file_paths(BILLED, "cross_day_duplicates", parts)
+    if dup_paths:
+        query += f" ANTI JOIN {wh.relation(con, dup_paths)} d ON d.key = e.key AND d.line_no = e.line_no"
+    return query + " WHERE e.first_in_date"

@@ -1,0 +1,218 @@
+"""Ingest, quarantine, deduplication and pricing (SPEC §1) on a real DuckDB over real files."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from billing_pipelines import duck
+from billing_pipelines.ingest.landing import LandingError
+from billing_pipelines.ingest.pipeline import PRICED, LandingZone, billed_events_sql, ingest
+from conftest import CONFORMANCE, event, shared_path
+
+D1, D2 = "2026-11-03", "2026-11-04"
+
+
+def run(settings, *days: str) -> dict:
+    return {s.landing_date: s.to_json() for s in ingest(settings, [date.fromisoformat(d) for d in days])}
+
+
+def table(settings, name: str, day: str) -> list[dict]:
+    wh = settings.warehouse()
+    con = duck.connect()
+    rows = con.execute(
+        f"SELECT * FROM {wh.relation(con, wh.file_paths(PRICED, name, [f'dt={day}']))}"
+    ).fetchall()
+    cols = [c[0] for c in con.description]
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def billed(settings) -> dict[str, dict]:
+    con = duck.connect()
+    query = billed_events_sql(con, LandingZone(settings))
+    cur = con.execute(query)
+    cols = [c[0] for c in cur.description]
+    return {r[cols.index("request_id")]: dict(zip(cols, r)) for r in cur.fetchall()}
+
+
+@pytest.mark.parametrize("row, reason", [
+    ("{not json", "malformed"),
+    ("[1, 2]", "malformed"),
+    ('"a string"', "malformed"),
+    (json.dumps({k: v for k, v in event("r").items() if k != "user_id"}), "missing_field"),
+    (json.dumps(event("r", model=None)), "missing_field"),
+    (json.dumps(event("r", input_tokens="12")), "bad_type"),
+    (json.dumps(event("r", input_tokens=12.0)), "bad_type"),
+    (json.dumps(event("r", output_tokens=True)), "bad_type"),
+    (json.dumps(event("r", latency_ms=-1)), "bad_type"),
+    (json.dumps(event("")), "bad_type"),
+    (json.dumps(event("x" * 201)), "bad_type"),
+    (json.dumps(event(12345)), "bad_type"),
+    (json.dumps(event("r", org=7)), "bad_type"),
+    (json.dumps(event("r", ts="2026-11-03T10:00:00")), "bad_type"),
+    (json.dumps(event("r", ts="2026-11-31T10:00:00Z")), "bad_type"),
+    (json.dumps(event("r", ts="yesterday")), "bad_type"),
+    (json.dumps(event("r", cost_usd="lots")), "bad_type"),
+    (json.dumps(event("r", org="hooli")), "unknown_org"),
+    (json.dumps(event("r", model="gpt-x")), "unknown_model"),
+    (json.dumps(event("r", action="poem")), "unknown_action"),
+    (json.dumps(event("r", ts="2025-12-31T23:00:00Z")), "no_rate"),
+    (json.dumps(event("r", org="initech", ts="2026-10-31T23:59:59Z")), "before_customer_start"),
+    (json.dumps(event("r", ts="2026-11-05T00:00:00Z")), "future_timestamp"),
+    # first matching reason wins: a missing field beats a bad type, an unknown org beats a model
+    (json.dumps({k: v for k, v in event("r", input_tokens=-5).items() if k != "model"}), "missing_field"),
+    (json.dumps(event("r", org="hooli", model="gpt-x")), "unknown_org"),
+])
+def test_each_quarantine_reason(settings, landing, row, reason):
+    landing.jsonl(D1, "events.jsonl", [event("ok"), row])
+    summary = run(settings, D1)[D1]
+    assert summary == {"landing_date": D1, "rows_read": 2, "billed": 1, "duplicates": 0,
+                       "quarantined": {reason: 1}}
+    [quarantined] = table(settings, "quarantine", D1)
+    assert (quarantined["key"], quarantined["line_no"], quarantined["reason"]) == (f"dt={D1}/events.jsonl", 2, reason)
+    assert quarantined["raw"] == row
+
+
+def test_just_before_the_future_cutoff_is_billed(settings, landing):
+    landing.jsonl(D1, "a.jsonl", [event("r", ts="2026-11-04T23:59:59.999999Z")])
+    assert run(settings, D1)[D1]["billed"] == 1
+
+
+def test_blank_lines_are_not_rows_but_keep_line_numbers(settings, landing):
+    landing.jsonl(D1, "a.jsonl", ["", json.dumps(event("a")), "   ", "{bad"])
+    assert run(settings, D1)[D1]["rows_read"] == 2
+    assert table(settings, "quarantine", D1)[0]["line_no"] == 4
+
+
+def test_duplicates_within_a_file_across_files_days_and_months(settings, landing):
+    landing.jsonl("2026-10-31", "a.jsonl", [event("m", ts="2026-10-31T10:00:00Z")])
+    landing.jsonl(D1, "a.jsonl", [event("x"), event("x"), event("m")])
+    landing.jsonl(D1, "b.jsonl", [event("x"), event("y")])
+    landing.jsonl(D2, "a.jsonl", [event("y"), event("z")])
+    result = run(settings, "2026-10-31", D1, D2)
+    assert [(r["billed"], r["duplicates"]) for r in result.values()] == [(1, 0), (2, 3), (1, 1)]
+    rows = billed(settings)
+    assert sorted(rows) == ["m", "x", "y", "z"]
+    assert rows["m"]["landing_date"] == date(2026, 10, 31)
+    assert (rows["x"]["key"], rows["x"]["line_no"]) == (f"dt={D1}/a.jsonl", 1)
+    assert rows["y"]["key"] == f"dt={D1}/b.jsonl"
+
+
+def test_file_order_is_key_byte_order_including_subfolders(settings, landing):
+    landing.jsonl(D1, "b.jsonl", [event("x", user_id="from-b")])
+    landing.jsonl(D1, "a/z.jsonl", [event("x", user_id="from-a-z")])
+    landing.jsonl(D1, "B.jsonl", [event("x", user_id="from-B")])  # 'B' < 'a' < 'b' in bytes
+    run(settings, D1)
+    assert billed(settings)["x"]["user_id"] == "from-B"
+
+
+def test_a_quarantined_row_never_shadows_a_later_valid_one(settings, landing):
+    landing.jsonl(D1, "a.jsonl", [event("x", model="gpt-x"), event("y", input_tokens=-1)])
+    landing.jsonl(D2, "a.jsonl", [event("x"), event("y")])
+    result = run(settings, D1, D2)
+    assert result[D2]["billed"] == 2 and result[D2]["duplicates"] == 0
+    assert sorted(billed(settings)) == ["x", "y"]
+
+
+def _priced_bytes(settings, days: list[str]) -> dict[str, bytes]:
+    wh = settings.warehouse()
+    return {d: Path(wh.file_paths(PRICED, "priced_events", [f"dt={d}"])[0]).read_bytes() for d in days} | {
+        f"billed {d}": Path(wh.file_paths("billed_usage", "cross_day_duplicates", [f"dt={d}"])[0]).read_bytes()
+        for d in days
+    }
+
+
+def test_out_of_order_and_repeated_processing_is_byte_identical(tmp_path, config_dir, landing):
+    from billing_pipelines.resources import BillingSettings
+
+    days = ["2026-11-02", D1, D2]
+    landing.jsonl(days[0], "a.jsonl", [event("a"), event("b")])
+    landing.jsonl(D1, "a.jsonl", [event("b"), event("c"), event("a")])
+    landing.parquet(D2, "p.parquet", [event("c"), event("d")])
+
+    def fresh(name: str):
+        return BillingSettings.from_env({"BILLING_HOME": str(tmp_path / name), "BILLING_CONFIG": str(config_dir),
+                                         "BILLING_LANDING": str(landing.root)})
+
+    in_order, reverse = fresh("in-order"), fresh("reverse")
+    expected = {d: run(in_order, d)[d] for d in days}
+    for d in reversed(days):
+        run(reverse, d)
+    run(reverse, D1)  # and once more
+    assert {d: run(reverse, d)[d] for d in days} == expected
+    assert _priced_bytes(reverse, days) == _priced_bytes(in_order, days)
+    assert expected[D2]["duplicates"] == 1 and expected[D1]["duplicates"] == 2
+
+
+def test_late_landed_file_for_an_earlier_date_rebills_later_dates(settings, landing):
+    landing.jsonl(D2, "a.jsonl", [event("x"), event("y")])
+    assert run(settings, D2)[D2]["billed"] == 2
+    landing.jsonl(D1, "late.jsonl", [event("x")])  # a file lands in an earlier folder afterwards
+    run(settings, D1)
+    assert run(settings, D2)[D2] == {"landing_date": D2, "rows_read": 2, "billed": 1, "duplicates": 1,
+                                     "quarantined": {}}
+    assert billed(settings)["x"]["landing_date"] == date(2026, 11, 3)
+
+
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz", "events.parquet", "strings.parquet"])
+def test_every_input_format(settings, landing, name):
+    rows = [event("a", model="frontier-large", action="complex", input_tokens=1000, output_tokens=2000),
+            event("b", ts="2026-11-03T10:00:00.123456+02:00", action="document", input_tokens=2500, output_tokens=1)]
+    if name.endswith(".parquet"):
+        landing.parquet(D1, name, rows, ts_as_timestamp=name == "events.parquet")
+    else:
+        landing.jsonl(D1, name, rows)
+    assert run(settings, D1)[D1]["billed"] == 2
+    rows = billed(settings)
+    # 1000 x 0.0030/1k + 2000 x 0.0150/1k, exact
+    assert rows["a"]["cost_usd"] == Decimal("0.033") and rows["a"]["credits"] == 5
+    assert rows["b"]["ts"] == datetime(2026, 11, 3, 8, 0, 0, 123456)
+    assert rows["b"]["credits"] == 3  # document: ceil(2501 / 1000)
+
+
+def test_parquet_bad_rows_are_quarantined_with_their_row_as_json(settings, landing):
+    landing.parquet(D1, "p.parquet", [event("a"), event("b", model="gpt-x"), event("c", input_tokens=-3)])
+    assert run(settings, D1)[D1]["quarantined"] == {"bad_type": 1, "unknown_model": 1}
+    rows = table(settings, "quarantine", D1)
+    assert [(r["line_no"], r["reason"]) for r in rows] == [(2, "unknown_model"), (3, "bad_type")]
+    assert json.loads(rows[0]["raw"])["model"] == "gpt-x"
+
+
+@pytest.mark.parametrize("ts, landed, utc_day", [
+    ("2026-11-01T01:30:00+02:00", "2026-11-01", date(2026, 10, 31)),  # back into October
+    ("2026-10-31T22:30:00-05:00", "2026-11-01", date(2026, 11, 1)),  # forward into November
+])
+def test_offsets_move_events_to_another_utc_day_and_month(settings, landing, ts, landed, utc_day):
+    landing.jsonl(landed, "a.jsonl", [event("a", ts=ts)])
+    run(settings, landed)
+    assert billed(settings)["a"]["ts"].date() == utc_day
+
+
+def test_rate_change_applies_from_its_effective_date(settings, landing):
+    landing.jsonl("2026-11-15", "a.jsonl", [
+        event("before", model="frontier-large", ts="2026-11-14T23:59:59Z", input_tokens=1000, output_tokens=0),
+        event("after", model="frontier-large", ts="2026-11-15T00:00:00Z", input_tokens=1000, output_tokens=0),
+    ])
+    run(settings, "2026-11-15")
+    rows = billed(settings)
+    assert (rows["before"]["cost_usd"], rows["after"]["cost_usd"]) == (Decimal("0.003"), Decimal("0.0025"))
+
+
+@pytest.mark.parametrize("name, data", [("bad.jsonl.gz", b"\x1f\x8b not gzip"), ("bad.parquet", b"PAR1 nope")])
+def test_unreadable_file_fails_the_partition_naming_it(settings, landing, name, data):
+    landing.jsonl(D1, "good.jsonl", [event("a")])
+    landing.path(D1, name).write_bytes(data)
+    with pytest.raises(LandingError, match=name):
+        run(settings, D1)
+    assert settings.warehouse().partitions(PRICED) == []
+
+
+def test_conformance_ingest_counts(conformance_settings):
+    expected = json.loads((shared_path(CONFORMANCE) / "expected.json").read_text())["ingest"]
+    zone = LandingZone(conformance_settings)
+    got = {s.landing_date: s.to_json() for s in ingest(conformance_settings, zone.dates)}
+    assert got == expected
