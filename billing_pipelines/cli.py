@@ -76,7 +76,8 @@ def cmd_generate(args: argparse.Namespace, settings: BillingSettings) -> None:
 
     spec = GeneratorSpec(
         seed=args.seed, orgs=args.orgs, start=date.fromisoformat(args.start), days=args.days,
-        events_per_day=args.events_per_day, parquet_share=args.parquet_share,
+        events_per_day=args.events_per_day, parquet_share=args.parquet_share, gzip_share=args.gzip_share,
+        files_per_day=args.files_per_day,
     )
     stats = generate(spec, Path(args.config_out or settings.config_dir), args.landing_out or settings.landing)
     print(json.dumps(stats, indent=1))
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--days", type=int, default=35)
     gen.add_argument("--events-per-day", type=int, default=4000)
     gen.add_argument("--parquet-share", type=float, default=0.4, help="share of files written as Parquet")
+    gen.add_argument("--gzip-share", type=float, default=0.5, help="share of JSON files gzipped")
+    gen.add_argument("--files-per-day", type=int, default=4)
     gen.add_argument("--config-out", help="default: BILLING_CONFIG")
     gen.add_argument("--landing-out", help="default: BILLING_LANDING")
     gen.set_defaults(handler=cmd_generate)

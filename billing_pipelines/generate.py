@@ -82,6 +82,7 @@ class GeneratorSpec:
     days: int = 35
     events_per_day: int = 4000
     parquet_share: float = 0.4
+    gzip_share: float = 0.5  # of the JSON files
     files_per_day: int = 4
     duplicate_rate: float = 0.005
     bad_rate: float = 0.002
@@ -234,7 +235,7 @@ def _write_landing_date(store: Store, day: date, parts: list[pl.DataFrame], spec
     bad = 0
     for k in range(spec.files_per_day):
         chunk = fresh.filter(shard == k)
-        fmt = "parquet" if rng.random() < spec.parquet_share else rng.choice(["jsonl", "jsonl.gz"])
+        fmt = "parquet" if rng.random() < spec.parquet_share else "jsonl.gz" if rng.random() < spec.gzip_share else "jsonl"
         key = f"{folder}/gateway-{k % 2}/part-{k:03d}.{fmt}"
         bad += _write_events(store, key, chunk, fmt, spec.bad_rate, rng)
         stats["files"] += 1

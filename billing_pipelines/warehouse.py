@@ -56,7 +56,7 @@ class Warehouse:
             for name, query in tables.items():
                 local = Path(scratch) / f"{name}.parquet"
                 con.execute(
-                    f"COPY ({query}) TO '{local}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)"
+                    f"COPY ({query}) TO '{local}' (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 262144)"
                 )
                 digest = _file_sha256(local)
                 files[name] = f"{name}-{digest[:20]}.parquet"

@@ -105,6 +105,7 @@ def stage(zone: LandingZone, day: date) -> dict:
         classify = paths.sql("ingest/classify.sql").format(fields="fields", landing_date=day.isoformat())
         con.execute(f"CREATE TEMP TABLE classified AS SELECT {_CLASSIFIED_COLUMNS} FROM ({classify})")
         load_parquet_raw(con, zone.store, files)
+        con.execute(paths.sql("ingest/repeated_ids.sql"))
         counts = _stage_counts(con)
         meta = {"fingerprint": zone.stage_fingerprint(day), "landing_date": day.isoformat(),
                 "files": [f.key for f in files], **counts}

@@ -1,5 +1,6 @@
 -- The valid rows of one landing date, priced, in landing order (key in byte order, then line),
--- with first_in_date marking the first occurrence of each request_id on that date.
+-- with first_in_date marking the first occurrence of each request_id on that date: only the few
+-- ids that occur more than once (repeated_ids, with their first position) need a comparison.
 SELECT DATE '{landing_date}' AS landing_date,
        k.key, c.line_no, c.request_id, c.org_id, c.user_id, c.ts, c.model, c.action,
        c.input_tokens, c.output_tokens, c.latency_ms,
@@ -10,7 +11,9 @@ SELECT DATE '{landing_date}' AS landing_date,
             ELSE greatest(c.action_credits,
                           (c.input_tokens + c.output_tokens + c.tokens_per_credit - 1) // c.tokens_per_credit)
        END AS credits,
-       row_number() OVER (PARTITION BY c.request_id ORDER BY c.file_idx, c.line_no) = 1 AS first_in_date
-FROM classified c JOIN files k USING (file_idx)
+       r.request_id IS NULL OR (c.file_idx, c.line_no) = (r.file_idx, r.line_no) AS first_in_date
+FROM classified c
+JOIN files k USING (file_idx)
+LEFT JOIN repeated_ids r ON r.request_id = c.request_id
 WHERE c.reason IS NULL
 ORDER BY c.file_idx, c.line_no
