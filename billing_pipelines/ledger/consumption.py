@@ -91,7 +91,7 @@ def months_between(first: date, until: date) -> list[date]:
     return months
 
 
-def _month_of_expiry(moment: datetime) -> date:
+def expiry_month(moment: datetime) -> date:
     """Month an expiry at `moment` falls in: the month of (M start, M+1 start]."""
     return (moment - timedelta(microseconds=1)).date().replace(day=1)
 
@@ -138,7 +138,7 @@ class CustomerBook:
             if grant.kind == "plan":
                 kept.extend(self._roll_over(grant))
             grant.expired = grant.left
-            self.summaries[_month_of_expiry(grant.expiry)].expired += grant.expired
+            self.summaries[expiry_month(grant.expiry)].expired += grant.expired
         return kept
 
     def _roll_over(self, grant: Grant) -> list[Grant]:
@@ -148,7 +148,7 @@ class CustomerBook:
         grant.rolled_over = credits
         rollover = rollover_grant(grant, self.plan, credits)
         self.grants.append(rollover)
-        self.summaries[_month_of_expiry(grant.expiry)].rolled_over_out += credits
+        self.summaries[expiry_month(grant.expiry)].rolled_over_out += credits
         month = rollover.start.date()
         if month in self.summaries:
             self.summaries[month].rolled_over_in += credits
