@@ -3,7 +3,7 @@ expiry and an exact unit price. Times are naive datetimes meaning UTC, like the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from fractions import Fraction
 
@@ -29,7 +29,6 @@ class Grant:
     consumed: int = 0
     expired: int = 0
     rolled_over: int = 0
-    settled: bool = field(default=False, repr=False)
 
     @property
     def priority(self) -> tuple:
