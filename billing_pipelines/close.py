@@ -1,0 +1,63 @@
+"""Closing a billing month: the ledger, draft invoices, margin and allocations, from the full
+history of billed events (pure: no Dagster, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from fractions import Fraction
+
+import polars as pl
+
+from billing_pipelines.config import BillingConfig
+from billing_pipelines.invoicing.drafts import draft_invoice, invoice_usage
+from billing_pipelines.ledger.consumption import CreditSummary, run_ledger
+from billing_pipelines.ledger.events import with_ledger_time
+from billing_pipelines.ledger.grants import Grant
+from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
+from billing_pipelines.margin.advisor import tier_advice
+from billing_pipelines.margin.report import margin_report
+
+
+@dataclass(frozen=True)
+class MonthClose:
+    """Everything a month close produces; `invoices` and `margin` are the JSON of SPEC §6."""
+
+    month: date
+    credit_summaries: dict[str, CreditSummary]
+    invoices: list[dict]
+    invoice_usage: dict[str, dict]
+    margin: list[dict]
+    advisor: dict
+    allocations: pl.DataFrame
+    grants: list[Grant]
+
+
+def close_month(
+    config: BillingConfig, billed_events: pl.DataFrame, month: date, grace_days: int = 3
+) -> MonthClose:
+    """Close `month` for every customer billed in it (start month <= month)."""
+    month = month.replace(day=1)
+    events = with_ledger_time(billed_events, grace_days)
+    ledger = run_ledger(config, events, month)
+    billed = events.filter(pl.col("billing_month") == month)
+    summaries = {org_id: months[month] for org_id, months in ledger.summaries.items()}
+    cogs = usage_totals(billed)
+    invoices = [
+        draft_invoice(config, org_id, month, summary, cogs.get((org_id,), (0, 0))[1])
+        for org_id, summary in sorted(summaries.items())
+    ]
+    target = config.price_book.target_credit_to_cost_ratio
+    margin = margin_report(list(summaries), month, billed, ledger.allocations, ledger.grants, target)
+    usage_revenue = sum(recognized_revenue(ledger.allocations).values(), Fraction(0))
+    tiers = {a.action: a.credits for a in config.price_book.actions}
+    return MonthClose(
+        month=month,
+        credit_summaries=summaries,
+        invoices=invoices,
+        invoice_usage=invoice_usage(billed),
+        margin=margin,
+        advisor=tier_advice(billed, usage_revenue, target, tiers),
+        allocations=ledger.allocations,
+        grants=ledger.grants,
+    )

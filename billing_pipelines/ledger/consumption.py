@@ -1,0 +1,347 @@
+"""The credit ledger (SPEC §3): events consume grants; what no grant covers is overage.
+
+Vectorized in three steps, so no Python loop runs over events:
+1. every customer's timeline is cut at its boundaries (month starts, purchase starts, expiries);
+   between two boundaries the set of grants and their order are constant (an *interval*), and
+   each event is placed in its interval with an as-of join;
+2. a walk over customers x boundaries, on credit totals per interval only, consumes grants in
+   SPEC order, expires them, rolls plan credits over, and records the credit summary per month;
+3. for the target month, each event's share of every grant comes from cumulative credit sums of
+   the events against the cumulative capacities of the interval's ordered grants (search_sorted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+
+import polars as pl
+
+from billing_pipelines.config import BillingConfig, Plan
+from billing_pipelines.ledger.grants import (
+    Grant,
+    month_instant,
+    plan_grant,
+    purchase_grant,
+    rollover_grant,
+)
+from billing_pipelines.periods import add_months
+
+ALLOCATION_SCHEMA = {
+    "request_id": pl.Utf8,
+    "org_id": pl.Utf8,
+    "billing_month": pl.Date,
+    "ledger_time": pl.Datetime("us"),
+    "model": pl.Utf8,
+    "action": pl.Utf8,
+    "grant_id": pl.Utf8,
+    "grant_kind": pl.Utf8,
+    "credits": pl.Int64,
+    "unit_price_num": pl.Int64,
+    "unit_price_den": pl.Int64,
+}
+
+
+@dataclass
+class CreditSummary:
+    """The month's credit summary of SPEC §4 for one customer."""
+
+    opening: int = 0
+    rolled_over_in: int = 0
+    granted: int = 0
+    purchased: int = 0
+    consumed: int = 0
+    overage: int = 0
+    expired: int = 0
+    rolled_over_out: int = 0
+    closing: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Ledger:
+    """The ledger closed at the end of `month`: every grant's state at the next month's first
+    instant, credit summaries per customer and month, and the allocations of `month`'s events."""
+
+    month: date
+    grants: list[Grant]
+    summaries: dict[str, dict[date, CreditSummary]]
+    allocations: pl.DataFrame
+
+
+@dataclass
+class _Interval:
+    """Credits a customer asks for between two boundaries, and the grants there in SPEC order."""
+
+    gid: int
+    start: datetime
+    demand: int = 0
+    capacities: list[tuple[Grant, int]] = field(default_factory=list)
+
+
+def months_between(first: date, until: date) -> list[date]:
+    """First days of the months from `first` up to, excluding, `until`."""
+    months, month = [], first.replace(day=1)
+    while month < until:
+        months.append(month)
+        month = add_months(month, 1)
+    return months
+
+
+def expiry_month(moment: datetime) -> date:
+    """Month an expiry at `moment` falls in: the month of (M start, M+1 start]."""
+    return (moment - timedelta(microseconds=1)).date().replace(day=1)
+
+
+class CustomerBook:
+    """One customer's grants walked through its boundaries on credit totals per interval."""
+
+    def __init__(self, org_id: str, plan: Plan, first_month: date, purchases, until: date):
+        self.org_id, self.plan, self.until = org_id, plan, month_instant(until)
+        months = months_between(first_month, until)
+        self.grants = [plan_grant(org_id, plan, m) for m in months if plan.included_credits > 0]
+        self.grants += [g for g in map(purchase_grant, purchases) if g.start < self.until]
+        self.summaries = {m: CreditSummary(granted=plan.included_credits) for m in months}
+        for g in self.grants:
+            if g.kind == "purchase":
+                self.summaries[g.start.date().replace(day=1)].purchased += g.credits
+        starts = {month_instant(m) for m in months} | {g.start for g in self.grants}
+        expiries = {g.expiry for g in self.grants if g.expiry <= self.until}
+        self.boundaries = sorted(starts | expiries | {self.until})
+
+    def walk(self, intervals: list[_Interval]) -> None:
+        """Consume, expire and roll over along the boundaries; `intervals` has one entry per
+        boundary before `until`, with its demand filled in."""
+        live: list[Grant] = []
+        pending = sorted(self.grants, key=lambda g: g.start)
+        for boundary, interval in zip(self.boundaries, intervals + [None]):
+            live = self._settle(boundary, live)
+            if boundary.day == 1 and boundary.time() == datetime.min.time():
+                self._open_month(boundary, live)
+            if interval is None:
+                break
+            while pending and pending[0].start <= boundary:
+                live.append(pending.pop(0))
+            live.sort(key=lambda g: g.priority)
+            self._consume(interval, live)
+
+    def _settle(self, boundary: datetime, live: list[Grant]) -> list[Grant]:
+        """Expire the grants whose expiry is `boundary`; plan credits roll over first."""
+        kept = []
+        for grant in live:
+            if grant.expiry > boundary:
+                kept.append(grant)
+                continue
+            if grant.kind == "plan":
+                kept.extend(self._roll_over(grant))
+            grant.expired = grant.left
+            self.summaries[expiry_month(grant.expiry)].expired += grant.expired
+        return kept
+
+    def _roll_over(self, grant: Grant) -> list[Grant]:
+        credits = min(grant.left, self.plan.rollover_max_credits)
+        if credits <= 0:
+            return []
+        grant.rolled_over = credits
+        rollover = rollover_grant(grant, self.plan, credits)
+        self.grants.append(rollover)
+        self.summaries[expiry_month(grant.expiry)].rolled_over_out += credits
+        month = rollover.start.date()
+        if month in self.summaries:
+            self.summaries[month].rolled_over_in += credits
+        return [rollover]
+
+    def _open_month(self, boundary: datetime, live: list[Grant]) -> None:
+        """Opening of the month starting at `boundary` and closing of the month before it."""
+        left = sum(g.left for g in live)
+        month = boundary.date()
+        if month in self.summaries:
+            self.summaries[month].opening = left
+        previous = add_months(month, -1)
+        if previous in self.summaries:
+            self.summaries[previous].closing = left
+
+    def _consume(self, interval: _Interval, live: list[Grant]) -> None:
+        need = interval.demand
+        summary = self.summaries[interval.start.date().replace(day=1)]
+        summary.consumed += need
+        for grant in live:
+            if need == 0:
+                break
+            available = grant.left
+            if available <= 0:
+                continue
+            interval.capacities.append((grant, available))
+            take = min(available, need)
+            grant.consumed += take
+            need -= take
+        summary.overage += need
+
+
+def run_ledger(config: BillingConfig, events: pl.DataFrame, month: date) -> Ledger:
+    """The ledger of every customer billed in `month` (start month <= month), from the full
+    history of `events` (billed events with ledger_time and billing_month, SPEC §2)."""
+    month = month.replace(day=1)
+    until = add_months(month, 1)
+    books = _books(config, month, until)
+    history = events.filter(pl.col("ledger_time") < month_instant(until))
+    _check_orgs(history, books)
+    intervals, placed = _place_events(books, history)
+    for org_id, book in books.items():
+        book.walk(intervals[org_id])
+    current = [i for org_id in books for i in intervals[org_id] if i.start >= month_instant(month)]
+    allocations = allocate(placed.filter(pl.col("billing_month") == month), current, config)
+    grants = [g for book in books.values() for g in book.grants]
+    return Ledger(month, grants, {o: b.summaries for o, b in books.items()}, allocations)
+
+
+def _books(config: BillingConfig, month: date, until: date) -> dict[str, CustomerBook]:
+    books = {}
+    for org_id in sorted(config.customers):
+        customer = config.customers[org_id]
+        if customer.start_date.replace(day=1) <= month:
+            purchases = [p for p in config.purchases if p.org_id == org_id]
+            early = [p for p in purchases if p.purchased_at.date() < customer.start_date]
+            if early:
+                raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
+            books[org_id] = CustomerBook(
+                org_id, config.plan_of(org_id), customer.start_date, purchases, until
+            )
+    return books
+
+
+def _check_orgs(history: pl.DataFrame, books: dict[str, CustomerBook]) -> None:
+    """Every event belongs to a customer billed by then (ingest quarantines the rest)."""
+    firsts = pl.DataFrame(
+        {"org_id": list(books), "first": [b.boundaries[0] for b in books.values()]},
+        schema={"org_id": pl.Utf8, "first": pl.Datetime("us")},
+    )
+    stray = history.join(firsts, on="org_id", how="left").filter(
+        pl.col("first").is_null() | (pl.col("ledger_time") < pl.col("first"))
+    )
+    if stray.height:
+        row = stray.row(0, named=True)
+        raise ValueError(
+            f"billed event {row['request_id']!r}: org {row['org_id']!r} is not a customer billed "
+            f"at {row['ledger_time']} ({stray.height} such events)"
+        )
+
+
+def _place_events(
+    books: dict[str, CustomerBook], history: pl.DataFrame
+) -> tuple[dict[str, list[_Interval]], pl.DataFrame]:
+    """One interval per customer boundary; each event tagged with its interval `gid`, sorted in
+    consumption order (customer, ledger time, request_id); the intervals carry their demand."""
+    intervals: dict[str, list[_Interval]] = {}
+    rows = {"org_id": [], "boundary": [], "gid": []}
+    for org_id, book in books.items():
+        intervals[org_id] = []
+        for boundary in book.boundaries[:-1]:
+            gid = len(rows["gid"])
+            intervals[org_id].append(_Interval(gid, boundary))
+            rows["org_id"].append(org_id)
+            rows["boundary"].append(boundary)
+            rows["gid"].append(gid)
+    cuts = pl.DataFrame(
+        rows, schema={"org_id": pl.Utf8, "boundary": pl.Datetime("us"), "gid": pl.Int64}
+    )
+    order = cuts.group_by("org_id").agg(pl.col("gid").min().alias("org_rank"))
+    placed = (
+        history.join(order, on="org_id")
+        .sort(["org_rank", "ledger_time", "request_id"])
+        .join_asof(
+            cuts.sort("boundary"),
+            left_on="ledger_time",
+            right_on="boundary",
+            by="org_id",
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .drop("org_rank", "boundary")
+    )
+    demand = placed.group_by("gid").agg(pl.col("credits").sum())
+    by_gid = {i.gid: i for group in intervals.values() for i in group}
+    for gid, credits in demand.iter_rows():
+        by_gid[gid].demand = credits
+    return intervals, placed
+
+
+def allocate(events: pl.DataFrame, intervals: list[_Interval], config: BillingConfig) -> pl.DataFrame:
+    """Each event's credits split over the grants of its interval, in consumption order; the part
+    beyond the interval's grants is overage (grant_id null, priced at the plan's overage price,
+    0 where it is not billed). `events` is in consumption order with its interval `gid`."""
+    events = events.with_columns(end=pl.col("credits").cum_sum())
+    groups = events.group_by("gid").agg(
+        base=(pl.col("end") - pl.col("credits")).first(), total=pl.col("credits").sum()
+    )
+    grant_ends = (
+        _capacities(intervals)
+        .join(groups, on="gid")
+        .sort(["gid", "rank"])
+        .with_columns(reach=pl.col("capacity").cum_sum().over("gid"))
+        .filter(pl.col("reach") - pl.col("capacity") < pl.col("total"))
+        .with_columns(end=pl.col("base") + pl.min_horizontal("reach", "total"))
+    )
+    points = pl.concat([events["end"], grant_ends["end"]]).unique().sort()
+    segments = pl.DataFrame(
+        {
+            "credits": points.diff().fill_null(points.first() if points.len() else 0),
+            "event": events["end"].search_sorted(points, side="left"),
+            "grant": grant_ends["end"].search_sorted(points, side="left"),
+        }
+    ).filter(pl.col("credits") > 0)
+    return _allocation_rows(events, grant_ends, segments, config)
+
+
+def _capacities(intervals: list[_Interval]) -> pl.DataFrame:
+    rows = [
+        (i.gid, rank, g.grant_id, g.kind, cap, g.unit_price.numerator, g.unit_price.denominator)
+        for i in intervals
+        for rank, (g, cap) in enumerate(i.capacities)
+    ]
+    names = ["gid", "rank", "grant_id", "grant_kind", "capacity", "unit_price_num", "unit_price_den"]
+    types = [pl.Int64, pl.Int64, pl.Utf8, pl.Utf8, pl.Int64, pl.Int64, pl.Int64]
+    return pl.DataFrame(rows, schema=list(zip(names, types)), orient="row")
+
+
+def _allocation_rows(events, grant_ends, segments, config) -> pl.DataFrame:
+    event_cols = ["request_id", "org_id", "billing_month", "ledger_time", "model", "action"]
+    grant_cols = ["grant_id", "grant_kind", "unit_price_num", "unit_price_den"]
+    # A sentinel grant past every end: points beyond an interval's grants land on another
+    # interval's grant or on it, and either way are overage.
+    ends = pl.concat(
+        [grant_ends.select("gid", *grant_cols), pl.DataFrame({"gid": [-1]})], how="diagonal"
+    )
+    shares = events.select(*event_cols, "gid")[segments["event"]]
+    by_grant = ends[segments["grant"]]
+    rows = pl.concat(
+        [shares.with_columns(credits=segments["credits"]), by_grant.drop("gid")], how="horizontal"
+    ).with_columns(covered=by_grant["gid"] == shares["gid"])
+    rows = rows.join(_overage_prices(config), on="org_id", how="left", maintain_order="left")
+    return rows.select(
+        *event_cols,
+        pl.when("covered").then("grant_id").alias("grant_id"),
+        pl.when("covered").then("grant_kind").otherwise(pl.lit("overage")).alias("grant_kind"),
+        "credits",
+        pl.when("covered").then("unit_price_num").otherwise("overage_num").alias("unit_price_num"),
+        pl.when("covered").then("unit_price_den").otherwise("overage_den").alias("unit_price_den"),
+    ).cast(ALLOCATION_SCHEMA)
+
+
+def _overage_prices(config: BillingConfig) -> pl.DataFrame:
+    """Per customer, the overage credit price as num/den (0 where overage is not billed)."""
+    prices = {
+        org_id: Fraction(config.plan_of(org_id).overage_credit_price or 0)
+        for org_id in config.customers
+    }
+    return pl.DataFrame(
+        {
+            "org_id": list(prices),
+            "overage_num": [p.numerator for p in prices.values()],
+            "overage_den": [p.denominator for p in prices.values()],
+        },
+        schema={"org_id": pl.Utf8, "overage_num": pl.Int64, "overage_den": pl.Int64},
+    )

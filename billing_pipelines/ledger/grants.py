@@ -1,0 +1,98 @@
+"""Credit grants (SPEC §3): plan, purchase and rollover grants, each with a start, an exclusive
+expiry and an exact unit price. Times are naive datetimes meaning UTC, like the events' `ts`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from fractions import Fraction
+
+from billing_pipelines.config import CreditPurchase, Plan
+from billing_pipelines.periods import add_months, month_key
+
+# Consumption order among grants with the same expiry and start (SPEC §3).
+KIND_ORDER = {"rollover": 0, "plan": 1, "purchase": 2}
+
+
+@dataclass
+class Grant:
+    """One grant and what happened to its credits so far (consumed, expired, rolled over)."""
+
+    grant_id: str
+    org_id: str
+    kind: str
+    start: datetime
+    expiry: datetime
+    credits: int
+    unit_price: Fraction
+    origin: str  # plan month (plan, rollover) or purchase_id
+    consumed: int = 0
+    expired: int = 0
+    rolled_over: int = 0
+
+    @property
+    def priority(self) -> tuple:
+        """Sort key of SPEC §3: earliest expiry, earliest start, kind, id."""
+        return (self.expiry, self.start, KIND_ORDER[self.kind], self.grant_id)
+
+    @property
+    def left(self) -> int:
+        """Credits not consumed, expired or rolled over."""
+        return self.credits - self.consumed - self.expired - self.rolled_over
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """An aware time as a naive UTC datetime (naive input is taken as UTC already)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def month_instant(month: date) -> datetime:
+    """First instant of `month` as a naive UTC datetime."""
+    return datetime(month.year, month.month, 1)
+
+
+def plan_grant(org_id: str, plan: Plan, month: date) -> Grant:
+    """The plan grant of `month`: included credits from its first instant to the next month's."""
+    start = month_instant(month)
+    return Grant(
+        grant_id=f"plan:{org_id}:{month_key(month)}",
+        org_id=org_id,
+        kind="plan",
+        start=start,
+        expiry=add_months(start, 1),
+        credits=plan.included_credits,
+        unit_price=plan.unit_price,
+        origin=month_key(month),
+    )
+
+
+def purchase_grant(purchase: CreditPurchase) -> Grant:
+    """A purchase grant: its credits from purchased_at for expires_after_months months."""
+    start = utc_naive(purchase.purchased_at)
+    return Grant(
+        grant_id=f"purchase:{purchase.purchase_id}",
+        org_id=purchase.org_id,
+        kind="purchase",
+        start=start,
+        expiry=add_months(start, purchase.expires_after_months),
+        credits=purchase.credits,
+        unit_price=Fraction(purchase.price) / purchase.credits,
+        origin=purchase.purchase_id,
+    )
+
+
+def rollover_grant(source: Grant, plan: Plan, credits: int) -> Grant:
+    """The rollover of a plan grant's unused credits, starting at the source's expiry."""
+    return Grant(
+        grant_id=f"rollover:{source.org_id}:{source.origin}",
+        org_id=source.org_id,
+        kind="rollover",
+        start=source.expiry,
+        expiry=add_months(source.expiry, plan.rollover_expires_after_months),
+        credits=credits,
+        unit_price=source.unit_price,
+        origin=source.origin,
+    )
+

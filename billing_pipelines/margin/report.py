@@ -1,0 +1,78 @@
+"""Margin per customer and month (SPEC §5), exact until the final rounding, as SPEC §6 prints it."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+
+import polars as pl
+
+from billing_pipelines.ledger.consumption import expiry_month
+from billing_pipelines.ledger.grants import Grant
+from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
+from billing_pipelines.money import money
+from billing_pipelines.periods import month_key
+
+
+def breakage_by_org(grants: list[Grant], month: date) -> dict[str, Fraction]:
+    """Expired credits x their grant's unit price, for grants whose expiry falls in `month`."""
+    breakage: dict[str, Fraction] = {}
+    for grant in grants:
+        if grant.expired and expiry_month(grant.expiry) == month:
+            breakage[grant.org_id] = breakage.get(grant.org_id, Fraction(0)) + grant.expired * grant.unit_price
+    return breakage
+
+
+def customer_margin(
+    org_id: str, month: date, usage_revenue: Fraction, breakage: Fraction, cogs: Decimal,
+    target_ratio: Decimal,
+) -> dict:
+    """The margin figures of one customer (SPEC §5-6), without the by_model/by_action splits."""
+    revenue, cost = usage_revenue + breakage, Fraction(cogs)
+    ratio = revenue / cost if cost else None
+    return {
+        "org_id": org_id,
+        "month": month_key(month),
+        "revenue": money(revenue),
+        "breakage": money(breakage),
+        "cogs_usd": money(cost, 4),
+        "gross_margin": money(revenue - cost),
+        "margin_pct": money((revenue - cost) * 100 / revenue) if revenue else None,
+        "credit_to_cost_ratio": money(ratio) if ratio is not None else None,
+        "below_target": ratio is not None and ratio < Fraction(target_ratio),
+    }
+
+
+def margin_report(
+    org_ids: list[str], month: date, events: pl.DataFrame, allocations: pl.DataFrame,
+    grants: list[Grant], target_ratio: Decimal,
+) -> list[dict]:
+    """SPEC §6 margin objects sorted by org_id; `events` and `allocations` are the month's."""
+    revenue, cogs = recognized_revenue(allocations), usage_totals(events)
+    breakage = breakage_by_org(grants, month)
+    splits = {field: _split(events, allocations, field) for field in ("model", "action")}
+    report = []
+    for org_id in sorted(org_ids):
+        figures = customer_margin(
+            org_id, month, revenue.get((org_id,), Fraction(0)), breakage.get(org_id, Fraction(0)),
+            cogs.get((org_id,), (0, Decimal(0)))[1], target_ratio,
+        )
+        figures["by_model"] = splits["model"].get(org_id, [])
+        figures["by_action"] = splits["action"].get(org_id, [])
+        report.append(figures)
+    return report
+
+
+def _split(events: pl.DataFrame, allocations: pl.DataFrame, field: str) -> dict[str, list[dict]]:
+    """Per customer, one row per `field` value sorted by name: credits, usage revenue, COGS."""
+    revenue = recognized_revenue(allocations, field)
+    rows: dict[str, list[dict]] = {}
+    for (org_id, name), (credits, cost) in sorted(usage_totals(events, field).items()):
+        rows.setdefault(org_id, []).append({
+            field: name,
+            "credits": credits,
+            "revenue": money(revenue.get((org_id, name), Fraction(0))),
+            "cogs_usd": money(cost, 4),
+        })
+    return rows

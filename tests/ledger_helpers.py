@@ -1,0 +1,74 @@
+"""Small hand-made configs and billed events for the ledger, invoice and margin tests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import polars as pl
+
+from billing_pipelines.config import (
+    ActionTier, BillingConfig, CreditPurchase, Customer, ModelRate, Plan, PriceBook, RateLimits,
+)
+from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
+
+PRICE_BOOK = PriceBook(
+    currency="USD",
+    target_credit_to_cost_ratio=Decimal("3.0"),
+    models=(
+        ModelRate("big", date(2026, 1, 1), Decimal("0.003"), Decimal("0.015")),
+        ModelRate("small", date(2026, 1, 1), Decimal("0.0001"), Decimal("0.0004")),
+    ),
+    actions=(ActionTier("simple", 1), ActionTier("complex", 5)),
+)
+LIMITS = RateLimits(10, 100, Decimal(2), 60)
+
+
+def plan(name="pro", fee="49.00", included=5000, overage="0.0120", rollover_max=0, rollover_months=1) -> Plan:
+    return Plan(
+        plan=name,
+        monthly_fee=Decimal(fee),
+        included_credits=included,
+        overage_credit_price=None if overage is None else Decimal(overage),
+        rollover_max_credits=rollover_max,
+        rollover_expires_after_months=rollover_months,
+        rate_limits=LIMITS,
+    )
+
+
+def purchase(purchase_id, at, credits, price, months=12, org_id="acme") -> CreditPurchase:
+    return CreditPurchase(purchase_id, org_id, utc(at), credits, Decimal(price), months)
+
+
+def config(the_plan: Plan, start="2026-10-01", tax="0", purchases=(), extra_customers=()) -> BillingConfig:
+    customers = [Customer("acme", "Acme", the_plan.plan, date.fromisoformat(start), Decimal(tax))]
+    customers += list(extra_customers)
+    return BillingConfig(
+        price_book=PRICE_BOOK,
+        plans={the_plan.plan: the_plan},
+        customers={c.org_id: c for c in customers},
+        purchases=tuple(purchases),
+    )
+
+
+def utc(text: str) -> datetime:
+    """'2026-10-05T10:00' (UTC) as an aware datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def events(*rows) -> pl.DataFrame:
+    """Billed events from (request_id, ts, credits[, landing_date[, cost[, model[, action[, org]]]]]);
+    the landing date defaults to the ts date, cost to 0.001 USD, model big, action simple."""
+    records = []
+    for row in rows:
+        rid, ts, credits, landing, cost, model, action, org = (
+            list(row) + [None, "0.001", "big", "simple", "acme"][len(row) - 3:]
+        )
+        moment = datetime.fromisoformat(ts)
+        records.append({
+            "request_id": rid, "org_id": org, "user_id": "u1", "ts": moment,
+            "landing_date": date.fromisoformat(landing) if landing else moment.date(),
+            "model": model, "action": action, "input_tokens": 10, "output_tokens": 10,
+            "latency_ms": 100, "cost_usd": Decimal(cost), "credits": credits,
+        })
+    return pl.DataFrame(records, schema=BILLED_EVENT_SCHEMA, orient="row")
