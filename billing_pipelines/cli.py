@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from billing_pipelines.resources import BillingSettings
@@ -48,6 +49,7 @@ def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_co
         partition_key=partition_key,
         instance=dagster_instance(settings),
         run_config={**quiet, **(run_config or {})},
+        resources={"billing": settings},
         raise_on_error=False,
     )
     if not result.success:
@@ -71,6 +73,57 @@ def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
               f"{s['duplicates']} duplicates, {quarantined} quarantined {s['quarantined'] or ''}".rstrip())
 
 
+def parse_month_arg(text: str) -> date:
+    from billing_pipelines.periods import parse_month
+
+    try:
+        return parse_month(text)
+    except ValueError as exc:
+        raise SystemExit(f"billing: {exc}") from exc
+
+
+def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None:
+    from billing_pipelines.ledger.month_close import stored_month_close
+
+    month = parse_month_arg(args.month)
+    run_job("monthly_close", month.isoformat(), settings)
+    meta = stored_month_close(settings, month)
+    total = sum(Decimal(i["total"]) for i in meta["invoices"])
+    print(f"{args.month} closed: {len(meta['invoices'])} draft invoices, total {total:.2f}; "
+          f"{sum(m['below_target'] for m in meta['margin'])} customers below the target ratio")
+    print(f"  invoices: billing invoices {args.month} --format json   (database {settings.database_url})")
+    print(f"  margin:   billing margin {args.month} --format json")
+
+
+def cmd_invoices(args: argparse.Namespace, settings: BillingSettings) -> None:
+    from billing_pipelines import billing_db
+    from billing_pipelines.periods import month_key
+
+    month = month_key(parse_month_arg(args.month))
+    invoices = billing_db.list_invoices(billing_db.engine_from_url(settings.database_url), month)
+    if args.format == "json":
+        print(json.dumps(invoices, indent=1))
+        return
+    for i in invoices:
+        print(f"{i['org_id']:<24} {i['status']:<6} {i['number'] or '-':<16} {i['currency']} {i['total']:>12}")
+
+
+def cmd_margin(args: argparse.Namespace, settings: BillingSettings) -> None:
+    from billing_pipelines.ledger.month_close import stored_month_close
+
+    try:
+        margin = stored_month_close(settings, parse_month_arg(args.month))["margin"]
+    except LookupError as exc:
+        raise SystemExit(f"billing: {exc}") from exc
+    if args.format == "json":
+        print(json.dumps(margin, indent=1))
+        return
+    for m in margin:
+        flag = "  BELOW TARGET" if m["below_target"] else ""
+        print(f"{m['org_id']:<24} revenue {m['revenue']:>10} cogs {m['cogs_usd']:>10} "
+              f"margin {m['margin_pct'] or '-':>6}% ratio {m['credit_to_cost_ratio'] or '-':>6}{flag}")
+
+
 def cmd_generate(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.generate import GeneratorSpec, generate
 
@@ -91,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("dates", nargs="+", help="YYYY-MM-DD or FROM..TO")
     ingest.add_argument("--format", choices=["text", "json"], default="text")
     ingest.set_defaults(handler=cmd_ingest)
+
+    close = sub.add_parser("close-month", help="ledger, draft invoices and margin of a month, from all history")
+    close.add_argument("month", help="YYYY-MM")
+    close.set_defaults(handler=cmd_close_month)
+
+    for name, handler, what in (("invoices", cmd_invoices, "the invoices of a month"),
+                                ("margin", cmd_margin, "the margin report of a month")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("month", help="YYYY-MM")
+        cmd.add_argument("--format", choices=["text", "json"], default="text")
+        cmd.set_defaults(handler=handler)
 
     gen = sub.add_parser("generate", help="write a realistic synthetic landing zone and its config")
     gen.add_argument("--seed", type=int, default=7)

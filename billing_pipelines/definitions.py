@@ -5,11 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from billing_pipelines.ingest import assets as ingest
+from billing_pipelines.ledger import assets as ledger
 from billing_pipelines.resources import BillingSettings
 
+settings = BillingSettings.from_env()
+
 defs = dg.Definitions(
-    assets=[ingest.priced_events, ingest.billed_usage],
-    jobs=[ingest.ingest_job],
-    schedules=[ingest.daily_ingest_schedule],
-    resources={"billing": BillingSettings.from_env()},
+    assets=[ingest.priced_events, ingest.billed_usage, ledger.month_close],
+    jobs=[ingest.ingest_job, ledger.month_close_job],
+    schedules=[ingest.daily_ingest_schedule, ledger.monthly_close_schedule(settings.grace_days)],
+    resources={"billing": settings},
 )

@@ -1,0 +1,104 @@
+"""Run and store a month close: read the billed events, close the month, keep the results.
+
+The results of month M live in the warehouse as `month_close/month=YYYY-MM/` (allocations and
+grants as Parquet, every JSON document in the manifest) and, for the invoices, in the billing
+database, where finalization and numbering happen.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+import pyarrow as pa
+
+from billing_pipelines import billing_db, duck
+from billing_pipelines.close import MonthClose, close_month
+from billing_pipelines.ingest.pipeline import billed_events_sql, refresh_all
+from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
+from billing_pipelines.periods import add_months, month_key
+from billing_pipelines.resources import BillingSettings
+
+DATASET = "month_close"
+
+
+def partition(month: date) -> str:
+    return f"month={month_key(month)}"
+
+
+def billed_history(settings: BillingSettings, month: date) -> pl.DataFrame:
+    """Every billed event whose billing month can be `month` or earlier (SPEC §2), with every
+    landing date ingested first where it is missing or stale."""
+    zone = refresh_all(settings)
+    next_month = add_months(month.replace(day=1), 1)
+    last_landing = next_month + timedelta(days=settings.grace_days)
+    con = duck.connect(settings.scratch_dir())
+    try:
+        query = billed_events_sql(con, zone, [d for d in zone.dates if d < last_landing])
+        frame = con.sql(
+            f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({query}) "
+            f"WHERE ts < TIMESTAMP '{next_month.isoformat()}' ORDER BY request_id"
+        ).pl()
+    except LookupError:
+        frame = pl.DataFrame(schema=BILLED_EVENT_SCHEMA)
+    finally:
+        con.close()
+    return frame.cast(BILLED_EVENT_SCHEMA)
+
+
+def run_month_close(settings: BillingSettings, month: date) -> MonthClose:
+    """Close `month` from the full history and store everything it produced."""
+    config = settings.billing_config()
+    result = close_month(config, billed_history(settings, month), month, settings.grace_days)
+    store_month_close(settings, result)
+    engine = billing_db.engine_from_url(settings.database_url)
+    billing_db.sync_config(engine, config)
+    billing_db.store_grants(engine, month_key(month), result.grants)
+    billing_db.store_draft_invoices(engine, month_key(month), result.invoices)
+    return result
+
+
+def store_month_close(settings: BillingSettings, result: MonthClose) -> None:
+    con = duck.connect(settings.scratch_dir())
+    try:
+        con.register("allocations_arrow", result.allocations.to_arrow())
+        con.register("grants_arrow", _grants_table(result))
+        settings.warehouse().commit(
+            DATASET, partition(result.month), con,
+            {"allocations": "SELECT * FROM allocations_arrow ORDER BY ALL", "grants": "SELECT * FROM grants_arrow ORDER BY grant_id"},
+            {
+                "month": month_key(result.month),
+                "credit_summaries": {o: s.as_dict() for o, s in sorted(result.credit_summaries.items())},
+                "invoices": result.invoices,
+                "invoice_usage": result.invoice_usage,
+                "margin": result.margin,
+                "advisor": result.advisor,
+            },
+        )
+    finally:
+        con.close()
+
+
+def _grants_table(result: MonthClose) -> pa.Table:
+    rows = [g for g in result.grants]
+    return pa.table({
+        "grant_id": [g.grant_id for g in rows],
+        "org_id": [g.org_id for g in rows],
+        "kind": [g.kind for g in rows],
+        "start": [g.start for g in rows],
+        "expiry": [g.expiry for g in rows],
+        "credits": pa.array([g.credits for g in rows], pa.int64()),
+        "unit_price": [str(g.unit_price) for g in rows],
+        "origin": [g.origin for g in rows],
+        "consumed": pa.array([g.consumed for g in rows], pa.int64()),
+        "expired": pa.array([g.expired for g in rows], pa.int64()),
+        "rolled_over": pa.array([g.rolled_over for g in rows], pa.int64()),
+    })
+
+
+def stored_month_close(settings: BillingSettings, month: date) -> dict:
+    """The JSON documents of a closed month; a clear error where it was never closed."""
+    manifest = settings.warehouse().manifest(DATASET, partition(month))
+    if manifest is None:
+        raise LookupError(f"{month_key(month)} is not closed yet: run `billing close-month {month_key(month)}`")
+    return manifest["meta"]
