@@ -73,3 +73,16 @@ def drop_keys(prefix: str) -> None:
     keys = list(client.scan_iter(f"{prefix}*"))
     if keys:
         client.delete(*keys)
+
+
+def replay(limiter, clock, org, model, spacing, seconds):
+    """Send one request every `spacing` seconds for `seconds`, each released at once;
+    return [(offset, decision)]."""
+    start, answers = clock.now, []
+    for i in range(round(seconds / spacing) + 1):
+        clock.now = start + i * spacing
+        decision = limiter.decide(org, model)
+        if decision.lease:
+            limiter.release(decision.lease)
+        answers.append((i * spacing, decision))
+    return answers

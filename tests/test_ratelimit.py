@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ratelimit_support import NOV_2026, PLAN_OF, write_config
+from ratelimit_support import NOV_2026, PLAN_OF, replay, write_config
 
 from billing_pipelines.ratelimit import (
     ALLOW, DEGRADE, REJECT, MemoryBackend, Policy, RateLimited, RateLimiter, SimClock, UnknownModel,
@@ -23,19 +23,6 @@ def clock():
 
 def limiter_for(config, clock, **kwargs) -> RateLimiter:
     return RateLimiter(config, MemoryBackend(clock), clock=clock, **kwargs)
-
-
-def replay(limiter, clock, org, model, spacing, seconds):
-    """Send one request every `spacing` seconds for `seconds`, each released at once;
-    return [(offset, decision)]."""
-    start, answers = clock.now, []
-    for i in range(round(seconds / spacing) + 1):
-        clock.now = start + i * spacing
-        decision = limiter.decide(org, model)
-        if decision.lease:
-            limiter.release(decision.lease)
-        answers.append((i * spacing, decision))
-    return answers
 
 
 @pytest.mark.parametrize("org", sorted(PLAN_OF))
