@@ -131,6 +131,8 @@ def test_unknown_org_and_model_are_clear_errors(config, clock):
         limiter.decide("nobody", "small-fast")
     with pytest.raises(UnknownModel, match="gpt-9"):
         limiter.decide("acme", "gpt-9")
+    with pytest.raises(ValueError, match="est_credits"):
+        limiter.decide("acme", "small-fast", est_credits=-1)
     clock.now = NOV_2026 - 366 * 86400  # 2025: no rate effective yet
     with pytest.raises(UnknownModel, match="2025"):
         limiter.decide("acme", "small-fast")

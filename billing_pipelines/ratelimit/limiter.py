@@ -106,6 +106,8 @@ class RateLimiter:
         customer = self.config.customers.get(org)
         if customer is None:
             raise UnknownOrg(f"unknown org {org!r}")
+        if isinstance(est_credits, bool) or not isinstance(est_credits, int) or est_credits < 0:
+            raise ValueError(f"est_credits must be an integer >= 0, got {est_credits!r}")
         chain = self.degrade_chain(model)
         policy = self._policies[customer.plan]
         if self._out_of_credits(org, est_credits):
