@@ -51,7 +51,7 @@ class Grant:
     """A backend's answer: which chain entry was admitted (None: refused) and the figures."""
 
     index: int | None
-    reason: str  # "" when admitted, else "concurrency" or "rate"
+    reason: str  # "" when admitted, else "concurrency" or "rate_limited"
     now_us: int
     expires_us: int  # the lease's expiry when admitted
     retry_after_us: int
@@ -101,7 +101,7 @@ class MemoryBackend:
                 states.append(state)
             first = states[0]
             retry = min(s.retry_after_us for s in states)
-            return Grant(None, "rate", now, 0, retry, 0, first.reset_us, self.store)
+            return Grant(None, "rate_limited", now, 0, retry, 0, first.reset_us, self.store)
 
     def release(self, lease):
         with self._lock:
@@ -172,7 +172,7 @@ for i = 2, #KEYS do
   if retry == nil or wait < retry then retry = wait end
   if i == 2 then first_reset = tat - now end
 end
-return {0, 'rate', now, 0, retry, 0, first_reset}
+return {0, 'rate_limited', now, 0, retry, 0, first_reset}
 """
 
 # KEYS[1]: the org's lease set. ARGV: now_us ("" = server TIME), lease_id, ttl_us.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Callable, Iterator
 
 from billing_pipelines.config import BillingConfig
@@ -100,7 +100,7 @@ class RateLimiter:
         self.ttl_us = to_micros(lease_ttl)
         self._clock = clock
         self._policies = {name: Policy.of(plan.rate_limits) for name, plan in config.plans.items()}
-        self._chains: dict[tuple[str, object], tuple[str, ...]] = {}
+        self._chains: dict[tuple[str, date], tuple[str, ...]] = {}
 
     def decide(self, org: str, model: str, est_credits: int = 1) -> Decision:
         customer = self.config.customers.get(org)
@@ -161,8 +161,7 @@ class RateLimiter:
     def _decision(self, org: str, chain: tuple[str, ...], policy: Policy, lease_id: str, grant: Grant) -> Decision:
         rate = (policy.requests_per_minute, grant.remaining, grant.reset_us / MICROS)
         if grant.index is None:
-            reason = "rate_limited" if grant.reason == "rate" else grant.reason
-            return Decision(REJECT, org, chain[0], None, None, reason, grant.retry_after_us / MICROS, *rate)
+            return Decision(REJECT, org, chain[0], None, None, grant.reason, grant.retry_after_us / MICROS, *rate)
         served = chain[grant.index]
         lease = Lease(lease_id, org, served, grant.store, grant.expires_us / MICROS)
         reason = "limiter_unavailable" if grant.failover else ("rate_limited" if grant.index else "")
