@@ -161,3 +161,20 @@ def test_response_headers(config, clock):
 def test_policy_in_integer_microseconds(config):
     assert Policy.of(config.plans["pro"].rate_limits) == Policy(10, 300, 200_000, 60_000_000)
     assert Policy.of(config.plans["solo"].rate_limits).tolerance_us == 0
+
+
+def test_module_functions_use_a_limiter_from_the_environment(config, tmp_path, monkeypatch):
+    from billing_pipelines import ratelimit
+
+    write_config(tmp_path)
+    monkeypatch.setenv("BILLING_CONFIG", str(tmp_path))
+    monkeypatch.delenv("BILLING_REDIS_URL", raising=False)
+    ratelimit.configure(None)
+    try:
+        assert isinstance(ratelimit.default_limiter().backend, MemoryBackend)
+        with ratelimit.lease("solo", "small-fast") as decision:
+            assert ratelimit.heartbeat(decision.lease) is not None
+            assert ratelimit.decide("solo", "small-fast").reason == "concurrency"
+        assert ratelimit.release(decision.lease) is False, "the context manager released it"
+    finally:
+        ratelimit.configure(None)
