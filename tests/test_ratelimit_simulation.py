@@ -24,14 +24,12 @@ def config(tmp_path_factory):
 
 def events(rows) -> pl.DataFrame:
     """rows: (org_id, model, seconds after T0, latency_ms, credits); 1,000 tokens in and out."""
-    frame = pl.DataFrame(
+    return pl.DataFrame(
         [(org, model, T0 + timedelta(seconds=s), latency, 1000, 1000, credits) for org, model, s, latency, credits in rows],
         schema={"org_id": pl.String, "model": pl.String, "ts": pl.Datetime("us", "UTC"), "latency_ms": pl.Int64,
                 "input_tokens": pl.Int64, "output_tokens": pl.Int64, "credits": pl.Int64},
         orient="row",
     )
-    cost = {"frontier-large": Decimal("0.018"), "small-fast": Decimal("0.00075")}
-    return frame.with_columns(cost_usd=pl.col("model").replace_strict(cost, return_dtype=DECIMAL))
 
 
 # solo: one slot, one request a minute per model, no burst.
@@ -88,7 +86,6 @@ def trace_events(config) -> pl.DataFrame:
         pytest.skip(f"the Azure trace is not at {TRACE}")
     raw = pl.read_csv(TRACE)
     orgs = ["acme", "globex", "initech"]
-    rate = config.price_book.rate_at("frontier-large", T0.date())
     return raw.select(
         org_id=pl.int_range(pl.len()).mod(3).replace_strict(dict(enumerate(orgs)), return_dtype=pl.String),
         model=pl.lit("frontier-large"),
@@ -98,7 +95,7 @@ def trace_events(config) -> pl.DataFrame:
         input_tokens="ContextTokens",
         output_tokens="GeneratedTokens",
         credits=pl.lit(1),
-    ).with_columns(cost_usd=_cost(rate))
+    )
 
 
 def _cost(rate) -> pl.Expr:
@@ -120,10 +117,11 @@ def test_the_real_trace_replays_consistently(config):
 
     replayed = replay_rate_limits(trace, config)
     degraded = replayed.filter(pl.col("outcome") == "degrade")
+    frontier = config.price_book.rate_at("frontier-large", T0.date())
     saved = Decimal(0)
     for served, part in degraded.partition_by("served_model", as_dict=True).items():
         rate = config.price_book.rate_at(served[0], T0.date())
-        saved += part.select(pl.col("cost_usd") - _cost(rate)).to_series().sum()
+        saved += part.select(_cost(frontier) - _cost(rate)).to_series().sum()
     assert free["cogs_saved_usd"] == saved.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
 
     alone = rate_limit_simulation(trace.filter(pl.col("org_id") == "initech"), config)
@@ -146,3 +144,8 @@ def test_the_dagster_asset_materializes_the_report(config):
     assert report.equals(rate_limit_simulation(events(HAND_CHECKED), config))
     metadata = result.asset_materializations_for_node("rate_limit_simulation")[0].metadata
     assert metadata["rejected"].value == 2 and metadata["cogs_saved_usd"].value == "0.0313"
+
+
+def test_a_month_without_events_reports_no_org(config):
+    report = rate_limit_simulation(events([]), config)
+    assert report.height == 0 and report.columns[-1] == "revenue_at_risk"

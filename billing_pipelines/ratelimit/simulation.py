@@ -5,7 +5,8 @@ would have saved, and the revenue put at risk by rejections.
 Each event holds a concurrency slot from ``ts`` to ``ts + latency_ms`` on a simulated clock;
 a slot ending at an instant is free for a request starting at that instant. Rules and burst
 model as in `limiter` and `policy`, with the in-process backend; credits are not checked (the
-replay knows no balances). Events with equal ts are replayed in their input order.
+replay knows no balances). Events with equal ts are replayed in their input order. COGS is
+SPEC §1.4's, from the tokens and the price book (a provider-reported cost_usd is not used).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import polars as pl
 
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ratelimit.backends import MemoryBackend
-from billing_pipelines.ratelimit.limiter import DEGRADE, REJECT, RateLimiter
+from billing_pipelines.ratelimit.limiter import ALLOW, DEGRADE, REJECT, RateLimiter
 from billing_pipelines.ratelimit.policy import MICROS, SimClock
 
-EVENT_COLUMNS = ("org_id", "model", "ts", "latency_ms", "input_tokens", "output_tokens", "credits", "cost_usd")
+EVENT_COLUMNS = ("org_id", "model", "ts", "latency_ms", "input_tokens", "output_tokens", "credits")
 MONEY_PLACES, COST_PLACES = 2, 4
 
 
@@ -92,28 +93,31 @@ def _org_summary(org: str, group: pl.DataFrame, config: BillingConfig) -> tuple:
     count = dict(zip(counts["outcome"].to_list(), counts["count"].to_list()))
     rejected = group.filter(pl.col("outcome") == REJECT)
     degraded = group.filter(pl.col("outcome") == DEGRADE)
-    saved = sum((_saving(row, config) for row in degraded.iter_rows(named=True)), Decimal(0))
+    cogs = sum((_cost(row, row["model"], config) for row in group.iter_rows(named=True)), Decimal(0))
+    saved = sum(
+        (_cost(row, row["model"], config) - _cost(row, row["served_model"], config)
+         for row in degraded.iter_rows(named=True)),
+        Decimal(0),
+    )
     if "revenue" in group.columns:
         at_risk = Fraction(sum(rejected["revenue"].to_list(), Decimal(0)))
     else:
         at_risk = int(rejected["credits"].sum()) * plan.unit_price
     return (
-        org, plan.plan, group.height, count.get("allow", 0), count.get(DEGRADE, 0), rejected.height,
+        org, plan.plan, group.height, count.get(ALLOW, 0), count.get(DEGRADE, 0), rejected.height,
         rejected.filter(pl.col("reason") == "rate_limited").height,
         rejected.filter(pl.col("reason") == "concurrency").height,
         int(rejected["credits"].sum()),
-        _round(sum(group["cost_usd"].to_list(), Decimal(0)), COST_PLACES),
+        _round(cogs, COST_PLACES),
         _round(saved, COST_PLACES),
         _round(at_risk, MONEY_PLACES),
     )
 
 
-def _saving(event: dict, config: BillingConfig) -> Decimal:
-    """What serving `event` on its served model instead of its own saves (SPEC §1.4 cost)."""
-    day = _utc(event["ts"]).date()
-    rate = config.price_book.rate_at(event["served_model"], day)
-    cheaper = (event["input_tokens"] * rate.input_usd_per_1k + event["output_tokens"] * rate.output_usd_per_1k) / 1000
-    return event["cost_usd"] - cheaper
+def _cost(event: dict, model: str, config: BillingConfig) -> Decimal:
+    """The event's tokens at `model`'s rates on the event's date (SPEC §1.4), exact."""
+    rate = config.price_book.rate_at(model, _utc(event["ts"]).date())
+    return (event["input_tokens"] * rate.input_usd_per_1k + event["output_tokens"] * rate.output_usd_per_1k) / 1000
 
 
 def _utc(ts: datetime) -> datetime:
