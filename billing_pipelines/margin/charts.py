@@ -76,7 +76,7 @@ def _thousands_axis(ax, axis: str = "x") -> None:
 def ratio_by_customer(names: Sequence[str], ratios: Sequence[Decimal | None], target: Decimal) -> str:
     """Horizontal bars of each customer's credit-to-cost ratio against the target line; customers
     without COGS (no ratio) are left out."""
-    rows = sorted(((r, n) for n, r in zip(names, ratios) if r is not None), reverse=True)
+    rows = sorted(((r, n) for n, r in zip(names, ratios) if r is not None), key=lambda row: (-row[0], row[1]))
     with plt.rc_context(STYLE):
         figure, (ax,) = _figure(0.6 + 0.24 * max(len(rows), 1))
         values = [float(r) for r, _ in rows]
@@ -86,7 +86,9 @@ def ratio_by_customer(names: Sequence[str], ratios: Sequence[Decimal | None], ta
         ax.invert_yaxis()
         line = ax.axvline(float(target), color=AMBER, linewidth=1.4, linestyle="--", label=f"target {target}×")
         _legend_on_top(ax, [Patch(color=NAVY, label="meets target"), Patch(color=RED, label="below target"), line])
-        ax.bar_label(bars, labels=[f"{r}×" for r, _ in rows], padding=3, fontsize=7.5, color=INK)
+        labels = ax.bar_label(bars, labels=[f"{r}×" for r, _ in rows], padding=3, fontsize=7.5)
+        for label, color in zip(labels, colors):
+            label.set_color(RED if color == RED else INK)
         ax.set_xlim(0, max([*values, float(target)]) * 1.12)
         ax.set_xlabel("recognized revenue ÷ COGS")
         return svg_data_uri(figure)

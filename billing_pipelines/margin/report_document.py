@@ -123,7 +123,8 @@ class MarginReport:
 
     @property
     def below_target(self) -> list[CustomerMargin]:
-        return sorted((c for c in self.customers if c.below_target), key=lambda c: (c.ratio, c.org_id))
+        """Customers below the target ratio, the largest shortfall first."""
+        return sorted((c for c in self.customers if c.below_target), key=lambda c: (-c.shortfall, c.org_id))
 
     @property
     def cost_ceiling(self) -> Decimal | None:
