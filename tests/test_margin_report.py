@@ -150,6 +150,8 @@ def test_rate_limit_simulation_is_shown_when_given(closed):
 def test_a_simulation_without_its_columns_is_refused(closed):
     with pytest.raises(ValueError, match="lacks column.*degraded"):
         load_margin_report(closed, NOV, [{"org_id": "acme", "requests": 1}])
+    with pytest.raises(ValueError, match="lacks column.*revenue_at_risk"):
+        load_margin_report(closed, NOV, pl.DataFrame(schema={"org_id": pl.String, "requests": pl.Int64}))
 
 
 def test_a_month_not_closed_is_a_clear_error(closed):

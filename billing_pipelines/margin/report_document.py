@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -30,7 +31,8 @@ SIMULATION_COLUMNS = ("org_id", "requests", "degraded", "rejected", "cogs_saved_
 
 
 def _ratio(numerator: Decimal, denominator: Decimal, scale: int = 1) -> Decimal | None:
-    return Decimal(money(numerator * scale / denominator)) if denominator else None
+    """numerator x scale / denominator, exact then rounded half up to 2 places; None over 0."""
+    return Decimal(money(Fraction(numerator) * scale / Fraction(denominator))) if denominator else None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class MonthTotals:
     @property
     def ratio(self) -> Decimal | None:
         return _ratio(self.revenue, self.cogs)
+
+    @property
+    def breakage_share(self) -> Decimal | None:
+        """Breakage as a percentage of revenue."""
+        return _ratio(self.breakage, self.revenue, 100)
 
 
 def month_totals(month: str, margin: list[dict]) -> MonthTotals:
@@ -131,7 +138,7 @@ class MarginReport:
         """The highest cost per credit that meets the target at this month's revenue per credit."""
         if self.revenue_per_credit is None:
             return None
-        return Decimal(money(self.revenue_per_credit / self.target, 6))
+        return Decimal(money(Fraction(self.revenue_per_credit) / Fraction(self.target), 6))
 
 
 def build_margin_report(
@@ -164,7 +171,7 @@ def _decimal(text: str | None) -> Decimal | None:
 
 def _tier_line(tier: dict) -> dict:
     """An advisor row with the credits per event it charges now (on average) and a verdict."""
-    per_event = Decimal(money(Decimal(tier["credits"]) / tier["events"])) if tier["events"] else None
+    per_event = _ratio(Decimal(tier["credits"]), Decimal(tier["events"]))
     needed = tier["credits_needed_for_target"]
     if needed is None or per_event is None:
         verdict = "no revenue per credit"
@@ -193,8 +200,14 @@ def _model_lines(close: dict) -> list[dict]:
 
 
 def _simulation_lines(simulation: pl.DataFrame | Iterable[dict], names: dict[str, str]) -> list[dict]:
-    rows = simulation.to_dicts() if isinstance(simulation, pl.DataFrame) else list(simulation)
-    missing = [c for c in SIMULATION_COLUMNS if rows and c not in rows[0]]
+    """Rows of the rate-limit simulation table (columns SIMULATION_COLUMNS) by org_id, amounts as
+    Decimal, with the customer's name."""
+    if isinstance(simulation, pl.DataFrame):
+        rows, columns = simulation.to_dicts(), simulation.columns
+    else:
+        rows = list(simulation)
+        columns = rows[0].keys() if rows else SIMULATION_COLUMNS
+    missing = [c for c in SIMULATION_COLUMNS if c not in columns]
     if missing:
         raise ValueError(f"margin report: rate-limit simulation lacks column(s) {', '.join(missing)}")
     return [{**{c: r[c] for c in SIMULATION_COLUMNS}, "name": names.get(r["org_id"], r["org_id"]),
@@ -239,8 +252,8 @@ def _environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(
         amount=lambda v, places=2: "—" if v is None else f"{Decimal(money(v, places)):,.{places}f}",
-        pct=lambda v: "—" if v is None else f"{v:.2f}%",
-        times=lambda v: "—" if v is None else f"{v:.2f}×",
+        pct=lambda v: "—" if v is None else f"{money(v)}%",
+        times=lambda v: "—" if v is None else f"{money(v)}×",
         count=lambda v: "—" if v is None else f"{v:,}",
     )
     return env
