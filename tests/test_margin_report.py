@@ -216,3 +216,18 @@ def test_cli_refuses_a_month_not_closed(closed, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     with pytest.raises(SystemExit, match="2026-12 is not closed yet"):
         run_cli(closed, "margin-report", "2026-12")
+
+
+def test_asset_runs_after_the_month_close_in_one_definitions(closed):
+    from billing_pipelines.ledger.assets import month_close
+
+    cycle = dg.define_asset_job("billing_cycle", selection=dg.AssetSelection.assets(month_close, margin_report_pdf),
+                                partitions_def=billing_months)
+    defs = dg.Definitions(assets=[month_close, margin_report_pdf], jobs=[cycle], resources={"billing": closed})
+    assert defs.resolve_asset_graph().get(dg.AssetKey("margin_report_pdf")).parent_keys == {
+        dg.AssetKey("margin_report")}
+    result = defs.resolve_job_def("billing_cycle").execute_in_process(
+        partition_key=NOV.isoformat(), instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"credit_ledger", "margin_report", "margin_report_pdf"} <= materialized
