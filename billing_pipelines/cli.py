@@ -60,7 +60,14 @@ def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_co
 def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.ingest.pipeline import summary_of
 
+    from billing_pipelines.partitions import landing_dates
+
     days = parse_dates(args.dates)
+    known = set(landing_dates.get_partition_keys())
+    outside = [d.isoformat() for d in days if d.isoformat() not in known]
+    if outside:
+        raise SystemExit(f"billing: {', '.join(outside[:5])} not a landing date partition "
+                         f"({landing_dates.start:%Y-%m-%d} to the end of this month; BILLING_FIRST_DAY moves the start)")
     for day in days:
         run_job("daily_ingest", day.isoformat(), settings)
     summaries = [summary_of(settings, day).to_json() for day in days]
