@@ -10,8 +10,11 @@ and reused by every render.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -41,6 +44,21 @@ def render_invoice_pdf(document: dict) -> bytes:
     return html.write_pdf(
         stylesheets=[renderer.stylesheet], font_config=renderer.fonts, cache=renderer.images
     )
+
+
+def render_invoice_pdfs(documents: Iterable[dict], workers: int = 2, chunksize: int = 8) -> Iterator[bytes]:
+    """PDF bytes of each document, in order, rendered by `workers` processes (each warmed up
+    once: fonts, stylesheet, template)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=warm_up) as pool:
+        yield from pool.map(render_invoice_pdf, documents, chunksize=chunksize)
+
+
+def warm_up() -> None:
+    """Load fonts, stylesheet and template, and lay out one example (a process pool initializer)."""
+    from billing_pipelines.invoicing.examples import example_invoice
+
+    render_invoice_pdf(example_invoice())
 
 
 def pdf_key(org_id: str, month: str, number: str | None = None, kind: str = "invoice") -> str:
