@@ -7,11 +7,21 @@ import os
 import re
 import subprocess
 import sys
+from datetime import date
+from decimal import Decimal
 
 import pytest
 from pypdf import PdfReader
 
-from billing_pipelines.invoicing import InvoiceDocumentError, render_invoice_html, render_invoice_pdf
+from billing_pipelines.config import Customer
+from billing_pipelines.invoicing import (
+    InvoiceDocumentError,
+    Seller,
+    invoice_document,
+    render_invoice_html,
+    render_invoice_pdf,
+    render_invoice_pdfs,
+)
 from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
 
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
@@ -183,3 +193,28 @@ def test_defaults_without_dates_or_seller():
 def test_bad_documents_get_a_clear_error(change, message):
     with pytest.raises(InvoiceDocumentError, match=re.escape(message)):
         render_invoice_html(dict(example_invoice(), **change))
+
+
+def test_document_from_the_spec_invoice_and_config():
+    """What close-month and finalization call: SPEC §6 invoice + margin rows + config."""
+    invoice = {"org_id": "acme", "month": "2026-11", "status": "draft", "number": None, "currency": "USD",
+               "lines": [{"kind": "plan_fee", "description": "Pro plan, November 2026", "quantity": "1",
+                          "unit_price": "49.00", "amount": "49.00"}],
+               "subtotal": "49.00", "tax": "9.80", "total": "58.80", "cogs_usd": "12.3456",
+               "credits": {"opening": 0, "rolled_over_in": 0, "granted": 5000, "purchased": 0, "consumed": 4200,
+                           "overage": 0, "expired": 0, "rolled_over_out": 800, "closing": 800}}
+    margin = {"by_model": [{"model": "frontier-large", "credits": 4200, "revenue": "41.16", "cogs_usd": "12.3456"}],
+              "by_action": [{"action": "complex", "credits": 4200, "revenue": "41.16", "cogs_usd": "12.3456"}]}
+    customer = Customer("acme", "Acme Corp", "pro", date(2026, 10, 1), Decimal("0.20"), "billing@acme.example",
+                        "1 Main St, Springfield")
+    document = invoice_document(invoice, customer, Seller(payment_terms_days=14), date(2026, 12, 4), margin)
+    assert document["due_date"] == "2026-12-18"
+    text = pdf_pages(render_invoice_pdf(document))[0]
+    for expected in ("Acme Corp", "1 Main St, Springfield", "Tax (20%) 9.80", "Total USD 58.80", "DRAFT",
+                     "Due date 18 December 2026", "frontier-large 4200 100% 12.3456", "Closing balance 800"):
+        assert expected in text
+
+
+def test_parallel_rendering_gives_the_same_bytes_in_order():
+    documents = [example_invoice(org_id=f"org-{i}", number=f"INV-2026-00000{i}") for i in range(1, 4)]
+    assert list(render_invoice_pdfs(documents, workers=2)) == [render_invoice_pdf(d) for d in documents]

@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from billing_pipelines.config import ConfigError
+from billing_pipelines.config import ConfigError, Customer
 from billing_pipelines.invoicing.seller import Seller, seller_from_dict
 from billing_pipelines.periods import add_months, parse_month
 
@@ -35,6 +35,36 @@ class Row:
     label: str
     values: tuple[str, ...]
     css: str = ""
+
+
+def invoice_document(
+    invoice: dict,
+    customer: Customer,
+    seller: Seller,
+    issue_date: date,
+    margin: dict | None = None,
+    kind: str = "invoice",
+    refers_to: str | None = None,
+) -> dict:
+    """The document to render from a SPEC §6 invoice object, the customer's config entry, the
+    seller, and optionally the customer's SPEC §6 margin row (usage by model and action tier)."""
+    usage = {
+        field: [{name: row[name], "credits": row["credits"], "cost_usd": row["cogs_usd"]}
+                for row in (margin or {}).get(source, [])]
+        for field, source, name in (("usage_by_model", "by_model", "model"),
+                                    ("usage_by_action", "by_action", "action"))
+    }
+    return {
+        **invoice,
+        **usage,
+        "kind": kind,
+        "refers_to": refers_to,
+        "customer": {"name": customer.name, "email": customer.email, "address": customer.address,
+                     "tax_rate": str(customer.tax_rate)},
+        "seller": seller.as_dict(),
+        "issue_date": issue_date.isoformat(),
+        "due_date": seller.due_date(issue_date).isoformat(),
+    }
 
 
 def invoice_view(document: dict) -> dict:
