@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from billing_pipelines.invoicing import render_invoice_pdf
+from billing_pipelines.invoicing.pdf import render_invoice_pdf
 from billing_pipelines.invoicing.examples import example_invoice
 
 CUSTOMER = {

@@ -16,14 +16,9 @@ from pypdf import PdfReader
 import billing_pipelines
 
 from billing_pipelines.config import Customer
-from billing_pipelines.invoicing import (
-    InvoiceDocumentError,
-    Seller,
-    invoice_document,
-    render_invoice_html,
-    render_invoice_pdf,
-    render_invoice_pdfs,
-)
+from billing_pipelines.invoicing.document import InvoiceDocumentError, invoice_document
+from billing_pipelines.invoicing.pdf import render_invoice_html, render_invoice_pdf, render_invoice_pdfs
+from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
 
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
@@ -153,7 +148,7 @@ def test_same_document_gives_identical_bytes(final_pdf):
 
 
 def test_identical_bytes_in_a_fresh_process(final_pdf):
-    code = ("import sys; from billing_pipelines.invoicing import render_invoice_pdf;"
+    code = ("import sys; from billing_pipelines.invoicing.pdf import render_invoice_pdf;"
             "from billing_pipelines.invoicing.examples import example_invoice;"
             "sys.stdout.buffer.write(render_invoice_pdf(example_invoice()))")
     checkout = os.path.dirname(os.path.dirname(billing_pipelines.__file__))
