@@ -29,16 +29,22 @@ def partition(month: date) -> str:
 def billed_history(settings: BillingSettings, month: date) -> pl.DataFrame:
     """Every billed event whose billing month can be `month` or earlier (SPEC §2), with every
     landing date ingested first where it is missing or stale."""
-    zone = refresh_all(settings)
     next_month = add_months(month.replace(day=1), 1)
-    last_landing = next_month + timedelta(days=settings.grace_days)
+    return billed_events(settings, before=next_month, landed_before=next_month + timedelta(days=settings.grace_days))
+
+
+def billed_events(settings: BillingSettings, before: date, landed_before: date | None = None,
+                  since: date | None = None) -> pl.DataFrame:
+    """Billed events with `since` <= ts < `before` that landed before `landed_before`."""
+    zone = refresh_all(settings)
     con = duck.connect(settings.scratch_dir())
     try:
-        query = billed_events_sql(con, zone, [d for d in zone.dates if d < last_landing])
-        frame = con.sql(
-            f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({query}) "
-            f"WHERE ts < TIMESTAMP '{next_month.isoformat()}' ORDER BY request_id"
-        ).pl()
+        days = [d for d in zone.dates if landed_before is None or d < landed_before]
+        where = f"ts < TIMESTAMP '{before.isoformat()}'"
+        if since is not None:
+            where += f" AND ts >= TIMESTAMP '{since.isoformat()}'"
+        query = billed_events_sql(con, zone, days)
+        frame = con.sql(f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({query}) WHERE {where} ORDER BY request_id").pl()
     except LookupError:
         frame = pl.DataFrame(schema=BILLED_EVENT_SCHEMA)
     finally:
