@@ -19,10 +19,10 @@ from pypdf import PdfReader
 
 from billing_pipelines.ledger.month_close import billed_history, run_month_close, stored_month_close
 from billing_pipelines.margin import cli as margin_cli
-from billing_pipelines.margin.assets import CHECK, build_margin_report_pdf, margin_report_pdf
+from billing_pipelines.margin.assets import CHECK, margin_report_pdf
 from billing_pipelines.margin.report_document import (
     build_margin_report, load_margin_report, margin_report_html, margin_report_pdf as print_pdf, report_key,
-    write_margin_report,
+    stored_simulation, write_margin_report,
 )
 from billing_pipelines.partitions import billing_months
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation
@@ -182,20 +182,6 @@ def test_asset_stores_the_report_and_warns_on_customers_below_target(closed):
     assert b"Customers below target" in store.read_bytes(report_key(NOV, "html"))
 
 
-def test_asset_reads_the_simulation_asset_when_named(closed):
-    @dg.asset(name="rate_limit_simulation", partitions_def=billing_months, io_manager_key="memory")
-    def simulation() -> pl.DataFrame:
-        return pl.DataFrame({"org_id": ["acme"], "requests": [40], "degraded": [3], "rejected": [2],
-                             "cogs_saved_usd": [Decimal("0.0123")], "revenue_at_risk": [Decimal("0.02")]})
-
-    result = dg.materialize([simulation, build_margin_report_pdf("rate_limit_simulation")],
-                            partition_key=NOV.isoformat(), instance=dg.DagsterInstance.ephemeral(),
-                            resources={"billing": closed, "memory": dg.InMemoryIOManager()})
-    assert result.success
-    html = closed.warehouse().store.read_bytes(report_key(NOV, "html")).decode()
-    assert "Rate-limit simulation" in html and "0.0123" in html
-
-
 def run_cli(settings: BillingSettings, *argv: str) -> None:
     parser = argparse.ArgumentParser(prog="billing")
     margin_cli.register(parser.add_subparsers(dest="command", required=True))
@@ -218,16 +204,27 @@ def test_cli_refuses_a_month_not_closed(closed, tmp_path, monkeypatch):
         run_cli(closed, "margin-report", "2026-12")
 
 
-def test_asset_runs_after_the_month_close_in_one_definitions(closed):
+def test_monthly_close_job_runs_the_report_after_the_close_and_the_simulation(closed):
     from billing_pipelines.ledger.assets import month_close
+    from billing_pipelines.ratelimit.assets import rate_limit_simulation as simulation_asset
 
-    cycle = dg.define_asset_job("billing_cycle", selection=dg.AssetSelection.assets(month_close, margin_report_pdf),
+    cycle = dg.define_asset_job("monthly_close", selection=dg.AssetSelection.groups("month_close"),
                                 partitions_def=billing_months)
-    defs = dg.Definitions(assets=[month_close, margin_report_pdf], jobs=[cycle], resources={"billing": closed})
+    defs = dg.Definitions(assets=[month_close, simulation_asset, margin_report_pdf], jobs=[cycle],
+                          resources={"billing": closed})
     assert defs.resolve_asset_graph().get(dg.AssetKey("margin_report_pdf")).parent_keys == {
-        dg.AssetKey("margin_report")}
-    result = defs.resolve_job_def("billing_cycle").execute_in_process(
-        partition_key=NOV.isoformat(), instance=dg.DagsterInstance.ephemeral())
-    assert result.success
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert {"credit_ledger", "margin_report", "margin_report_pdf"} <= materialized
+        dg.AssetKey("margin_report"), dg.AssetKey("rate_limit_simulation")}
+    try:
+        result = defs.resolve_job_def("monthly_close").execute_in_process(
+            partition_key=NOV.isoformat(), instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+        materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+        assert materialized[-1] == "margin_report_pdf"
+        assert {"credit_ledger", "margin_report", "rate_limit_simulation"} < set(materialized)
+        stored = stored_simulation(closed, NOV)
+        assert stored["org_id"].to_list() == ["acme", "globex", "initech"]
+        html = closed.warehouse().store.read_bytes(report_key(NOV, "html")).decode()
+        assert f"Total (USD)</td>\n      <td class=\"num\">{stored['requests'].sum():,}</td>" in html
+        assert stored_simulation(closed, OCT) is None
+    finally:  # the other tests see the month without a simulation
+        closed.warehouse().store.delete_dir("rate_limit_simulation")

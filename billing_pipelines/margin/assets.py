@@ -15,45 +15,35 @@ from billing_pipelines.resources import BillingSettings
 CHECK = "customers_meet_target"
 
 
-def build_margin_report_pdf(simulation: str | dg.AssetKey | None = None) -> dg.AssetsDefinition:
-    """The `margin_report_pdf` asset; where `simulation` names a monthly asset holding the
-    rate-limit simulation table (`rate_limit_simulation`'s output), the report shows it too."""
-    ins = {"simulation": dg.AssetIn(key=dg.AssetKey.from_coercible(simulation))} if simulation else {}
-
-    @dg.asset(
-        name="margin_report_pdf",
-        partitions_def=billing_months,
-        group_name="month_close",
-        deps=["margin_report"],
-        ins=ins,
-        kinds={"pdf", "html"},
-        description="The monthly margin report for finance (PDF and HTML): recognized revenue, COGS and "
-        "credit-to-cost ratio against the target by customer, cost per credit by action tier and model, "
-        "breakage, the customers below target and the trend over past months.",
-        check_specs=[dg.AssetCheckSpec(CHECK, asset="margin_report_pdf",
-                                       description="Every customer's credit-to-cost ratio meets the price "
-                                       "book's target (warns, listing those below it).")],
+@dg.asset(
+    partitions_def=billing_months,
+    group_name="month_close",
+    deps=["margin_report", "rate_limit_simulation"],
+    kinds={"pdf", "html"},
+    description="The monthly margin report for finance (PDF and HTML): recognized revenue, COGS and "
+    "credit-to-cost ratio against the target by customer, cost per credit by action tier and model, "
+    "breakage, the customers below target, the trend over past months and, where it was run, the "
+    "rate-limit simulation.",
+    check_specs=[dg.AssetCheckSpec(CHECK, asset="margin_report_pdf",
+                                   description="Every customer's credit-to-cost ratio meets the price "
+                                   "book's target (warns, listing those below it).")],
+)
+def margin_report_pdf(context: dg.AssetExecutionContext, billing: BillingSettings):
+    report, keys = write_margin_report(billing, date.fromisoformat(context.partition_key))
+    store = billing.warehouse().store
+    yield dg.MaterializeResult(metadata={
+        "pdf": dg.MetadataValue.path(store.url(keys["pdf"])),
+        "html": dg.MetadataValue.path(store.url(keys["html"])),
+        "revenue": dg.MetadataValue.text(f"{report.totals.revenue:.2f}"),
+        "customers_below_target": len(report.below_target),
+        "summary": dg.MetadataValue.md(report_markdown(report)),
+    })
+    below = report.below_target
+    yield dg.AssetCheckResult(
+        check_name=CHECK, passed=not below, severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(below)} of {len(report.customers)} customers below the {report.target}× target",
+        metadata={"below_target": dg.MetadataValue.md(_below_target_markdown(report))},
     )
-    def margin_report_pdf(context: dg.AssetExecutionContext, billing: BillingSettings, **inputs):
-        month = date.fromisoformat(context.partition_key)
-        report, keys = write_margin_report(billing, month, inputs.get("simulation"))
-        store = billing.warehouse().store
-        yield dg.MaterializeResult(asset_key="margin_report_pdf", metadata={
-            "pdf": dg.MetadataValue.path(store.url(keys["pdf"])),
-            "html": dg.MetadataValue.path(store.url(keys["html"])),
-            "revenue": dg.MetadataValue.text(f"{report.totals.revenue:.2f}"),
-            "customers_below_target": len(report.below_target),
-            "summary": dg.MetadataValue.md(report_markdown(report)),
-        })
-        below = report.below_target
-        yield dg.AssetCheckResult(
-            asset_key="margin_report_pdf", check_name=CHECK, passed=not below,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=f"{len(below)} of {len(report.customers)} customers below the {report.target}× target",
-            metadata={"below_target": dg.MetadataValue.md(_below_target_markdown(report))},
-        )
-
-    return margin_report_pdf
 
 
 def report_markdown(report: MarginReport) -> str:
@@ -81,6 +71,3 @@ def _below_target_markdown(report: MarginReport) -> str:
 
 def _or_dash(value) -> str:
     return "-" if value is None else str(value)
-
-
-margin_report_pdf = build_margin_report_pdf()

@@ -1,7 +1,7 @@
 """The monthly margin report for finance (issue 5), as HTML and PDF, from the stored month close.
 
 Built from the closed month's margin (SPEC §5-6) and credit-tier advisor, the closes of the
-months before it for the trend, and optionally the rate-limit simulation of the month. Totals are
+months before it for the trend, and the month's rate-limit simulation where it was run. Totals are
 the sums of the per-customer figures as printed (so every table foots); margin % and the
 credit-to-cost ratio of a total are computed from those sums and rounded half up to 2 places.
 """
@@ -17,12 +17,14 @@ from fractions import Fraction
 import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ledger.month_close import DATASET, stored_month_close
 from billing_pipelines.margin import charts
 from billing_pipelines.money import money
 from billing_pipelines.paths import resource_dir
 from billing_pipelines.periods import month_key, parse_month
+from billing_pipelines.ratelimit.assets import DATASET as SIMULATION_DATASET
 from billing_pipelines.resources import BillingSettings
 
 TEMPLATE, STYLESHEET = "margin_report.html.j2", "margin_report.css"
@@ -216,14 +218,30 @@ def _simulation_lines(simulation: pl.DataFrame | Iterable[dict], names: dict[str
             for r in sorted(rows, key=lambda r: r["org_id"])]
 
 
+def stored_simulation(settings: BillingSettings, month: date) -> pl.DataFrame | None:
+    """The `rate_limit_simulation` table stored for `month`, or None where it was not run."""
+    warehouse = settings.warehouse()
+    paths = warehouse.file_paths(SIMULATION_DATASET, "simulation", [f"month={month_key(month)}"])
+    if not paths:
+        return None
+    con = duck.connect(settings.scratch_dir())
+    try:
+        return con.sql(f"SELECT * FROM {warehouse.relation(con, paths)} ORDER BY org_id").pl()
+    finally:
+        con.close()
+
+
 def load_margin_report(
     settings: BillingSettings, month: date, simulation: pl.DataFrame | Iterable[dict] | None = None
 ) -> MarginReport:
-    """The report of closed `month`, with the trend over up to TREND_MONTHS closed months."""
+    """The report of closed `month`, with the trend over up to TREND_MONTHS closed months and the
+    rate-limit simulation: `simulation` where given, else the one stored for the month, if any."""
     current = stored_month_close(settings, month)
     earlier = [p.removeprefix("month=") for p in settings.warehouse().partitions(DATASET)]
     earlier = [m for m in earlier if m < month_key(month)][-(TREND_MONTHS - 1):]
     closes = [stored_month_close(settings, parse_month(m)) for m in earlier] + [current]
+    if simulation is None:
+        simulation = stored_simulation(settings, month)
     return build_margin_report(settings.billing_config(), closes, simulation)
 
 

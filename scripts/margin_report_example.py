@@ -1,7 +1,7 @@
 """Regenerate docs/margin-report-example.png: the first page of the margin report of the demo
 data (`billing generate`'s generator, three months from August 2026, October's report).
 
-    python docs/margin_report_example.py [--keep DIR]
+    python scripts/margin_report_example.py [--keep DIR]
 
 Needs pdftoppm (poppler-utils).
 """
@@ -21,7 +21,7 @@ from billing_pipelines.resources import BillingSettings
 
 SPEC = GeneratorSpec(start=date(2026, 8, 1), days=92)
 MONTHS = (date(2026, 8, 1), date(2026, 9, 1), date(2026, 10, 1))
-PNG = Path(__file__).resolve().parent / "margin-report-example.png"
+PNG = Path(__file__).resolve().parent.parent / "docs" / "margin-report-example.png"
 
 
 def main() -> None:
