@@ -8,6 +8,7 @@ credit-to-cost ratio of a total are computed from those sums and rounded half up
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
+from billing_pipelines.invoicing.seller import Seller, load_seller
 from billing_pipelines.ledger.month_close import DATASET, stored_month_close
 from billing_pipelines.margin import charts
 from billing_pipelines.money import money
@@ -27,7 +29,7 @@ from billing_pipelines.periods import month_key, parse_month
 from billing_pipelines.ratelimit.assets import DATASET as SIMULATION_DATASET
 from billing_pipelines.resources import BillingSettings
 
-TEMPLATE, STYLESHEET = "margin_report.html.j2", "margin_report.css"
+TEMPLATE, STYLESHEET, LOGO = "margin_report.html.j2", "margin_report.css", "logo.svg"
 TREND_MONTHS = 12
 SIMULATION_COLUMNS = ("org_id", "requests", "degraded", "rejected", "cogs_saved_usd", "revenue_at_risk")
 
@@ -119,6 +121,7 @@ class MarginReport:
     """Everything the margin report shows for one month."""
 
     month: date
+    issuer: str  # the company whose margin this is (seller.yaml's name)
     currency: str
     target: Decimal
     totals: MonthTotals
@@ -144,16 +147,18 @@ class MarginReport:
 
 
 def build_margin_report(
-    config: BillingConfig, closes: list[dict], simulation: pl.DataFrame | Iterable[dict] | None = None
+    config: BillingConfig, closes: list[dict], simulation: pl.DataFrame | Iterable[dict] | None = None,
+    issuer: str = Seller.name,
 ) -> MarginReport:
     """The report of the last of `closes` (stored month-close documents, oldest first; the earlier
-    ones give the trend)."""
+    ones give the trend) for the company `issuer`."""
     close = closes[-1]
     target = config.price_book.target_credit_to_cost_ratio
     customers = [customer_margin_line(row, config, target) for row in close["margin"]]
     names = {c.org_id: c.name for c in customers}
     return MarginReport(
         month=parse_month(close["month"]),
+        issuer=issuer,
         currency=next((i["currency"] for i in close["invoices"]), config.price_book.currency),
         target=target,
         totals=month_totals(close["month"], close["margin"]),
@@ -242,7 +247,8 @@ def load_margin_report(
     closes = [stored_month_close(settings, parse_month(m)) for m in earlier] + [current]
     if simulation is None:
         simulation = stored_simulation(settings, month)
-    return build_margin_report(settings.billing_config(), closes, simulation)
+    issuer = load_seller(settings.config_dir).name
+    return build_margin_report(settings.billing_config(), closes, simulation, issuer)
 
 
 def report_charts(report: MarginReport) -> dict[str, str]:
@@ -279,10 +285,11 @@ def _environment() -> Environment:
 
 def margin_report_html(report: MarginReport) -> str:
     """The report as one self-contained HTML page (stylesheet inline, charts as data URIs)."""
-    stylesheet = (resource_dir("assets") / STYLESHEET).read_text()
+    assets = resource_dir("assets")
+    logo = "data:image/svg+xml;base64," + base64.b64encode((assets / LOGO).read_bytes()).decode("ascii")
     return _environment().get_template(TEMPLATE).render(
         report=report, month_name=report.month.strftime("%B %Y"), charts=report_charts(report),
-        stylesheet=stylesheet,
+        stylesheet=(assets / STYLESHEET).read_text(), logo=logo,
     )
 
 
