@@ -20,8 +20,9 @@ from pypdf import PdfReader
 from billing_pipelines.ledger.month_close import billed_events, run_month_close, stored_month_close
 from billing_pipelines.margin import cli as margin_cli
 from billing_pipelines.margin.assets import CHECK, margin_report_pdf
+from billing_pipelines.margin.examples import example_closes, example_config
 from billing_pipelines.margin.report_document import (
-    build_margin_report, load_margin_report, margin_report_html, margin_report_pdf as print_pdf, report_key,
+    CHART_CUSTOMERS, build_margin_report, load_margin_report, margin_report_html, margin_report_pdf as print_pdf, report_key,
     stored_simulation, write_margin_report,
 )
 from billing_pipelines.partitions import billing_months
@@ -229,3 +230,16 @@ def test_monthly_close_job_runs_the_report_after_the_close_and_the_simulation(cl
         assert stored_simulation(closed, OCT) is None
     finally:  # the other tests see the month without a simulation
         closed.warehouse().store.delete_dir("rate_limit_simulation")
+
+
+def test_charts_of_a_large_customer_base_show_the_largest_and_the_tables_everyone():
+    config = example_config(45)
+    report = build_margin_report(config, example_closes(config, OCT, 3))
+    html = margin_report_html(report)
+    ratio_chart = base64.b64decode(re.search(r'src="data:image/svg\+xml;base64,([^"]+)" alt="Credit-to-cost',
+                                             html).group(1)).decode()
+    charted = {c.org_id for c in report.customers if c.name in ratio_chart}
+    costliest = sorted(report.customers, key=lambda c: c.cogs, reverse=True)[:CHART_CUSTOMERS]
+    assert charted == {c.org_id for c in costliest}
+    assert "Showing the 30 customers with the most COGS; the tables list all 45." in " ".join(html.split())
+    assert all(f'<span class="id">{org_id}</span>' in html for org_id in config.customers)

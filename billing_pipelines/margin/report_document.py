@@ -31,6 +31,7 @@ from billing_pipelines.resources import BillingSettings
 
 TEMPLATE, STYLESHEET, LOGO = "margin_report.html.j2", "margin_report.css", "logo.svg"
 TREND_MONTHS = 12
+CHART_CUSTOMERS = 30  # per-customer charts show at most this many; the tables show every customer
 SIMULATION_COLUMNS = ("org_id", "requests", "degraded", "rejected", "cogs_saved_usd", "revenue_at_risk")
 
 
@@ -251,23 +252,33 @@ def load_margin_report(
     return build_margin_report(settings.billing_config(), closes, simulation, issuer)
 
 
+def _charted(rows: list, key) -> list:
+    """`rows` in their order, cut to the CHART_CUSTOMERS largest by `key` where there are more."""
+    keep = sorted(range(len(rows)), key=lambda i: key(rows[i]), reverse=True)[:CHART_CUSTOMERS]
+    return [rows[i] for i in sorted(keep)]
+
+
 def report_charts(report: MarginReport) -> dict[str, str]:
-    """The report's figures as SVG data URIs, by name."""
-    names = [c.name for c in report.customers]
+    """The report's figures as SVG data URIs, by name. Per-customer charts show at most
+    CHART_CUSTOMERS customers: those with the most COGS (ratio), revenue (breakage) or limited
+    requests (simulation); the tables list every customer."""
+    by_cogs = _charted(report.customers, lambda c: c.cogs)
+    by_revenue = _charted(report.customers, lambda c: c.revenue)
     figures = {
-        "ratio_by_customer": charts.ratio_by_customer(names, [c.ratio for c in report.customers], report.target),
+        "ratio_by_customer": charts.ratio_by_customer(
+            [c.name for c in by_cogs], [c.ratio for c in by_cogs], report.target),
         "revenue_and_breakage": charts.revenue_and_breakage(
-            names, [c.usage_revenue for c in report.customers], [c.breakage for c in report.customers],
-            [c.cogs for c in report.customers]),
+            [c.name for c in by_revenue], [c.usage_revenue for c in by_revenue], [c.breakage for c in by_revenue],
+            [c.cogs for c in by_revenue]),
         "cost_per_credit": charts.cost_per_credit(report.tiers, report.models, report.revenue_per_credit,
                                                   report.target),
         "trend": charts.monthly_trend([t.month for t in report.trend], [t.revenue for t in report.trend],
                                       [t.cogs for t in report.trend], [t.margin_pct for t in report.trend]),
     }
     if report.simulation:
+        limited = _charted(report.simulation, lambda s: s["degraded"] + s["rejected"])
         figures["rate_limits"] = charts.rate_limit_outcomes(
-            [s["name"] for s in report.simulation], [s["degraded"] for s in report.simulation],
-            [s["rejected"] for s in report.simulation])
+            [s["name"] for s in limited], [s["degraded"] for s in limited], [s["rejected"] for s in limited])
     return figures
 
 
@@ -289,7 +300,7 @@ def margin_report_html(report: MarginReport) -> str:
     logo = "data:image/svg+xml;base64," + base64.b64encode((assets / LOGO).read_bytes()).decode("ascii")
     return _environment().get_template(TEMPLATE).render(
         report=report, month_name=report.month.strftime("%B %Y"), charts=report_charts(report),
-        stylesheet=(assets / STYLESHEET).read_text(), logo=logo,
+        stylesheet=(assets / STYLESHEET).read_text(), logo=logo, chart_limit=CHART_CUSTOMERS,
     )
 
 
