@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
 INK, MUTED, GRID = "#1d2733", "#6b7785", "#e3e7ec"
 NAVY, TEAL, SAND, RED, AMBER = "#1f3b5c", "#3d8f8a", "#c9b38a", "#c0392b", "#d68910"
@@ -121,6 +121,7 @@ def cost_per_credit(
                 ax.axvline(ceiling, color=AMBER, linewidth=1.4, linestyle="--", label=f"highest cost at {target}×")
         for ax in (left, right):
             ax.tick_params(axis="x", labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
             _legend_on_top(ax, columns=2)
         figure.tight_layout(w_pad=2.5)
         return svg_data_uri(figure)
