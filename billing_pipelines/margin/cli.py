@@ -23,7 +23,8 @@ def cmd_margin_report(args: argparse.Namespace, settings: BillingSettings) -> No
     except LookupError as exc:
         raise SystemExit(f"billing: {exc}") from exc
     result = dg.materialize([margin_report_pdf], partition_key=month.isoformat(), raise_on_error=False,
-                           instance=dagster_instance(settings), resources={"billing": settings})
+                           instance=dagster_instance(settings), resources={"billing": settings},
+                           run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     if not result.success:
         raise SystemExit("billing: margin report failed: " + "; ".join(e.message for e in result.all_events
                                                                        if e.is_failure))
