@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--format", choices=["text", "json"], default="text")
         cmd.set_defaults(handler=handler)
 
+    from billing_pipelines.margin import cli as margin_cli
+
+    margin_cli.register(sub)
+
     demo = sub.add_parser("demo", help="a demo billing cycle on the embedded default (no service needed)")
     demo.set_defaults(handler=cmd_demo)
 
