@@ -12,7 +12,7 @@ Vectorized in three steps, so no Python loop runs over events:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 
@@ -24,10 +24,13 @@ from billing_pipelines.ledger.grants import (
     month_instant,
     plan_grant,
     purchase_grant,
+    purchases_by_org,
     rollover_grant,
 )
 from billing_pipelines.periods import add_months
 
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
+_EVENT_COLUMNS = ("request_id", "org_id", "billing_month", "ledger_time", "model", "action", "credits")
 ALLOCATION_SCHEMA = {
     "request_id": pl.Utf8,
     "org_id": pl.Utf8,
@@ -35,8 +38,8 @@ ALLOCATION_SCHEMA = {
     "ledger_time": pl.Datetime("us"),
     "model": pl.Utf8,
     "action": pl.Utf8,
-    "grant_id": pl.Utf8,
-    "grant_kind": pl.Utf8,
+    "grant_id": pl.Categorical,
+    "grant_kind": pl.Categorical,
     "credits": pl.Int64,
     "unit_price_num": pl.Int64,
     "unit_price_den": pl.Int64,
@@ -58,7 +61,7 @@ class CreditSummary:
     closing: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return dict(vars(self))
 
 
 @dataclass
@@ -193,17 +196,18 @@ def run_ledger(config: BillingConfig, events: pl.DataFrame, month: date) -> Ledg
     for org_id, book in books.items():
         book.walk(intervals[org_id])
     current = [i for org_id in books for i in intervals[org_id] if i.start >= month_instant(month)]
-    allocations = allocate(placed.filter(pl.col("billing_month") == month), current, config)
+    overage_prices = [Fraction(b.plan.overage_credit_price or 0) for b in books.values()]
+    allocations = allocate(placed.filter(pl.col("billing_month") == month), current, overage_prices)
     grants = [g for book in books.values() for g in book.grants]
     return Ledger(month, grants, {o: b.summaries for o, b in books.items()}, allocations)
 
 
 def _books(config: BillingConfig, month: date, until: date) -> dict[str, CustomerBook]:
-    books = {}
+    books, bought = {}, purchases_by_org(config.purchases)
     for org_id in sorted(config.customers):
         customer = config.customers[org_id]
         if customer.start_date.replace(day=1) <= month:
-            purchases = [p for p in config.purchases if p.org_id == org_id]
+            purchases = bought.get(org_id, [])
             early = [p for p in purchases if p.purchased_at.date() < customer.start_date]
             if early:
                 raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
@@ -233,67 +237,110 @@ def _check_orgs(history: pl.DataFrame, books: dict[str, CustomerBook]) -> None:
 def _place_events(
     books: dict[str, CustomerBook], history: pl.DataFrame
 ) -> tuple[dict[str, list[_Interval]], pl.DataFrame]:
-    """One interval per customer boundary; each event tagged with its interval `gid`, sorted in
-    consumption order (customer, ledger time, request_id); the intervals carry their demand."""
+    """One interval per customer boundary, carrying its demand; each event tagged with its
+    interval `gid` and its consumption-order `key` (customer rank, ledger time; ties by
+    request_id). Boundaries and events share the key, so a binary search places every event."""
     intervals: dict[str, list[_Interval]] = {}
-    rows = {"org_id": [], "boundary": [], "gid": []}
-    for org_id, book in books.items():
+    cut_keys: list[int] = []
+    for rank, (org_id, book) in enumerate(books.items()):
         intervals[org_id] = []
         for boundary in book.boundaries[:-1]:
-            gid = len(rows["gid"])
-            intervals[org_id].append(_Interval(gid, boundary))
-            rows["org_id"].append(org_id)
-            rows["boundary"].append(boundary)
-            rows["gid"].append(gid)
-    cuts = pl.DataFrame(
-        rows, schema={"org_id": pl.Utf8, "boundary": pl.Datetime("us"), "gid": pl.Int64}
+            intervals[org_id].append(_Interval(len(cut_keys), boundary))
+            cut_keys.append(rank << 64 | (boundary - _EPOCH) // _MICROSECOND)
+    rank = pl.col("org_id").cast(pl.Enum(list(books))).to_physical().cast(pl.Int128)
+    placed = history.select(*_EVENT_COLUMNS).with_columns(
+        key=rank * 2**64 + pl.col("ledger_time").dt.epoch("us").cast(pl.Int128)
     )
-    order = cuts.group_by("org_id").agg(pl.col("gid").min().alias("org_rank"))
-    placed = (
-        history.join(order, on="org_id")
-        .sort(["org_rank", "ledger_time", "request_id"])
-        .join_asof(
-            cuts.sort("boundary"),
-            left_on="ledger_time",
-            right_on="boundary",
-            by="org_id",
-            strategy="backward",
-            check_sortedness=False,
-        )
-        .drop("org_rank", "boundary")
-    )
-    demand = placed.group_by("gid").agg(pl.col("credits").sum())
+    cuts = pl.Series(cut_keys, dtype=pl.Int128)
+    placed = placed.with_columns(gid=cuts.search_sorted(placed["key"], side="right").cast(pl.Int64) - 1)
     by_gid = {i.gid: i for group in intervals.values() for i in group}
-    for gid, credits in demand.iter_rows():
+    for gid, credits in placed.group_by("gid").agg(pl.col("credits").sum()).iter_rows():
         by_gid[gid].demand = credits
     return intervals, placed
 
 
-def allocate(events: pl.DataFrame, intervals: list[_Interval], config: BillingConfig) -> pl.DataFrame:
-    """Each event's credits split over the grants of its interval, in consumption order; the part
-    beyond the interval's grants is overage (grant_id null, priced at the plan's overage price,
-    0 where it is not billed). `events` is in consumption order with its interval `gid`."""
-    events = events.with_columns(end=pl.col("credits").cum_sum())
-    groups = events.group_by("gid").agg(
+def allocate(
+    events: pl.DataFrame, intervals: list[_Interval], overage_prices: list[Fraction]
+) -> pl.DataFrame:
+    """Each event's credits split over the grants of its interval in consumption order (SPEC §3);
+    what lies beyond the interval's grants is overage (grant_id null, at the customer's overage
+    price, `overage_prices` by customer rank, 0 where it is not billed). `events` are placed
+    events (with `key` and `gid`) in any order; the rows come out in consumption order.
+
+    In consumption order every event covers (start, end] of the cumulative credit sum, and the
+    interval's grants, in SPEC order, cover consecutive ranges of the same axis: an event lies in
+    the grant found by binary search, and only events across a grant's end are split. All of it
+    runs on numeric columns; the event's text columns are gathered once, at the end."""
+    order = events.select(pl.arg_sort_by("key", "request_id")).to_series()
+    ranges = events.select("gid", "credits", "key")[order].with_columns(
+        row=order, end=pl.col("credits").cum_sum()
+    )
+    ends = _grant_ends(ranges, intervals)
+    ranges = ranges.filter(pl.col("credits") > 0).with_columns(start=pl.col("end") - pl.col("credits"))
+    ranges = ranges.with_columns(
+        first=ends["end"].search_sorted(ranges["start"], side="right").cast(pl.Int64),
+        last=ends["end"].search_sorted(ranges["end"], side="left").cast(pl.Int64),
+    )
+    whole = ranges.filter(pl.col("first") == pl.col("last")).with_columns(grant=pl.col("first"))
+    split = _split_shares(ranges.filter(pl.col("first") != pl.col("last")), ends)
+    shares = pl.concat([whole, split.select(whole.columns)]).sort("end", "grant")
+    return _allocation_rows(events, shares, ends, overage_prices)
+
+
+def _grant_ends(ranges: pl.DataFrame, intervals: list[_Interval]) -> pl.DataFrame:
+    """The grants reached in each interval with the end of their range on the cumulative axis,
+    and a sentinel past every end (points beyond an interval's grants are overage)."""
+    groups = ranges.group_by("gid").agg(
         base=(pl.col("end") - pl.col("credits")).first(), total=pl.col("credits").sum()
     )
-    grant_ends = (
+    reached = (
         _capacities(intervals)
         .join(groups, on="gid")
-        .sort(["gid", "rank"])
+        .sort("gid", "rank")
         .with_columns(reach=pl.col("capacity").cum_sum().over("gid"))
         .filter(pl.col("reach") - pl.col("capacity") < pl.col("total"))
-        .with_columns(end=pl.col("base") + pl.min_horizontal("reach", "total"))
+        .select(
+            "gid", "grant_id", "grant_kind", "unit_price_num", "unit_price_den",
+            end=pl.col("base") + pl.min_horizontal("reach", "total"),
+        )
     )
-    points = pl.concat([events["end"], grant_ends["end"]]).unique().sort()
-    segments = pl.DataFrame(
-        {
-            "credits": points.diff().fill_null(points.first() if points.len() else 0),
-            "event": events["end"].search_sorted(points, side="left"),
-            "grant": grant_ends["end"].search_sorted(points, side="left"),
-        }
-    ).filter(pl.col("credits") > 0)
-    return _allocation_rows(events, grant_ends, segments, config)
+    sentinel = pl.DataFrame({"gid": [-1], "end": [2**63 - 1]})
+    return pl.concat([reached, sentinel], how="diagonal_relaxed").with_columns(
+        pl.col("grant_id", "grant_kind").cast(pl.Categorical)
+    )
+
+
+def _split_shares(split: pl.DataFrame, ends: pl.DataFrame) -> pl.DataFrame:
+    """One row per (event, grant) for the events across grant ends: the share from the later of
+    the event's start and the previous grant's end to the earlier of its end and the grant's."""
+    shares = split.with_columns(grant=pl.int_ranges("first", pl.col("last") + 1)).explode("grant")
+    edge = ends["end"]
+    upper = pl.when(pl.col("grant") == pl.col("last")).then("end").otherwise(
+        edge.gather(shares["grant"])
+    )
+    lower = pl.when(pl.col("grant") == pl.col("first")).then("start").otherwise(
+        edge.gather((shares["grant"] - 1).clip(lower_bound=0))
+    )
+    return shares.with_columns(credits=upper - lower)
+
+
+def _allocation_rows(
+    events: pl.DataFrame, shares: pl.DataFrame, ends: pl.DataFrame, overage_prices: list[Fraction]
+) -> pl.DataFrame:
+    """Allocation rows: each share with its grant, or as overage at the customer's price."""
+    grant = ends[shares["grant"]]
+    rank = (shares["key"] // 2**64).cast(pl.Int64)
+    overage_num = pl.Series([p.numerator for p in overage_prices], dtype=pl.Int64).gather(rank)
+    overage_den = pl.Series([p.denominator for p in overage_prices], dtype=pl.Int64).gather(rank)
+    covered = grant["gid"] == shares["gid"]
+    text = events.select("request_id", "org_id", "billing_month", "ledger_time", "model", "action")
+    return text[shares["row"]].with_columns(
+        grant_id=pl.when(covered).then(grant["grant_id"]),
+        grant_kind=pl.when(covered).then(grant["grant_kind"]).otherwise(pl.lit("overage", pl.Categorical)),
+        credits=shares["credits"],
+        unit_price_num=pl.when(covered).then(grant["unit_price_num"]).otherwise(overage_num),
+        unit_price_den=pl.when(covered).then(grant["unit_price_den"]).otherwise(overage_den),
+    ).cast(ALLOCATION_SCHEMA)
 
 
 def _capacities(intervals: list[_Interval]) -> pl.DataFrame:
@@ -305,43 +352,3 @@ def _capacities(intervals: list[_Interval]) -> pl.DataFrame:
     names = ["gid", "rank", "grant_id", "grant_kind", "capacity", "unit_price_num", "unit_price_den"]
     types = [pl.Int64, pl.Int64, pl.Utf8, pl.Utf8, pl.Int64, pl.Int64, pl.Int64]
     return pl.DataFrame(rows, schema=list(zip(names, types)), orient="row")
-
-
-def _allocation_rows(events, grant_ends, segments, config) -> pl.DataFrame:
-    event_cols = ["request_id", "org_id", "billing_month", "ledger_time", "model", "action"]
-    grant_cols = ["grant_id", "grant_kind", "unit_price_num", "unit_price_den"]
-    # A sentinel grant past every end: points beyond an interval's grants land on another
-    # interval's grant or on it, and either way are overage.
-    ends = pl.concat(
-        [grant_ends.select("gid", *grant_cols), pl.DataFrame({"gid": [-1]})], how="diagonal"
-    )
-    shares = events.select(*event_cols, "gid")[segments["event"]]
-    by_grant = ends[segments["grant"]]
-    rows = pl.concat(
-        [shares.with_columns(credits=segments["credits"]), by_grant.drop("gid")], how="horizontal"
-    ).with_columns(covered=by_grant["gid"] == shares["gid"])
-    rows = rows.join(_overage_prices(config), on="org_id", how="left", maintain_order="left")
-    return rows.select(
-        *event_cols,
-        pl.when("covered").then("grant_id").alias("grant_id"),
-        pl.when("covered").then("grant_kind").otherwise(pl.lit("overage")).alias("grant_kind"),
-        "credits",
-        pl.when("covered").then("unit_price_num").otherwise("overage_num").alias("unit_price_num"),
-        pl.when("covered").then("unit_price_den").otherwise("overage_den").alias("unit_price_den"),
-    ).cast(ALLOCATION_SCHEMA)
-
-
-def _overage_prices(config: BillingConfig) -> pl.DataFrame:
-    """Per customer, the overage credit price as num/den (0 where overage is not billed)."""
-    prices = {
-        org_id: Fraction(config.plan_of(org_id).overage_credit_price or 0)
-        for org_id in config.customers
-    }
-    return pl.DataFrame(
-        {
-            "org_id": list(prices),
-            "overage_num": [p.numerator for p in prices.values()],
-            "overage_den": [p.denominator for p in prices.values()],
-        },
-        schema={"org_id": pl.Utf8, "overage_num": pl.Int64, "overage_den": pl.Int64},
-    )
