@@ -265,7 +265,8 @@ def allocate(
     """Each event's credits split over the grants of its interval in consumption order (SPEC §3);
     what lies beyond the interval's grants is overage (grant_id null, at the customer's overage
     price, `overage_prices` by customer rank, 0 where it is not billed). `events` are placed
-    events (with `key` and `gid`) in any order; the rows come out in consumption order.
+    events (with `key` and `gid`) in any order; rows come out in consumption order, the shares of
+    events split across grants after the others (deterministic, whatever the input order).
 
     In consumption order every event covers (start, end] of the cumulative credit sum, and the
     interval's grants, in SPEC order, cover consecutive ranges of the same axis: an event lies in
@@ -283,7 +284,7 @@ def allocate(
     )
     whole = ranges.filter(pl.col("first") == pl.col("last")).with_columns(grant=pl.col("first"))
     split = _split_shares(ranges.filter(pl.col("first") != pl.col("last")), ends)
-    shares = pl.concat([whole, split.select(whole.columns)]).sort("end", "grant")
+    shares = pl.concat([whole, split.select(whole.columns)])
     return _allocation_rows(events, shares, ends, overage_prices)
 
 
