@@ -3,11 +3,12 @@
 Vectorized in three steps, so no Python loop runs over events:
 1. every customer's timeline is cut at its boundaries (month starts, purchase starts, expiries);
    between two boundaries the set of grants and their order are constant (an *interval*), and
-   each event is placed in its interval with an as-of join;
+   each event is placed in its interval by a binary search on (customer rank, ledger time) keys;
 2. a walk over customers x boundaries, on credit totals per interval only, consumes grants in
    SPEC order, expires them, rolls plan credits over, and records the credit summary per month;
-3. for the target month, each event's share of every grant comes from cumulative credit sums of
+3. for the closed month, each event's share of every grant comes from cumulative credit sums of
    the events against the cumulative capacities of the interval's ordered grants (search_sorted).
+See docs/ledger.md.
 """
 
 from __future__ import annotations
