@@ -44,7 +44,7 @@ def close_month(
     month = month.replace(day=1)
     events = with_ledger_time(billed_events, grace_days)
     ledger = run_ledger(config, events, month)
-    usage = usage_summary(events.filter(pl.col("billing_month") == month))
+    usage = usage_summary(events.lazy().filter(pl.col("billing_month") == month))
     shares = revenue_shares(ledger.allocations)
     summaries = {org_id: months[month] for org_id, months in ledger.summaries.items()}
     cogs, bought = usage_totals(usage), purchases_by_org(config.purchases)

@@ -191,16 +191,21 @@ def run_ledger(config: BillingConfig, events: pl.DataFrame, month: date) -> Ledg
     month = month.replace(day=1)
     until = add_months(month, 1)
     books = _books(config, month, until)
-    history = events.filter(pl.col("ledger_time") < month_instant(until))
+    history = _only(events.select(_EVENT_COLUMNS), pl.col("ledger_time") < month_instant(until))
     _check_orgs(history, books)
     intervals, placed = _place_events(books, history)
     for org_id, book in books.items():
         book.walk(intervals[org_id])
     current = [i for org_id in books for i in intervals[org_id] if i.start >= month_instant(month)]
     overage_prices = [Fraction(b.plan.overage_credit_price or 0) for b in books.values()]
-    allocations = allocate(placed.filter(pl.col("billing_month") == month), current, overage_prices)
+    allocations = allocate(_only(placed, pl.col("billing_month") == month), current, overage_prices)
     grants = [g for book in books.values() for g in book.grants]
     return Ledger(month, grants, {o: b.summaries for o, b in books.items()}, allocations)
+
+
+def _only(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
+    """`frame` filtered on `condition`, without a copy where every row passes."""
+    return frame if frame.select(condition.all()).item() else frame.filter(condition)
 
 
 def _books(config: BillingConfig, month: date, until: date) -> dict[str, CustomerBook]:
@@ -224,14 +229,15 @@ def _check_orgs(history: pl.DataFrame, books: dict[str, CustomerBook]) -> None:
         {"org_id": list(books), "first": [b.boundaries[0] for b in books.values()]},
         schema={"org_id": pl.Utf8, "first": pl.Datetime("us")},
     )
-    stray = history.join(firsts, on="org_id", how="left").filter(
+    earliest = history.group_by("org_id").agg(pl.col("ledger_time").min())
+    stray = earliest.join(firsts, on="org_id", how="left").filter(
         pl.col("first").is_null() | (pl.col("ledger_time") < pl.col("first"))
     )
     if stray.height:
-        row = stray.row(0, named=True)
+        org_id, at, _ = stray.sort("org_id").row(0)
         raise ValueError(
-            f"billed event {row['request_id']!r}: org {row['org_id']!r} is not a customer billed "
-            f"at {row['ledger_time']} ({stray.height} such events)"
+            f"billed events of org {org_id!r} at {at}: not a customer billed then "
+            f"({stray.height} such orgs; ingest should have quarantined them)"
         )
 
 

@@ -12,9 +12,10 @@ import polars as pl
 USAGE_KEYS = ["org_id", "model", "action"]
 
 
-def usage_summary(events: pl.DataFrame) -> pl.DataFrame:
+def usage_summary(events: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """Credits and exact cost_usd of `events` per (org_id, model, action)."""
-    return events.group_by(USAGE_KEYS).agg(pl.col("credits").sum(), pl.col("cost_usd").sum())
+    totals = events.lazy().group_by(USAGE_KEYS).agg(pl.col("credits").sum(), pl.col("cost_usd").sum())
+    return totals.collect()
 
 
 def revenue_shares(allocations: pl.DataFrame) -> pl.DataFrame:
