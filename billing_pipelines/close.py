@@ -14,9 +14,7 @@ from billing_pipelines.invoicing.drafts import draft_invoice, invoice_usage
 from billing_pipelines.ledger.consumption import CreditSummary, run_ledger
 from billing_pipelines.ledger.events import with_ledger_time
 from billing_pipelines.ledger.grants import Grant, purchases_by_org
-from billing_pipelines.ledger.usage import (
-    recognized_revenue, revenue_shares, usage_summary, usage_totals,
-)
+from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
 from billing_pipelines.margin.advisor import tier_advice
 from billing_pipelines.margin.report import margin_report
 
@@ -44,8 +42,7 @@ def close_month(
     month = month.replace(day=1)
     events = with_ledger_time(billed_events, grace_days)
     ledger = run_ledger(config, events, month)
-    usage = usage_summary(events.lazy().filter(pl.col("billing_month") == month))
-    shares = revenue_shares(ledger.allocations)
+    usage, shares = ledger.usage, ledger.revenue_shares
     summaries = {org_id: months[month] for org_id, months in ledger.summaries.items()}
     cogs, bought = usage_totals(usage), purchases_by_org(config.purchases)
     invoices = [

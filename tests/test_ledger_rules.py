@@ -241,3 +241,9 @@ def test_events_of_unknown_or_not_yet_started_customers_are_rejected():
 def test_missing_column_is_a_clear_error():
     with pytest.raises(ValueError, match="credits"):
         close_month(config(plan()), events().drop("credits"), OCT)
+
+
+def test_events_with_a_model_outside_the_price_book_are_rejected():
+    history = events(("a", "2026-10-05T00:00:00", 1, None, "0", "gpt-x"))
+    with pytest.raises(ValueError, match="price book"):
+        close_month(config(plan()), history, OCT)

@@ -28,10 +28,13 @@ from billing_pipelines.ledger.grants import (
     purchases_by_org,
     rollover_grant,
 )
+from billing_pipelines.ledger.usage import UsageCodes, revenue_shares, usage_summary
 from billing_pipelines.periods import add_months
 
 _EPOCH, _MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
-_EVENT_COLUMNS = ("request_id", "org_id", "billing_month", "ledger_time", "model", "action", "credits")
+_EVENT_COLUMNS = (
+    "request_id", "org_id", "billing_month", "ledger_time", "model", "action", "credits", "cost_usd",
+)
 ALLOCATION_SCHEMA = {
     "request_id": pl.Utf8,
     "org_id": pl.Utf8,
@@ -68,12 +71,15 @@ class CreditSummary:
 @dataclass
 class Ledger:
     """The ledger closed at the end of `month`: every grant's state at the next month's first
-    instant, credit summaries per customer and month, and the allocations of `month`'s events."""
+    instant, credit summaries per customer and month, the allocations of `month`'s events, and
+    the month's usage_summary and revenue_shares (see ledger/usage.py)."""
 
     month: date
     grants: list[Grant]
     summaries: dict[str, dict[date, CreditSummary]]
     allocations: pl.DataFrame
+    usage: pl.DataFrame
+    revenue_shares: pl.DataFrame
 
 
 @dataclass
@@ -193,14 +199,20 @@ def run_ledger(config: BillingConfig, events: pl.DataFrame, month: date) -> Ledg
     books = _books(config, month, until)
     history = _only(events.select(_EVENT_COLUMNS), pl.col("ledger_time") < month_instant(until))
     _check_orgs(history, books)
-    intervals, placed = _place_events(books, history)
-    for org_id, book in books.items():
-        book.walk(intervals[org_id])
+    book = config.price_book
+    codes = UsageCodes(list(books), book.model_names, [a.action for a in book.actions])
+    intervals, placed = _place_events(books, history, codes)
+    for org_id, customer_book in books.items():
+        customer_book.walk(intervals[org_id])
     current = [i for org_id in books for i in intervals[org_id] if i.start >= month_instant(month)]
     overage_prices = [Fraction(b.plan.overage_credit_price or 0) for b in books.values()]
-    allocations = allocate(_only(placed, pl.col("billing_month") == month), current, overage_prices)
-    grants = [g for book in books.values() for g in book.grants]
-    return Ledger(month, grants, {o: b.summaries for o, b in books.items()}, allocations)
+    billed = _only(placed, pl.col("billing_month") == month)
+    allocations, shares = allocate(billed, current, overage_prices)
+    grants = [g for b in books.values() for g in b.grants]
+    summaries = {o: b.summaries for o, b in books.items()}
+    return Ledger(
+        month, grants, summaries, allocations, usage_summary(billed, codes), revenue_shares(shares, codes)
+    )
 
 
 def _only(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
@@ -242,11 +254,11 @@ def _check_orgs(history: pl.DataFrame, books: dict[str, CustomerBook]) -> None:
 
 
 def _place_events(
-    books: dict[str, CustomerBook], history: pl.DataFrame
+    books: dict[str, CustomerBook], history: pl.DataFrame, codes: UsageCodes
 ) -> tuple[dict[str, list[_Interval]], pl.DataFrame]:
     """One interval per customer boundary, carrying its demand; each event tagged with its
-    interval `gid` and its consumption-order `key` (customer rank, ledger time; ties by
-    request_id). Boundaries and events share the key, so a binary search places every event."""
+    interval `gid`, its consumption-order `key` (customer rank, ledger time; ties by request_id)
+    and its `usage_code`. Boundaries and events share the key: a binary search places events."""
     intervals: dict[str, list[_Interval]] = {}
     cut_keys: list[int] = []
     for rank, (org_id, book) in enumerate(books.items()):
@@ -255,9 +267,13 @@ def _place_events(
             intervals[org_id].append(_Interval(len(cut_keys), boundary))
             cut_keys.append(rank << 64 | (boundary - _EPOCH) // _MICROSECOND)
     rank = pl.col("org_id").cast(pl.Enum(list(books))).to_physical().cast(pl.Int128)
-    placed = history.select(*_EVENT_COLUMNS).with_columns(
-        key=rank * 2**64 + pl.col("ledger_time").dt.epoch("us").cast(pl.Int128)
-    )
+    try:
+        placed = history.with_columns(
+            key=rank * 2**64 + pl.col("ledger_time").dt.epoch("us").cast(pl.Int128),
+            usage_code=codes.expr(),
+        )
+    except pl.exceptions.InvalidOperationError as exc:
+        raise ValueError(f"billed events with a model or action not in the price book: {exc}") from exc
     cuts = pl.Series(cut_keys, dtype=pl.Int128)
     placed = placed.with_columns(gid=cuts.search_sorted(placed["key"], side="right").cast(pl.Int64) - 1)
     by_gid = {i.gid: i for group in intervals.values() for i in group}
@@ -268,7 +284,7 @@ def _place_events(
 
 def allocate(
     events: pl.DataFrame, intervals: list[_Interval], overage_prices: list[Fraction]
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each event's credits split over the grants of its interval in consumption order (SPEC §3);
     what lies beyond the interval's grants is overage (grant_id null, at the customer's overage
     price, `overage_prices` by customer rank, 0 where it is not billed). `events` are placed
@@ -278,9 +294,10 @@ def allocate(
     In consumption order every event covers (start, end] of the cumulative credit sum, and the
     interval's grants, in SPEC order, cover consecutive ranges of the same axis: an event lies in
     the grant found by binary search, and only events across a grant's end are split. All of it
-    runs on numeric columns; the event's text columns are gathered once, at the end."""
+    runs on numeric columns; the event's text columns are gathered once, at the end. Also returns
+    the shares' (usage_code, credits, unit_price_num, unit_price_den), for revenue_shares."""
     order = events.select(pl.arg_sort_by("key", "request_id")).to_series()
-    ranges = events.select("gid", "credits", "key")[order].with_columns(
+    ranges = events.select("gid", "credits", "key", "usage_code")[order].with_columns(
         row=order, end=pl.col("credits").cum_sum()
     )
     ends = _grant_ends(ranges, intervals)
@@ -334,21 +351,28 @@ def _split_shares(split: pl.DataFrame, ends: pl.DataFrame) -> pl.DataFrame:
 
 def _allocation_rows(
     events: pl.DataFrame, shares: pl.DataFrame, ends: pl.DataFrame, overage_prices: list[Fraction]
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Allocation rows: each share with its grant, or as overage at the customer's price."""
     grant = ends[shares["grant"]]
     rank = (shares["key"] // 2**64).cast(pl.Int64)
-    overage_num = pl.Series([p.numerator for p in overage_prices], dtype=pl.Int64).gather(rank)
-    overage_den = pl.Series([p.denominator for p in overage_prices], dtype=pl.Int64).gather(rank)
     covered = grant["gid"] == shares["gid"]
+    priced = shares.select("usage_code", "credits").with_columns(
+        unit_price_num=pl.when(covered).then(grant["unit_price_num"]).otherwise(
+            pl.Series([p.numerator for p in overage_prices], dtype=pl.Int64).gather(rank)
+        ),
+        unit_price_den=pl.when(covered).then(grant["unit_price_den"]).otherwise(
+            pl.Series([p.denominator for p in overage_prices], dtype=pl.Int64).gather(rank)
+        ),
+    )
     text = events.select("request_id", "org_id", "billing_month", "ledger_time", "model", "action")
-    return text[shares["row"]].with_columns(
+    rows = text[shares["row"]].with_columns(
         grant_id=pl.when(covered).then(grant["grant_id"]),
         grant_kind=pl.when(covered).then(grant["grant_kind"]).otherwise(pl.lit("overage", pl.Categorical)),
         credits=shares["credits"],
-        unit_price_num=pl.when(covered).then(grant["unit_price_num"]).otherwise(overage_num),
-        unit_price_den=pl.when(covered).then(grant["unit_price_den"]).otherwise(overage_den),
-    ).cast(ALLOCATION_SCHEMA)
+        unit_price_num=priced["unit_price_num"],
+        unit_price_den=priced["unit_price_den"],
+    )
+    return rows.cast(ALLOCATION_SCHEMA), priced
 
 
 def _capacities(intervals: list[_Interval]) -> pl.DataFrame:
