@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 from billing_pipelines.config import BillingConfig, CreditPurchase, Plan
 from billing_pipelines.ledger.consumption import CreditSummary
@@ -22,11 +23,11 @@ def draft_invoice(
     customer's credit purchases (those made in `month` are billed)."""
     customer, plan = config.customers[org_id], config.plan_of(org_id)
     lines = [_plan_fee_line(plan, month)]
-    lines += [_purchase_line(p) for p in purchases if utc_naive(p.purchased_at).date().replace(day=1) == month]
+    lines += [_purchase_line(p) for p in purchases if _month_of(p.purchased_at) == month]
     if credits.overage > 0 and plan.overage_credit_price is not None:
         lines.append(_overage_line(credits.overage, plan.overage_credit_price))
     subtotal = sum((Decimal(line["amount"]) for line in lines), Decimal("0.00"))
-    tax = round_half_up(subtotal * customer.tax_rate, 2)
+    tax = round_half_up(Fraction(subtotal) * Fraction(customer.tax_rate), 2)
     return {
         "org_id": org_id,
         "month": month_key(month),
@@ -40,6 +41,10 @@ def draft_invoice(
         "cogs_usd": money(cogs_usd, 4),
         "credits": credits.as_dict(),
     }
+
+
+def _month_of(moment) -> date:
+    return utc_naive(moment).date().replace(day=1)
 
 
 def _line(kind: str, description: str, quantity: int, unit_price: str, amount: Decimal) -> dict:
