@@ -297,18 +297,20 @@ def allocate(
     runs on numeric columns; the event's text columns are gathered once, at the end. Also returns
     the shares' (usage_code, credits, unit_price_num, unit_price_den), for revenue_shares."""
     order = events.select(pl.arg_sort_by("key", "request_id")).to_series()
-    ranges = events.select("gid", "credits", "key", "usage_code")[order].with_columns(
-        row=order, end=pl.col("credits").cum_sum()
-    )
+    ranges = events.select(
+        "gid", "credits", "usage_code", rank=(pl.col("key") // 2**64).cast(pl.Int32)
+    )[order].with_columns(row=order, end=pl.col("credits").cum_sum())
     ends = _grant_ends(ranges, intervals)
-    ranges = ranges.filter(pl.col("credits") > 0).with_columns(start=pl.col("end") - pl.col("credits"))
+    ranges = _only(ranges, pl.col("credits") > 0)
     ranges = ranges.with_columns(
-        first=ends["end"].search_sorted(ranges["start"], side="right").cast(pl.Int64),
+        first=ends["end"].search_sorted(ranges["end"] - ranges["credits"], side="right").cast(pl.Int64),
         last=ends["end"].search_sorted(ranges["end"], side="left").cast(pl.Int64),
     )
+    columns = ["row", "gid", "rank", "usage_code", "credits", "grant"]
     whole = ranges.filter(pl.col("first") == pl.col("last")).with_columns(grant=pl.col("first"))
     split = _split_shares(ranges.filter(pl.col("first") != pl.col("last")), ends)
-    shares = pl.concat([whole, split.select(whole.columns)])
+    shares = pl.concat([whole.select(columns), split.select(columns)], rechunk=False)
+    del ranges, whole
     return _allocation_rows(events, shares, ends, overage_prices)
 
 
@@ -343,7 +345,7 @@ def _split_shares(split: pl.DataFrame, ends: pl.DataFrame) -> pl.DataFrame:
     upper = pl.when(pl.col("grant") == pl.col("last")).then("end").otherwise(
         edge.gather(shares["grant"])
     )
-    lower = pl.when(pl.col("grant") == pl.col("first")).then("start").otherwise(
+    lower = pl.when(pl.col("grant") == pl.col("first")).then(pl.col("end") - pl.col("credits")).otherwise(
         edge.gather((shares["grant"] - 1).clip(lower_bound=0))
     )
     return shares.with_columns(credits=upper - lower)
@@ -354,7 +356,7 @@ def _allocation_rows(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Allocation rows: each share with its grant, or as overage at the customer's price."""
     grant = ends[shares["grant"]]
-    rank = (shares["key"] // 2**64).cast(pl.Int64)
+    rank = shares["rank"]
     covered = grant["gid"] == shares["gid"]
     priced = shares.select("usage_code", "credits").with_columns(
         unit_price_num=pl.when(covered).then(grant["unit_price_num"]).otherwise(
