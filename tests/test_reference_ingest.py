@@ -10,6 +10,8 @@ from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from billing_pipelines.config import ActionTier, ModelRate
@@ -125,3 +127,34 @@ def test_billed_frame_has_the_ledger_schema(tmp_path):
     land(tmp_path, "2026-11-03", "e.jsonl", event())
     frame = load_landing(tmp_path, CONFIG).frame()
     assert frame.height == 1 and str(frame.schema["cost_usd"]) == "Decimal(precision=38, scale=12)"
+
+
+def test_parquet_rows_keep_their_column_types(tmp_path):
+    utc_ts = pa.array([datetime(2026, 11, 3, 10), datetime(2026, 11, 3, 11)], pa.timestamp("us", "UTC"))
+    rows = {k: [v, v] for k, v in GOOD.items() if k != "ts"}
+    rows["request_id"] = ["p1", "p2"]
+    table = pa.table({**rows, "ts": utc_ts})
+    folder = tmp_path / "dt=2026-11-03"
+    folder.mkdir()
+    pq.write_table(table, folder / "a.parquet")
+    naive = table.set_column(table.schema.get_field_index("ts"), "ts",
+                             pa.array([datetime(2026, 11, 3, 10)] * 2, pa.timestamp("us")))
+    pq.write_table(naive.set_column(0, "request_id", pa.array(["p3", "p4"])), folder / "b.parquet")
+    floats = table.set_column(table.schema.get_field_index("input_tokens"), "input_tokens", pa.array([1.0, 2.0]))
+    pq.write_table(floats.set_column(0, "request_id", pa.array(["p5", "p6"])), folder / "c.parquet")
+    result = load_landing(tmp_path, CONFIG)
+    assert [(e["request_id"], e["ts"]) for e in result.billed] == [
+        ("p1", datetime(2026, 11, 3, 10)), ("p2", datetime(2026, 11, 3, 11)),
+    ]
+    assert [(q[1], q[2], q[4]) for q in result.quarantine] == [
+        ("dt=2026-11-03/b.parquet", 1, "bad_type"), ("dt=2026-11-03/b.parquet", 2, "bad_type"),
+        ("dt=2026-11-03/c.parquet", 1, "bad_type"), ("dt=2026-11-03/c.parquet", 2, "bad_type"),
+    ]
+
+
+def test_an_unreadable_file_fails_naming_it(tmp_path):
+    folder = tmp_path / "dt=2026-11-03"
+    folder.mkdir()
+    (folder / "broken.jsonl.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match="broken.jsonl.gz"):
+        load_landing(tmp_path, CONFIG)
