@@ -78,7 +78,9 @@ def _credits(config) -> pl.Expr:
 
 
 def billed_events(config, days: int, per_day: int, seed: int) -> pl.DataFrame:
-    """days x per_day billed events of MONTH, 1 in 100 landing a day late (inside the grace)."""
+    """days x per_day billed events landing in MONTH: 1 in 100 lands a day after its ts (inside
+    the grace), 1 in 1,000 happened 30 days before landing (late usage from the month before,
+    billed in MONTH at its first instant where it landed after the grace period)."""
     orgs = sorted(config.customers)
     models = sorted({r.model for r in config.price_book.models})
     actions = [a.action for a in config.price_book.actions]
@@ -96,8 +98,11 @@ def billed_events(config, days: int, per_day: int, seed: int) -> pl.DataFrame:
         latency_ms=_uniform("i", seed + 7, 5000),
     )
     late = (_uniform("i", seed + 8, 100) == 0).cast(pl.Int32)
+    backdated = _uniform("i", seed + 9, 1000) == 0
     return frame.with_columns(
         landing_date=pl.col("ts").dt.date() + pl.duration(days=late),
+        ts=pl.when(backdated).then(pl.col("ts") - pl.duration(days=30)).otherwise("ts"),
+    ).with_columns(
         cost_usd=_cost_e12(config).cast(pl.Decimal(38, 0))
         * pl.lit(Decimal("1e-12"), dtype=pl.Decimal(38, 12)),
         credits=_credits(config),
