@@ -12,7 +12,8 @@ def round_half_up(value: Fraction | Decimal | int, places: int) -> Decimal:
     """`value` rounded to `places` decimals, ties away from zero (ROUND_HALF_UP), exactly."""
     if isinstance(value, Decimal):
         return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_WIDE)
-    value = Fraction(value)
+    if not isinstance(value, Fraction):
+        value = Fraction(value)
     numerator, denominator = abs(value.numerator) * 10**places, value.denominator
     magnitude = (2 * numerator + denominator) // (2 * denominator)
     return Decimal(magnitude if value >= 0 else -magnitude).scaleb(-places)
