@@ -307,11 +307,10 @@ def allocate(
         last=ends["end"].search_sorted(ranges["end"], side="left").cast(pl.Int64),
     )
     columns = ["row", "gid", "rank", "usage_code", "credits", "grant"]
-    whole = ranges.filter(pl.col("first") == pl.col("last")).with_columns(grant=pl.col("first"))
-    split = _split_shares(ranges.filter(pl.col("first") != pl.col("last")), ends)
-    shares = pl.concat([whole.select(columns), split.select(columns)], rechunk=False)
-    del ranges, whole
-    return _allocation_rows(events, shares, ends, overage_prices)
+    split = _split_shares(ranges.filter(pl.col("first") != pl.col("last")), ends).select(columns)
+    whole = ranges.select(*columns[:-1], grant="first").filter(pl.col("grant") == ranges["last"])
+    del ranges
+    return _allocation_rows(events, pl.concat([whole, split], rechunk=False), ends, overage_prices)
 
 
 def _grant_ends(ranges: pl.DataFrame, intervals: list[_Interval]) -> pl.DataFrame:
