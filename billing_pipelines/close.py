@@ -11,12 +11,13 @@ import polars as pl
 
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.invoicing.drafts import draft_invoice, invoice_usage
-from billing_pipelines.ledger.consumption import CreditSummary, run_ledger
+from billing_pipelines.ledger.consumption import CreditSummary, opening_grants, run_ledger
 from billing_pipelines.ledger.events import with_ledger_time
 from billing_pipelines.ledger.grants import Grant, purchases_by_org
 from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
 from billing_pipelines.margin.advisor import tier_advice
 from billing_pipelines.margin.report import margin_report
+from billing_pipelines.periods import add_months
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,20 @@ class MonthClose:
 
 
 def close_month(
-    config: BillingConfig, billed_events: pl.DataFrame, month: date, grace_days: int = 3
+    config: BillingConfig, billed_events: pl.DataFrame, month: date, grace_days: int = 3,
+    previous: MonthClose | None = None,
 ) -> MonthClose:
-    """Close `month` for every customer billed in it (start month <= month)."""
+    """Close `month` for every customer billed in it (start month <= month), from the full
+    history of billed events, or from `previous` (the close of the month before, on the same
+    data) and the events billed in `month` (others are ignored): both give the same result."""
     month = month.replace(day=1)
     events = with_ledger_time(billed_events, grace_days)
-    ledger = run_ledger(config, events, month)
+    opening = None
+    if previous is not None:
+        if previous.month != add_months(month, -1):
+            raise ValueError(f"closing {month:%Y-%m} needs the close of the month before, not {previous.month:%Y-%m}")
+        opening = opening_grants(previous.month, previous.credit_summaries, previous.grants)
+    ledger = run_ledger(config, events, month, opening)
     usage, shares = ledger.usage, ledger.revenue_shares
     summaries = {org_id: months[month] for org_id, months in ledger.summaries.items()}
     cogs, bought = usage_totals(usage), purchases_by_org(config.purchases)

@@ -13,7 +13,7 @@ See docs/ledger.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 
@@ -109,24 +109,34 @@ def expiry_month(moment: datetime) -> date:
 class CustomerBook:
     """One customer's grants walked through its boundaries on credit totals per interval."""
 
-    def __init__(self, org_id: str, plan: Plan, first_month: date, purchases, until: date):
+    def __init__(
+        self, org_id: str, plan: Plan, since: date, purchases, until: date, opening: list[Grant] = ()
+    ):
+        """Walk the months from `since` up to `until`; `opening` are the grants alive at the
+        first instant of `since`'s month (copied), as a previous close left them."""
         self.org_id, self.plan, self.until = org_id, plan, month_instant(until)
-        months = months_between(first_month, until)
-        self.grants = [plan_grant(org_id, plan, m) for m in months if plan.included_credits > 0]
-        self.grants += [g for g in map(purchase_grant, purchases) if g.start < self.until]
+        months = months_between(since, until)
+        first = month_instant(since)
+        self.opening = [replace(g) for g in opening]
+        self.new = [plan_grant(org_id, plan, m) for m in months if plan.included_credits > 0]
+        self.new += [g for g in map(purchase_grant, purchases) if first <= g.start < self.until]
+        self.grants = self.opening + self.new
         self.summaries = {m: CreditSummary(granted=plan.included_credits) for m in months}
-        for g in self.grants:
+        for g in self.new:
             if g.kind == "purchase":
                 self.summaries[g.start.date().replace(day=1)].purchased += g.credits
-        starts = {month_instant(m) for m in months} | {g.start for g in self.grants}
+        for g in self.opening:
+            if g.kind == "rollover" and g.start == first:
+                self.summaries[since.replace(day=1)].rolled_over_in += g.credits
+        starts = {month_instant(m) for m in months} | {g.start for g in self.new}
         expiries = {g.expiry for g in self.grants if g.expiry <= self.until}
         self.boundaries = sorted(starts | expiries | {self.until})
 
     def walk(self, intervals: list[_Interval]) -> None:
         """Consume, expire and roll over along the boundaries; `intervals` has one entry per
         boundary before `until`, with its demand filled in."""
-        live: list[Grant] = []
-        pending = sorted(self.grants, key=lambda g: g.start)
+        live: list[Grant] = list(self.opening)
+        pending = sorted(self.new, key=lambda g: g.start)
         for boundary, interval in zip(self.boundaries, intervals + [None]):
             live = self._settle(boundary, live)
             if boundary.day == 1 and boundary.time() == datetime.min.time():
@@ -191,13 +201,21 @@ class CustomerBook:
         summary.overage += need
 
 
-def run_ledger(config: BillingConfig, events: pl.DataFrame, month: date) -> Ledger:
+def run_ledger(
+    config: BillingConfig, events: pl.DataFrame, month: date,
+    opening: dict[str, list[Grant]] | None = None,
+) -> Ledger:
     """The ledger of every customer billed in `month` (start month <= month), from the full
-    history of `events` (billed events with ledger_time and billing_month, SPEC §2)."""
+    history of `events` (billed events with ledger_time and billing_month, SPEC §2), or, where
+    `opening` is given, from the grants each customer closed with the month before (see
+    opening_grants) and the events billed in `month` only."""
     month = month.replace(day=1)
     until = add_months(month, 1)
-    books = _books(config, month, until)
-    history = _only(events.select(_EVENT_COLUMNS), pl.col("ledger_time") < month_instant(until))
+    books = _books(config, month, until, opening)
+    period = pl.col("ledger_time") < month_instant(until)
+    if opening is not None:
+        period &= pl.col("ledger_time") >= month_instant(month)
+    history = _only(events.select(_EVENT_COLUMNS), period)
     _check_orgs(history, books)
     book = config.price_book
     codes = UsageCodes(list(books), book.model_names, [a.action for a in book.actions])
@@ -220,18 +238,36 @@ def _only(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
     return frame if frame.select(condition.all()).item() else frame.filter(condition)
 
 
-def _books(config: BillingConfig, month: date, until: date) -> dict[str, CustomerBook]:
+def opening_grants(closed_month: date, customers, grants: list[Grant]) -> dict[str, list[Grant]]:
+    """Per customer closed in `closed_month`, its grants with credits left at the next month's
+    first instant: the state the next month's ledger opens with."""
+    next_start = month_instant(add_months(closed_month.replace(day=1), 1))
+    opening: dict[str, list[Grant]] = {org_id: [] for org_id in customers}
+    for g in grants:
+        if g.org_id in opening and g.expiry > next_start and g.left > 0:
+            opening[g.org_id].append(g)
+    return opening
+
+
+def _books(
+    config: BillingConfig, month: date, until: date, opening: dict[str, list[Grant]] | None
+) -> dict[str, CustomerBook]:
     books, bought = {}, purchases_by_org(config.purchases)
     for org_id in sorted(config.customers):
         customer = config.customers[org_id]
-        if customer.start_date.replace(day=1) <= month:
-            purchases = bought.get(org_id, [])
-            early = [p for p in purchases if p.purchased_at.date() < customer.start_date]
-            if early:
-                raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
-            books[org_id] = CustomerBook(
-                org_id, config.plan_of(org_id), customer.start_date, purchases, until
-            )
+        if customer.start_date.replace(day=1) > month:
+            continue
+        purchases = bought.get(org_id, [])
+        early = [p for p in purchases if p.purchased_at.date() < customer.start_date]
+        if early:
+            raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
+        plan = config.plan_of(org_id)
+        if opening is None or customer.start_date.replace(day=1) == month:
+            books[org_id] = CustomerBook(org_id, plan, customer.start_date, purchases, until)
+        elif org_id in opening:
+            books[org_id] = CustomerBook(org_id, plan, month, purchases, until, opening[org_id])
+        else:
+            raise ValueError(f"{org_id}: no closing state of the month before {month:%Y-%m}")
     return books
 
 
