@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from billing_pipelines import billing_db, duck
-from billing_pipelines.close import MonthClose, close_month
+from billing_pipelines.close import MonthClose, advise_tiers, close_month
 from billing_pipelines.ingest.pipeline import billed_events_sql, refresh_all
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.periods import add_months, month_key
@@ -55,8 +55,9 @@ def billed_events(settings: BillingSettings, before: date, landed_before: date |
 def run_month_close(settings: BillingSettings, month: date) -> MonthClose:
     """Close `month` from the full history and store everything it produced."""
     config = settings.billing_config()
-    result = close_month(config, billed_history(settings, month), month, settings.grace_days)
-    store_month_close(settings, result)
+    history = billed_history(settings, month)
+    result = close_month(config, history, month, settings.grace_days)
+    store_month_close(settings, result, advise_tiers(config, history, result, settings.grace_days))
     engine = billing_db.engine_from_url(settings.database_url)
     billing_db.sync_config(engine, config)
     billing_db.store_grants(engine, month_key(month), result.grants)
@@ -64,7 +65,7 @@ def run_month_close(settings: BillingSettings, month: date) -> MonthClose:
     return result
 
 
-def store_month_close(settings: BillingSettings, result: MonthClose) -> None:
+def store_month_close(settings: BillingSettings, result: MonthClose, advisor: dict) -> None:
     con = duck.connect(settings.scratch_dir())
     try:
         con.register("allocations_arrow", result.allocations.to_arrow())
@@ -78,7 +79,7 @@ def store_month_close(settings: BillingSettings, result: MonthClose) -> None:
                 "invoices": result.invoices,
                 "invoice_usage": result.invoice_usage,
                 "margin": result.margin,
-                "advisor": result.advisor,
+                "advisor": advisor,
             },
         )
     finally:
