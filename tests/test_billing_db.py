@@ -21,7 +21,7 @@ from billing_pipelines.close import close_month
 from billing_pipelines.config import load_config
 from reference_ingest import load_landing
 
-CONFORMANCE = Path(__file__).parent / "conformance"
+from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 

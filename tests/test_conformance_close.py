@@ -1,4 +1,4 @@
-"""The conformance landing zone (tests/conformance, a copy of the shared one): the reference
+"""The conformance landing zone (../shared/conformance): the reference
 ingest prints the expected counts, and closing 2026-10 and 2026-11 gives the expected invoices
 and margin (the fields expected.json compares)."""
 
@@ -19,7 +19,7 @@ from billing_pipelines.ledger.checks import (
 )
 from reference_ingest import load_landing
 
-CONFORMANCE = Path(__file__).parent / "conformance"
+from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
 EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 

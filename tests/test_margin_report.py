@@ -29,7 +29,7 @@ from billing_pipelines.partitions import billing_months
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation
 from billing_pipelines.resources import BillingSettings
 
-CONFORMANCE = Path(__file__).parent / "conformance"  # the repository's copy of ../shared/conformance
+from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
 
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
 NAMES = {"acme": "Acme Corp", "globex": "Globex Corporation", "initech": "Initech"}
@@ -38,7 +38,7 @@ NAMES = {"acme": "Acme Corp", "globex": "Globex Corporation", "initech": "Initec
 @pytest.fixture(scope="module")
 def closed(tmp_path_factory) -> BillingSettings:
     """Settings over the conformance landing zone (as conftest's conformance_settings, from the
-    repository's copy) with October and November 2026 closed by the real month close, shared by
+    shared folder) with October and November 2026 closed by the real month close, shared by
     this module's tests."""
     root = CONFORMANCE
     settings = BillingSettings.from_env({
