@@ -82,6 +82,15 @@ def test_just_before_the_future_cutoff_is_billed(settings, landing):
     assert run(settings, D1)[D1]["billed"] == 1
 
 
+def test_a_line_that_is_not_utf8_is_malformed_and_its_neighbours_are_billed(settings, landing):
+    path = landing.path(D1, "a.jsonl")
+    path.write_bytes(json.dumps(event("a")).encode() + b"\n" + json.dumps(event("bX")).encode().replace(b"bX", b"b\xff")
+                     + b"\n" + json.dumps(event("c")).encode() + b"\n")
+    assert run(settings, D1)[D1]["quarantined"] == {"malformed": 1}
+    assert sorted(billed(settings)) == ["a", "c"]
+    assert table(settings, "quarantine", D1)[0]["raw"].startswith('{"request_id": "b\ufffd')
+
+
 def test_blank_lines_are_not_rows_but_keep_line_numbers(settings, landing):
     landing.jsonl(D1, "a.jsonl", ["", json.dumps(event("a")), "   ", "{bad"])
     assert run(settings, D1)[D1]["rows_read"] == 2

@@ -111,16 +111,37 @@ def _json_lines(store: Store, file_idx: int, stored: StoredFile) -> pa.Table:
             data = igzip.decompress(data)
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise LandingError(f"{stored.key}: not a readable gzip file: {exc}") from exc
-    text = pa.array([data.decode("utf-8", errors="replace")], pa.large_string())
-    lines = pc.list_flatten(pc.split_pattern(text, "\n"))
+    lines, utf8_ok = _split_lines(data)
     keep = pc.not_equal(pc.utf8_trim_whitespace(lines), "")
     return pa.table(
         {
             "file_idx": pa.repeat(pa.scalar(file_idx, pa.int32()), len(lines)),
             "line_no": pa.array(np.arange(1, len(lines) + 1, dtype=np.int64)),
             "raw": pc.cast(pc.utf8_rtrim(lines, "\r"), pa.string()),
+            "utf8_ok": utf8_ok,
         }
     ).filter(keep)
+
+
+def _split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
+    """The lines of `data` and whether each is valid UTF-8 (JSON must be: a line that is not is
+    quarantined as malformed, its raw text kept with U+FFFD for the bad bytes)."""
+    try:
+        text = pa.array([data.decode("utf-8")], pa.large_string())
+        lines = pc.list_flatten(pc.split_pattern(text, "\n"))
+        return lines, pa.repeat(pa.scalar(True), len(lines))
+    except UnicodeDecodeError:
+        raw = data.split(b"\n")
+        ok = [_is_utf8(line) for line in raw]
+        return pa.array([line.decode("utf-8", errors="replace") for line in raw], pa.large_string()), pa.array(ok)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _parquet_source(con: duckdb.DuckDBPyConnection, store: Store, file_idx: int, stored: StoredFile) -> tuple[str, pa.Schema]:

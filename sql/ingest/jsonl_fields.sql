@@ -1,9 +1,9 @@
 -- JSON lines -> the fields of SPEC §1.1, each with its JSON type (`<field>__k`, NULL where the
 -- key is absent, 'NULL' where it is null) and its value cast to the column type (NULL where the
--- cast fails). Input: {lines}(file_idx, line_no, raw).
+-- cast fails). Input: {lines}(file_idx, line_no, raw, utf8_ok).
 WITH objects AS (
     SELECT file_idx, line_no, raw,
-           CASE WHEN json_valid(raw) THEN json_type(raw) = 'OBJECT' ELSE false END AS is_object
+           CASE WHEN utf8_ok AND json_valid(raw) THEN json_type(raw) = 'OBJECT' ELSE false END AS is_object
     FROM {lines}
 ), parsed AS (
     SELECT file_idx, line_no, raw, is_object,
