@@ -21,9 +21,15 @@ def register(subparsers) -> None:
 def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines import billing_db
     from billing_pipelines.cli import parse_month_arg, run_job
+    from billing_pipelines.invoicing.filing import today
+    from billing_pipelines.invoicing.finalize import check_issue_date
     from billing_pipelines.periods import month_key
 
     month = parse_month_arg(args.month)
+    try:
+        check_issue_date(month, args.issue_date or today())
+    except ValueError as exc:
+        raise SystemExit(f"billing: {exc}") from exc
     issue_date = args.issue_date.isoformat() if args.issue_date else ""
     run_job("finalize_invoices", month.isoformat(), settings,
             {"ops": {"finalized_invoices": {"config": {"issue_date": issue_date}}}})

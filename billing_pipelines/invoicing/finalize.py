@@ -25,8 +25,7 @@ def finalize_month(settings: BillingSettings, month: date, issue_date: date | No
     (all or none); then each PDF is rendered, stored and its sha256 recorded. Returns the
     documents filed: org_id, kind, number, pdf_key, pdf_sha256."""
     key, issue_date = month_key(month), issue_date or today()
-    if issue_date < add_months(month.replace(day=1), 1):
-        raise ValueError(f"{key} cannot be finalized before it has ended (issue date {issue_date})")
+    check_issue_date(month, issue_date)
     issuer, margins = Issuer.of(settings), _margins(settings, month)
     engine = billing_db.engine_from_url(settings.database_url)
     with billing_db.invoicing_transaction(engine, key) as session:
@@ -36,6 +35,12 @@ def finalize_month(settings: BillingSettings, month: date, issue_date: date | No
             rendered = issuer.document(invoice, issue_date, margins.get(row.org_id))
             billing_db.freeze(session, row, number, issue_date, rendered)
     return file_pdfs(settings, engine, key, workers)
+
+
+def check_issue_date(month: date, issue_date: date) -> None:
+    """A month's invoices are issued after it has ended; a clear ValueError otherwise."""
+    if issue_date < add_months(month.replace(day=1), 1):
+        raise ValueError(f"{month_key(month)} cannot be finalized before it has ended (issue date {issue_date})")
 
 
 def file_draft_pdfs(settings: BillingSettings, month: date, workers: int = 2) -> list[str]:
