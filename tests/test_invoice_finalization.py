@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from billing_pipelines import billing_db
+from billing_pipelines.invoicing.filing import today as issue_day
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
 from billing_pipelines.invoicing.pdf import render_invoice_pdf
 from billing_pipelines.ledger.month_close import run_month_close
@@ -127,7 +128,7 @@ def test_a_backfill_after_finalization_issues_exactly_one_adjustment(billing, la
     run_month_close(billing, OCTOBER)
 
     [adjustment] = adjustments(billing)
-    today = date.today()
+    today = issue_day()
     assert {k: adjustment[k] for k in ("org_id", "month", "kind", "status", "refers_to", "currency",
                                        "subtotal", "tax", "total", "issue_date")} == {
         "org_id": "acme", "month": "2026-10", "kind": "adjustment", "status": "final",
