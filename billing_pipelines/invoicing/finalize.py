@@ -21,20 +21,27 @@ from billing_pipelines.resources import BillingSettings
 def finalize_month(settings: BillingSettings, month: date, issue_date: date | None = None,
                    workers: int = 2) -> list[dict]:
     """Finalize every draft invoice of `month`, issued on `issue_date` (default today, UTC; not
-    before the month has ended). Numbers are assigned and invoices frozen in one transaction
-    (all or none); then each PDF is rendered, stored and its sha256 recorded. Returns the
-    documents filed: org_id, kind, number, pdf_key, pdf_sha256."""
-    key, issue_date = month_key(month), issue_date or today()
+    before the month has ended): number and freeze them (number_drafts), then render, store and
+    record each PDF (file_pdfs). Returns the documents filed: org_id, kind, number, pdf_key,
+    pdf_sha256."""
+    number_drafts(settings, month, issue_date or today())
+    return file_pdfs(settings, billing_db.engine_from_url(settings.database_url), month_key(month), workers)
+
+
+def number_drafts(settings: BillingSettings, month: date, issue_date: date) -> list[str]:
+    """In one transaction (all or none), give each draft of `month` the next number of the
+    issue date's year and freeze it with the document its PDF will be made from."""
     check_issue_date(month, issue_date)
-    issuer, margins = Issuer.of(settings), _margins(settings, month)
-    engine = billing_db.engine_from_url(settings.database_url)
-    with billing_db.invoicing_transaction(engine, key) as session:
+    key, issuer, margins = month_key(month), Issuer.of(settings), _margins(settings, month)
+    numbers = []
+    with billing_db.invoicing_transaction(billing_db.engine_from_url(settings.database_url), key) as session:
         for row in billing_db.draft_rows(session, key):
             number = billing_db.next_document_number(session, issue_date.year)
             invoice = {**billing_db.stored_document(row), "status": "final", "number": number}
             rendered = issuer.document(invoice, issue_date, margins.get(row.org_id))
             billing_db.freeze(session, row, number, issue_date, rendered)
-    return file_pdfs(settings, engine, key, workers)
+            numbers.append(number)
+    return numbers
 
 
 def check_issue_date(month: date, issue_date: date) -> None:
