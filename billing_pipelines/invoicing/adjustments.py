@@ -32,10 +32,10 @@ def issue_adjustments(settings: BillingSettings, month: date, invoices: list[dic
     corrected = {invoice["org_id"]: invoice for invoice in invoices}
     engine = billing_db.engine_from_url(settings.database_url)
     with billing_db.invoicing_transaction(engine, key) as session:
-        changes = [(org_id, change) for org_id, billed in billing_db.final_documents(session, key).items()
+        changes = [change for org_id, billed in billing_db.final_documents(session, key).items()
                    if org_id in corrected and (change := adjustment_between(billed, corrected[org_id]))]
         issuer = Issuer.of(settings) if changes else None
-        for org_id, change in changes:
+        for change in changes:
             change.update(number=billing_db.next_document_number(session, issue_date.year),
                           issue_date=issue_date.isoformat())
             billing_db.add_document(session, change, issuer.document(change, issue_date))
