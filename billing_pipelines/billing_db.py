@@ -17,7 +17,7 @@ from dataclasses import asdict
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Engine, Index, delete, text
+from sqlalchemy import Engine, Index, delete, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -231,20 +231,19 @@ def invoicing_transaction(engine: Engine, month: str) -> Iterator[Session]:
 INVOICING_LOCK_SPACE = 4_240_001  # first key of the PostgreSQL advisory locks of invoicing
 
 
-def next_document_number(session: Session, year: int) -> str:
-    """The next number of `year` (`INV-2026-000001` first) for an invoice, adjustment or credit
-    note. The year's counter row stays locked (SELECT ... FOR UPDATE) until the session's
-    transaction ends, so concurrent transactions get consecutive numbers, and one that rolls
-    back takes its numbers back with it: no gaps, no reuse."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.connection().execute(
-        insert(DocumentNumberRow).values(year=year, last_number=0).on_conflict_do_nothing())
-    counter = session.exec(
-        select(DocumentNumberRow).where(DocumentNumberRow.year == year).with_for_update()).one()
-    counter.last_number += 1
-    session.add(counter)
-    session.flush()
-    return f"INV-{year}-{counter.last_number:06d}"
+def next_document_numbers(session: Session, year: int, count: int) -> list[str]:
+    """The next `count` numbers of `year` (`INV-2026-000001` first) for invoices, adjustments or
+    credit notes. The year's counter row stays locked (SELECT ... FOR UPDATE) until the
+    session's transaction ends, so concurrent transactions get consecutive numbers, and one that
+    rolls back takes its numbers back with it: no gaps, no reuse."""
+    connection = session.connection()
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    connection.execute(insert(DocumentNumberRow).values(year=year, last_number=0).on_conflict_do_nothing())
+    counter = DocumentNumberRow.__table__.c
+    last = connection.execute(
+        select(counter.last_number).where(counter.year == year).with_for_update()).scalar_one()
+    connection.execute(update(DocumentNumberRow).where(counter.year == year).values(last_number=last + count))
+    return [f"INV-{year}-{n:06d}" for n in range(last + 1, last + count + 1)]
 
 
 def store_draft_invoices(engine: Engine, month: str, invoices: list[dict]) -> int:
@@ -314,7 +313,6 @@ def freeze(session: Session, row: InvoiceRow, number: str, issue_date: date, ren
     row.status, row.number, row.issue_date = "final", number, issue_date
     row.document_json, row.rendered_json = json.dumps(document), json.dumps(rendered)
     session.add(row)
-    session.flush()
 
 
 def unfiled_documents(engine: Engine, month: str) -> list[InvoiceRow]:

@@ -95,7 +95,7 @@ def test_numbering_transactions_serialize_and_rollbacks_leave_no_gap(env):
         try:
             with billing_db.invoicing_transaction(engine, f"2025-{i + 1:02d}") as session:
                 for _ in range(3):
-                    numbers.append(billing_db.next_document_number(session, 2026))
+                    numbers += billing_db.next_document_numbers(session, 2026, 1)
                     time.sleep(0.01)
                 if i % 3 == 0:
                     raise RuntimeError("rolled back")

@@ -35,9 +35,8 @@ def issue_adjustments(settings: BillingSettings, month: date, invoices: list[dic
         changes = [change for org_id, billed in billing_db.final_documents(session, key).items()
                    if org_id in corrected and (change := adjustment_between(billed, corrected[org_id]))]
         issuer = Issuer.of(settings) if changes else None
-        for change in changes:
-            change.update(number=billing_db.next_document_number(session, issue_date.year),
-                          issue_date=issue_date.isoformat())
+        for change, number in zip(changes, billing_db.next_document_numbers(session, issue_date.year, len(changes))):
+            change.update(number=number, issue_date=issue_date.isoformat())
             billing_db.add_document(session, change, issuer.document(change, issue_date))
     return file_pdfs(settings, engine, key)
 

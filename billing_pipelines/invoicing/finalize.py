@@ -33,14 +33,13 @@ def number_drafts(settings: BillingSettings, month: date, issue_date: date) -> l
     issue date's year and freeze it with the document its PDF will be made from."""
     check_issue_date(month, issue_date)
     key, issuer, margins = month_key(month), Issuer.of(settings), _margins(settings, month)
-    numbers = []
     with billing_db.invoicing_transaction(billing_db.engine_from_url(settings.database_url), key) as session:
-        for row in billing_db.draft_rows(session, key):
-            number = billing_db.next_document_number(session, issue_date.year)
+        drafts = billing_db.draft_rows(session, key)
+        numbers = billing_db.next_document_numbers(session, issue_date.year, len(drafts))
+        for row, number in zip(drafts, numbers):
             invoice = {**billing_db.stored_document(row), "status": "final", "number": number}
             rendered = issuer.document(invoice, issue_date, margins.get(row.org_id))
             billing_db.freeze(session, row, number, issue_date, rendered)
-            numbers.append(number)
     return numbers
 
 
