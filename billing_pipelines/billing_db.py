@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, Index, delete, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from billing_pipelines.config import BillingConfig, PriceBook
@@ -75,9 +78,20 @@ class GrantRow(SQLModel, table=True):
     as_of_month: str
 
 
+FINAL_INVOICE = "status = 'final' AND kind = 'invoice'"
+
+
 class InvoiceRow(SQLModel, table=True):
+    """An invoice (draft or final) or, always final, an adjustment or credit note of a final
+    invoice (`refers_to` its number). Money columns of an adjustment hold the difference."""
+
     __tablename__ = "invoices"
+    __table_args__ = (
+        Index("one_final_invoice_per_org_month", "org_id", "month", unique=True,
+              sqlite_where=text(FINAL_INVOICE), postgresql_where=text(FINAL_INVOICE)),
+    )
     id: int | None = Field(default=None, primary_key=True)
+    kind: str = "invoice"  # invoice | adjustment | credit_note
     org_id: str = Field(index=True)
     month: str = Field(index=True)
     status: str  # draft | final
@@ -91,6 +105,18 @@ class InvoiceRow(SQLModel, table=True):
     document_json: str
     pdf_sha256: str | None = None
     created_at: datetime
+    refers_to: str | None = None
+    issue_date: date | None = None
+    rendered_json: str | None = None  # the frozen document its PDF is rendered from
+    pdf_key: str | None = None
+
+
+class DocumentNumberRow(SQLModel, table=True):
+    """The last number issued in a year (invoices, adjustments and credit notes share it)."""
+
+    __tablename__ = "document_numbers"
+    year: int = Field(primary_key=True)
+    last_number: int = 0
 
 
 class InvoiceLineRow(SQLModel, table=True):
@@ -117,7 +143,10 @@ def default_database_url() -> str:
 
 def engine_from_url(url: str | None = None) -> Engine:
     """An engine on `url` (default: default_database_url()) with every table created."""
-    engine = create_engine(url or default_database_url())
+    url = url or default_database_url()
+    # SQLite: wait for the write lock (finalizations serialize on it) rather than fail at once.
+    connect_args = {"timeout": 60} if url.startswith("sqlite") else {}
+    engine = create_engine(url, connect_args=connect_args)
     SQLModel.metadata.create_all(engine)
     return engine
 
@@ -180,44 +209,133 @@ def store_grants(engine: Engine, month: str, grants: list[Grant]) -> None:
         session.commit()
 
 
+@contextmanager
+def invoicing_transaction(engine: Engine, month: str) -> Iterator[Session]:
+    """A session whose transaction is the only writer of `month`'s invoices until it commits at
+    the end of the block: BEGIN IMMEDIATE on SQLite (the database's single write lock), a
+    transaction-scoped advisory lock on the month on PostgreSQL. Drafts, finalization and
+    adjustments of a month therefore never interleave."""
+    with Session(engine) as session:
+        connection = session.connection()
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:space, :month)"),
+                               {"space": INVOICING_LOCK_SPACE, "month": int(month.replace("-", ""))})
+        else:
+            raise ValueError(f"unsupported billing database {engine.dialect.name!r} (SQLite or PostgreSQL)")
+        yield session
+        session.commit()
+
+
+INVOICING_LOCK_SPACE = 4_240_001  # first key of the PostgreSQL advisory locks of invoicing
+
+
+def next_document_numbers(session: Session, year: int, count: int) -> list[str]:
+    """The next `count` numbers of `year` (`INV-2026-000001` first) for invoices, adjustments or
+    credit notes. The year's counter row stays locked (SELECT ... FOR UPDATE) until the
+    session's transaction ends, so concurrent transactions get consecutive numbers, and one that
+    rolls back takes its numbers back with it: no gaps, no reuse."""
+    connection = session.connection()
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    connection.execute(insert(DocumentNumberRow).values(year=year, last_number=0).on_conflict_do_nothing())
+    counter = DocumentNumberRow.__table__.c
+    last = connection.execute(
+        select(counter.last_number).where(counter.year == year).with_for_update()).scalar_one()
+    connection.execute(update(DocumentNumberRow).where(counter.year == year).values(last_number=last + count))
+    return [f"INV-{year}-{n:06d}" for n in range(last + 1, last + count + 1)]
+
+
 def store_draft_invoices(engine: Engine, month: str, invoices: list[dict]) -> int:
     """Replace `month`'s draft invoices by `invoices` (SPEC §6 objects), in one transaction.
     Finalized invoices are never touched, and no draft is stored beside one. Returns the
     number of drafts stored."""
-    with Session(engine) as session:
-        final = set(session.exec(
-            select(InvoiceRow.org_id).where(InvoiceRow.month == month, InvoiceRow.status == "final")
-        ))
+    with invoicing_transaction(engine, month) as session:
+        final = set(session.exec(select(InvoiceRow.org_id).where(
+            InvoiceRow.month == month, InvoiceRow.status == "final", InvoiceRow.kind == "invoice")))
         drafts = select(InvoiceRow.id).where(InvoiceRow.month == month, InvoiceRow.status == "draft")
         session.exec(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id.in_(drafts)))
         session.exec(delete(InvoiceRow).where(InvoiceRow.month == month, InvoiceRow.status == "draft"))
         stored = [i for i in invoices if i["org_id"] not in final]
         for invoice in stored:
-            _add_invoice(session, month, invoice)
-        session.commit()
+            if invoice["month"] != month or invoice["status"] != "draft":
+                raise ValueError(f"{invoice['org_id']}: not a draft invoice of {month}")
+            add_document(session, invoice)
     return len(stored)
 
 
-def _add_invoice(session: Session, month: str, invoice: dict) -> None:
-    if invoice["month"] != month or invoice["status"] != "draft":
-        raise ValueError(f"{invoice['org_id']}: not a draft invoice of {month}")
+def add_document(session: Session, document: dict, rendered: dict | None = None) -> InvoiceRow:
+    """Insert a SPEC §6 invoice object, or an adjustment object (`kind`, `refers_to`,
+    `issue_date`), with its lines; `rendered` is the frozen PDF document of a final one."""
     row = InvoiceRow(
-        org_id=invoice["org_id"],
-        month=month,
-        status="draft",
-        currency=invoice["currency"],
-        subtotal=invoice["subtotal"],
-        tax=invoice["tax"],
-        total=invoice["total"],
-        cogs_usd=invoice["cogs_usd"],
-        credits_json=json.dumps(invoice["credits"]),
-        document_json=json.dumps(invoice),
+        org_id=document["org_id"],
+        month=document["month"],
+        kind=document.get("kind", "invoice"),
+        status=document["status"],
+        number=document["number"],
+        refers_to=document.get("refers_to"),
+        issue_date=date.fromisoformat(document["issue_date"]) if document.get("issue_date") else None,
+        currency=document["currency"],
+        subtotal=document["subtotal"],
+        tax=document["tax"],
+        total=document["total"],
+        cogs_usd=document["cogs_usd"],
+        credits_json=json.dumps(document["credits"]),
+        document_json=json.dumps(document),
+        rendered_json=None if rendered is None else json.dumps(rendered),
         created_at=datetime.now(timezone.utc),
     )
     session.add(row)
     session.flush()
-    for position, line in enumerate(invoice["lines"], start=1):
+    for position, line in enumerate(document["lines"], start=1):
         session.add(InvoiceLineRow(invoice_id=row.id, position=position, **line))
+    return row
+
+
+def draft_rows(session: Session, month: str) -> list[InvoiceRow]:
+    """`month`'s draft invoices, by org_id."""
+    query = select(InvoiceRow).where(InvoiceRow.month == month, InvoiceRow.status == "draft")
+    return list(session.exec(query.order_by(InvoiceRow.org_id)))
+
+
+def final_documents(session: Session, month: str) -> dict[str, list[dict]]:
+    """Per org, the final invoice of `month` then its adjustments in issue order, as objects."""
+    query = select(InvoiceRow).where(InvoiceRow.month == month, InvoiceRow.status == "final")
+    documents: dict[str, list[dict]] = {}
+    for row in session.exec(query.order_by(InvoiceRow.org_id, InvoiceRow.kind != "invoice", InvoiceRow.id)):
+        documents.setdefault(row.org_id, []).append(stored_document(row))
+    return documents
+
+
+def freeze(session: Session, row: InvoiceRow, number: str, issue_date: date, rendered: dict) -> None:
+    """Make a draft final under `number`; `rendered` is the document its PDF is made from."""
+    document = {**json.loads(row.document_json), "status": "final", "number": number}
+    row.status, row.number, row.issue_date = "final", number, issue_date
+    row.document_json, row.rendered_json = json.dumps(document), json.dumps(rendered)
+    session.add(row)
+
+
+def unfiled_documents(engine: Engine, month: str) -> list[InvoiceRow]:
+    """`month`'s final documents whose PDF is not stored yet."""
+    query = select(InvoiceRow).where(
+        InvoiceRow.month == month, InvoiceRow.status == "final", InvoiceRow.pdf_sha256.is_(None))
+    with Session(engine) as session:
+        return list(session.exec(query.order_by(InvoiceRow.id)))
+
+
+def record_pdf(engine: Engine, row_id: int, key: str, sha256: str) -> None:
+    """Record the stored PDF of a final document (once: a recorded PDF is never replaced)."""
+    with Session(engine) as session:
+        row = session.get(InvoiceRow, row_id)
+        if row.pdf_sha256 is None:
+            row.pdf_key, row.pdf_sha256 = key, sha256
+            session.add(row)
+            session.commit()
+
+
+def stored_document(row: InvoiceRow) -> dict:
+    """The row's invoice (SPEC §6) or adjustment object, with status and number as stored."""
+    return {**json.loads(row.document_json), "status": row.status, "number": row.number}
 
 
 def record_invoice_pdf(engine: Engine, month: str, org_id: str, pdf_sha256: str) -> None:
@@ -235,14 +353,10 @@ def record_invoice_pdf(engine: Engine, month: str, org_id: str, pdf_sha256: str)
 
 def list_invoices(engine: Engine, month: str) -> list[dict]:
     """The invoices of `month` as SPEC §6 objects, sorted by org_id (finalized first where an
-    org has both), with status and number as stored."""
+    org has both), with status and number as stored; then the adjustments and credit notes,
+    sorted by org_id and issue order."""
     with Session(engine) as session:
-        rows = session.exec(
-            select(InvoiceRow).where(InvoiceRow.month == month).order_by(InvoiceRow.org_id, InvoiceRow.id)
-        ).all()
-    documents = []
-    for row in sorted(rows, key=lambda r: (r.org_id, r.status != "final", r.id)):
-        document = json.loads(row.document_json)
-        document.update(status=row.status, number=row.number)
-        documents.append(document)
-    return documents
+        rows = session.exec(select(InvoiceRow).where(InvoiceRow.month == month)).all()
+    invoices = sorted((r for r in rows if r.kind == "invoice"), key=lambda r: (r.org_id, r.status != "final", r.id))
+    adjustments = sorted((r for r in rows if r.kind != "invoice"), key=lambda r: (r.org_id, r.id))
+    return [stored_document(row) for row in invoices + adjustments]

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlmodel import Session, create_engine, select
+from sqlmodel import Session, select
 
 from billing_pipelines.billing_db import (
     CustomerRow, GrantRow, InvoiceLineRow, InvoiceRow, PlanRow, PriceBookVersion,
@@ -19,44 +16,18 @@ from billing_pipelines.billing_db import (
 )
 from billing_pipelines.close import close_month
 from billing_pipelines.config import load_config
+from db_support import DATABASE_KINDS, fresh_database
 from reference_ingest import load_landing
 
 from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
-PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
-def _postgres_admin():
-    """An autocommit engine on the server's `postgres` database; skip (or fail under CI)."""
-    try:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return admin
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(params=DATABASE_KINDS)
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        engine = engine_from_url(f"sqlite:///{tmp_path / 'billing.db'}")
+    with fresh_database(request.param, tmp_path) as url:
+        engine = engine_from_url(url)
         yield engine
         engine.dispose()
-        return
-    admin = _postgres_admin()
-    name = f"billing_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = engine_from_url(f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="module")

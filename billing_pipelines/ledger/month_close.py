@@ -2,7 +2,8 @@
 
 The results of month M live in the warehouse as `month_close/month=YYYY-MM/` (allocations and
 grants as Parquet, every JSON document in the manifest) and, for the invoices, in the billing
-database, where finalization and numbering happen.
+database, where finalization and numbering happen; where a final invoice changed, the close
+issues an adjustment or credit note (billing_pipelines.invoicing.adjustments).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 from billing_pipelines import billing_db, duck
 from billing_pipelines.close import MonthClose, advise_tiers, close_month
 from billing_pipelines.ingest.pipeline import billed_events_sql, refresh_all
+from billing_pipelines.invoicing.adjustments import issue_adjustments
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
@@ -62,6 +64,7 @@ def run_month_close(settings: BillingSettings, month: date) -> MonthClose:
     billing_db.sync_config(engine, config)
     billing_db.store_grants(engine, month_key(month), result.grants)
     billing_db.store_draft_invoices(engine, month_key(month), result.invoices)
+    issue_adjustments(settings, month, result.invoices)
     return result
 
 

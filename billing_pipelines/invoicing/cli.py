@@ -1,0 +1,47 @@
+"""`billing finalize YYYY-MM`: finalize a month's invoices through the Dagster job
+`finalize_invoices`, so the run shows in the UI like every other."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from billing_pipelines.resources import BillingSettings
+
+
+def register(subparsers) -> None:
+    """Add `finalize` to the `billing` command line."""
+    cmd = subparsers.add_parser("finalize", help="number, freeze and store the PDFs of a month's draft invoices")
+    cmd.add_argument("month", help="YYYY-MM")
+    cmd.add_argument("--issue-date", type=_date, default=None,
+                     help="YYYY-MM-DD (default: today, UTC); its year numbers the invoices")
+    cmd.set_defaults(handler=cmd_finalize)
+
+
+def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
+    from billing_pipelines import billing_db
+    from billing_pipelines.cli import parse_month_arg, run_job
+    from billing_pipelines.invoicing.filing import today
+    from billing_pipelines.invoicing.finalize import check_issue_date
+    from billing_pipelines.periods import month_key
+
+    month = parse_month_arg(args.month)
+    try:
+        check_issue_date(month, args.issue_date or today())
+    except ValueError as exc:
+        raise SystemExit(f"billing: {exc}") from exc
+    issue_date = args.issue_date.isoformat() if args.issue_date else ""
+    run_job("finalize_invoices", month.isoformat(), settings,
+            {"ops": {"finalized_invoices": {"config": {"issue_date": issue_date}}}})
+    documents = billing_db.list_invoices(billing_db.engine_from_url(settings.database_url), month_key(month))
+    final = [d for d in documents if d["status"] == "final"]
+    print(f"{month_key(month)}: {len(final)} final documents, PDFs in {settings.warehouse().store.url('invoices')}")
+    for d in final:
+        print(f"  {d['org_id']:<24} {d.get('kind', 'invoice'):<12} {d['number']:<16} {d['currency']} {d['total']:>12}")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
