@@ -1,8 +1,6 @@
 """Dagster side of the live dashboard: the `live_balances` asset, its job, and the sensor that
 launches one run per landed file (and one per month, so balances roll over without events)."""
 
-from __future__ import annotations
-
 import json
 from datetime import date, datetime, timezone
 
@@ -45,7 +43,7 @@ def live_balances(context: dg.AssetExecutionContext, config: LiveBatchConfig, bi
 
 
 live_balances_job = dg.define_asset_job(
-    "live_balances", selection=[live_balances], executor_def=dg.in_process_executor, tags=RUN_TAGS,
+    "live_balance_updates", selection=[live_balances], executor_def=dg.in_process_executor, tags=RUN_TAGS,
     description="Count one landed file's new events and refresh the balances of its customers.",
 )
 
