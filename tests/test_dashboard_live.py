@@ -13,6 +13,7 @@ from billing_pipelines.dashboard import state
 from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import ingest, refresh_all
+from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.month_close import run_month_close
 from dashboard_support import CONFORMANCE, land, live_settings, now_event, postgres_database
 
@@ -84,6 +85,8 @@ def test_after_the_daily_ingest_catches_up_nothing_is_counted_twice(november):
     redelivered = sorted(Path(settings.landing).glob("dt=2026-11-2*/redelivered.jsonl"))[0]
     batch = process_landed_file(settings, redelivered.relative_to(settings.landing).as_posix(), at=DECEMBER)
     assert batch.new_events == 0
+    engine = state.dashboard_engine(settings.database_url)
+    assert state.live_events(engine, set(live), BILLED_EVENT_SCHEMA).height == 0  # the warehouse took over
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -128,6 +131,12 @@ def test_the_daily_ingest_counts_for_the_micro_batch(tmp_path):
     batch = process_landed_file(settings, key)
     assert batch.new_events == 0
     assert process_landed_file(settings, None).balances["acme"].consumed_credits == 2
+    later = land(settings, "b.jsonl", [now_event("r-3")])
+    assert process_landed_file(settings, later).balances["acme"].consumed_credits == 3
+    ingest(settings, [date.fromisoformat(key[3:13])])  # the daily ingest takes r-3 over
+    assert process_landed_file(settings, None).balances["acme"].consumed_credits == 3
+    engine = state.dashboard_engine(settings.database_url)
+    assert state.live_events(engine, {"acme"}, BILLED_EVENT_SCHEMA).height == 0
 
 
 def test_an_older_snapshot_never_overwrites_a_newer_balance(tmp_path):

@@ -61,6 +61,16 @@ def _bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def app_from_env() -> Starlette:
+    """The app `billing serve` runs, from the environment's settings (SPEC §6); also a uvicorn
+    factory: `uvicorn --factory billing_pipelines.dashboard.app:app_from_env`."""
+    from billing_pipelines.resources import BillingSettings
+
+    settings = BillingSettings.from_env()
+    engine = state.dashboard_engine(settings.database_url)
+    return create_app(engine, live_limiter(settings.billing_config(), engine))
+
+
 def live_limiter(config, engine: Engine) -> RateLimiter:
     """The rate limiter of BILLING_REDIS_URL (in process where unset), refusing an org without
     overage billing once its live balance has no credits left."""

@@ -16,6 +16,7 @@ def cmd_serve(args: argparse.Namespace, settings: BillingSettings) -> None:
 
     engine = dashboard_engine(settings.database_url)
     app = create_app(engine, live_limiter(settings.billing_config(), engine))
+    print(f"billing serve: http://{args.host}:{args.port}/ (balance API /v1/balance, rate limiter /v1/ratelimit/)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

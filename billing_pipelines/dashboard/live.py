@@ -9,6 +9,7 @@ read, and the billing database sees short transactions on the dashboard's own ta
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
@@ -64,49 +65,48 @@ def _seen_ids_sql(con, settings: BillingSettings, days: list[date]) -> str | Non
     return f"SELECT request_id FROM {wh.relation(con, paths, ['request_id'])}" if paths else None
 
 
-def price_new_events(settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
+def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
     """The billable events of one file (valid, first in the file) that the warehouse has not seen."""
-    con = duck.connect(settings.scratch_dir())
-    try:
-        classify_files(con, config, settings.landing_store(), [stored], day)
-        query = f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({priced_events_sql(day)}) e WHERE e.first_in_date"
-        seen = _seen_ids_sql(con, settings, _billed_days(settings))
-        if seen:
-            query += f" AND e.request_id NOT IN ({seen})"
-        return con.sql(query).pl().cast(LIVE_EVENT_SCHEMA)
-    finally:
-        con.close()
+    classify_files(con, config, settings.landing_store(), [stored], day)
+    query = f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({priced_events_sql(day)}) e WHERE e.first_in_date"
+    seen = _seen_ids_sql(con, settings, _billed_days(settings))
+    if seen:
+        query += f" AND e.request_id NOT IN ({seen})"
+    return con.sql(query).pl().cast(LIVE_EVENT_SCHEMA)
 
 
-def history(settings: BillingSettings, config: BillingConfig, live: pl.DataFrame, orgs: set[str]) -> pl.DataFrame:
-    """Billed events of `orgs`: the warehouse's, plus the `live` ones it does not have yet."""
-    columns = ", ".join(BILLED_EVENT_SCHEMA)
-    con = duck.connect(settings.scratch_dir())
-    try:
-        con.register("live_events", live.to_arrow())
-        con.register("orgs", pl.DataFrame({"org_id": sorted(orgs)}, schema={"org_id": pl.Utf8}).to_arrow())
-        exact = [f"CAST({c} AS DECIMAL(38, 12)) AS {c}" if c == "cost_usd" else c for c in BILLED_EVENT_SCHEMA]
-        live_sql = f"SELECT {', '.join(exact)} FROM live_events"
-        days = _billed_days(settings)
-        if not days:
-            return con.sql(live_sql).pl().cast(BILLED_EVENT_SCHEMA)
-        billed = billed_events_sql(con, LandingZone(settings, config), days)
-        query = (
-            f"SELECT {columns} FROM ({billed}) WHERE org_id IN (SELECT org_id FROM orgs) "
-            f"UNION ALL SELECT * FROM ({live_sql}) WHERE request_id NOT IN ({_seen_ids_sql(con, settings, days)})"
-        )
-        return con.sql(query).pl().cast(BILLED_EVENT_SCHEMA)
-    finally:
-        con.close()
+def history(con, settings: BillingSettings, config: BillingConfig, live: pl.DataFrame, orgs: set[str]) -> tuple[pl.DataFrame, list[str]]:
+    """Billed events of `orgs`: the warehouse's, plus the `live` ones it does not have yet; and
+    the request_ids of the `live` events the warehouse has by now (the daily ingest caught up)."""
+    con.register("live_events", live.to_arrow())
+    con.register("orgs", pl.DataFrame({"org_id": sorted(orgs)}, schema={"org_id": pl.Utf8}).to_arrow())
+    exact = [f"CAST({c} AS DECIMAL(38, 12)) AS {c}" if c == "cost_usd" else c for c in BILLED_EVENT_SCHEMA]
+    live_sql = f"SELECT {', '.join(exact)} FROM live_events"
+    days = _billed_days(settings)
+    if not days:
+        return con.sql(live_sql).pl().cast(BILLED_EVENT_SCHEMA), []
+    billed = billed_events_sql(con, LandingZone(settings, config), days)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE absorbed AS SELECT request_id FROM live_events "
+                f"WHERE request_id IN ({_seen_ids_sql(con, settings, days)})")
+    query = (
+        f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({billed}) WHERE org_id IN (SELECT org_id FROM orgs) "
+        f"UNION ALL SELECT * FROM ({live_sql}) WHERE request_id NOT IN (SELECT request_id FROM absorbed)"
+    )
+    absorbed = [r for (r,) in con.execute("SELECT request_id FROM absorbed").fetchall()]
+    return con.sql(query).pl().cast(BILLED_EVENT_SCHEMA), absorbed
 
 
-def refresh_balances(settings: BillingSettings, config: BillingConfig, orgs: set[str], at: datetime) -> LiveBatch:
-    """Recompute and store the balances of `orgs` at `at` from a snapshot of the history."""
+def refresh_balances(con, settings: BillingSettings, config: BillingConfig, orgs: set[str], at: datetime) -> LiveBatch:
+    """Recompute and store the balances of `orgs` at `at` from a snapshot of the history; forget
+    the counted events the warehouse has taken over."""
     engine = state.dashboard_engine(settings.database_url)
     generation = state.current_generation(engine)
     live = state.live_events(engine, orgs, BILLED_EVENT_SCHEMA)  # before the warehouse: see history()
-    balances = current_balances(config, history(settings, config, live, orgs), orgs, at, settings.grace_days)
-    return LiveBatch(None, generation, balances=balances, written=state.store_balances(engine, balances, generation))
+    events, absorbed = history(con, settings, config, live, orgs)
+    balances = current_balances(config, events, orgs, at, settings.grace_days)
+    written = state.store_balances(engine, balances, generation)
+    state.forget_live_events(engine, absorbed)
+    return LiveBatch(None, generation, balances=balances, written=written)
 
 
 def process_landed_file(settings: BillingSettings, key: str | None, at: datetime | None = None) -> LiveBatch:
@@ -115,13 +115,14 @@ def process_landed_file(settings: BillingSettings, key: str | None, at: datetime
     config = settings.billing_config()
     engine = state.dashboard_engine(settings.database_url)
     at = at or datetime.now(timezone.utc)
-    if key is None:
-        state.bump_generation(engine)
-        orgs, new_events = set(config.customers), 0
-    else:
-        stored, day = landed_file(settings.landing_store(), key)
-        counted = state.record_batch(engine, stored, day, price_new_events(settings, config, stored, day))
-        orgs, new_events = set(counted["org_id"]), counted.height
-    batch = refresh_balances(settings, config, orgs, at) if orgs else LiveBatch(key, state.current_generation(engine))
+    with closing(duck.connect(settings.scratch_dir())) as con:
+        if key is None:
+            state.bump_generation(engine)
+            orgs, new_events = set(config.customers), 0
+        else:
+            stored, day = landed_file(settings.landing_store(), key)
+            counted = state.record_batch(engine, stored, day, price_new_events(con, settings, config, stored, day))
+            orgs, new_events = set(counted["org_id"]), counted.height
+        batch = refresh_balances(con, settings, config, orgs, at) if orgs else LiveBatch(key, state.current_generation(engine))
     batch.key, batch.new_events = key, new_events
     return batch

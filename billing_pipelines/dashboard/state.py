@@ -89,6 +89,15 @@ def live_events(engine: Engine, orgs: set[str], schema: dict) -> pl.DataFrame:
     return frame.with_columns(pl.col("ts").dt.replace_time_zone(None))
 
 
+def forget_live_events(engine: Engine, request_ids: list[str]) -> None:
+    """Drop counted events the warehouse now holds (the daily ingest billed their date)."""
+    if not request_ids:
+        return
+    with engine.begin() as conn:
+        for start in range(0, len(request_ids), 5000):
+            conn.execute(delete(EVENTS).where(EVENTS.c.request_id.in_(request_ids[start:start + 5000])))
+
+
 def store_balances(engine: Engine, balances: dict[str, Balance], generation: int) -> list[str]:
     """Write each balance unless a newer generation's is stored; returns the orgs written."""
     written = []
