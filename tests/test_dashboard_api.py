@@ -10,7 +10,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from billing_pipelines.dashboard import cli as dashboard_cli
-from billing_pipelines.dashboard.app import create_app, live_limiter
+from billing_pipelines.dashboard.app import create_app, live_limiter, serve_app
 from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.dashboard.models import ApiTokenRow
 from billing_pipelines.dashboard.state import dashboard_engine
@@ -106,8 +106,7 @@ def test_the_limiter_sees_the_live_balance_of_a_plan_without_overage(tmp_path):
     process_landed_file(settings, land(settings, "a.jsonl", [
         now_event(f"i-{n}", org="initech", action="complex") for n in range(41)  # 205 > 200 credits
     ]))
-    engine = dashboard_engine(settings.database_url)
-    client = TestClient(create_app(engine, live_limiter(settings.billing_config(), engine)))
+    client = TestClient(serve_app(settings))
     response = client.post("/v1/ratelimit/decide", json={"org_id": "initech", "model": "small-fast"})
     assert response.status_code == 402
 

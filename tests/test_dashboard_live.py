@@ -4,7 +4,7 @@ the ledger at a month close (conformance data, end of 2026-11)."""
 from __future__ import annotations
 
 import shutil
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import ingest, refresh_all
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.month_close import run_month_close
+from conftest import Landing
 from dashboard_support import CONFORMANCE, land, live_settings, now_event, postgres_database
 
 HELD_FROM = "dt=2026-11-24"  # landing dates from here on land one file at a time, after the daily ingest
@@ -122,6 +123,18 @@ def _priced_and_deduplicated(settings):
     document = state.balance_document(engine, "acme")
     assert document["consumed_credits"] == 6 and document["as_of"] == acme.as_of.isoformat() + "Z"
     assert document["credits_left"] == acme.credits_left == state.credits_left(engine, "acme")
+
+
+def test_gzip_and_parquet_files_and_a_refresh_without_events(tmp_path):
+    settings = live_settings(tmp_path)
+    assert process_landed_file(settings, None).balances["acme"].consumed_credits == 0
+    landing = Landing(Path(settings.landing))
+    day = datetime.now(timezone.utc).date().isoformat()
+    landing.jsonl(day, "gw/a.jsonl.gz", [now_event("z-1", action="complex")])
+    landing.parquet(day, "gw/b.parquet", [now_event("p-1"), now_event("p-2", input_tokens=-1)])
+    assert process_landed_file(settings, f"dt={day}/gw/a.jsonl.gz").new_events == 1
+    batch = process_landed_file(settings, f"dt={day}/gw/b.parquet")
+    assert batch.new_events == 1 and batch.balances["acme"].consumed_credits == 6
 
 
 def test_the_daily_ingest_counts_for_the_micro_batch(tmp_path):

@@ -53,7 +53,7 @@
       if (response.status === 401) return login("That token is not valid (or was revoked).");
       const body = await response.json();
       if (response.ok) show(body);
-      else $("login-error").textContent = body.error;
+      else $("org").textContent = body.error;  // e.g. 404: no balance computed yet
     } catch (err) {
       console.warn("balance refresh failed", err);
     }

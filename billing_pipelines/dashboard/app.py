@@ -61,14 +61,19 @@ def _bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def app_from_env() -> Starlette:
-    """The app `billing serve` runs, from the environment's settings (SPEC §6); also a uvicorn
-    factory: `uvicorn --factory billing_pipelines.dashboard.app:app_from_env`."""
-    from billing_pipelines.resources import BillingSettings
-
-    settings = BillingSettings.from_env()
+def serve_app(settings) -> Starlette:
+    """The app `billing serve` runs: balance API and page on the billing database, and the rate
+    limiter with the live balances."""
     engine = state.dashboard_engine(settings.database_url)
     return create_app(engine, live_limiter(settings.billing_config(), engine))
+
+
+def app_from_env() -> Starlette:
+    """serve_app of the environment's settings (SPEC §6), as a uvicorn factory:
+    `uvicorn --factory billing_pipelines.dashboard.app:app_from_env`."""
+    from billing_pipelines.resources import BillingSettings
+
+    return serve_app(BillingSettings.from_env())
 
 
 def live_limiter(config, engine: Engine) -> RateLimiter:

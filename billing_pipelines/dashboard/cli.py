@@ -11,11 +11,9 @@ from billing_pipelines.resources import BillingSettings
 def cmd_serve(args: argparse.Namespace, settings: BillingSettings) -> None:
     import uvicorn
 
-    from billing_pipelines.dashboard.app import create_app, live_limiter
-    from billing_pipelines.dashboard.state import dashboard_engine
+    from billing_pipelines.dashboard.app import serve_app
 
-    engine = dashboard_engine(settings.database_url)
-    app = create_app(engine, live_limiter(settings.billing_config(), engine))
+    app = serve_app(settings)
     print(f"billing serve: http://{args.host}:{args.port}/ (balance API /v1/balance, rate limiter /v1/ratelimit/)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
