@@ -167,3 +167,23 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
         process_landed_file(settings, "dt=2026-11-27/gone.jsonl")
     with pytest.raises(LandingError, match="dt=YYYY-MM-DD"):
         process_landed_file(settings, "elsewhere/a.jsonl")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_concurrent_micro_batches_lose_nothing(tmp_path, backend):
+    """Six files counted by six threads at once: the stored balance has every event, once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(settings):
+        keys = [land(settings, f"f{n}.jsonl", [now_event(f"c-{n}-{i}") for i in range(n + 1)] + [now_event("c-shared")])
+                for n in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(lambda key: process_landed_file(settings, key), keys))
+        document = state.balance_document(state.dashboard_engine(settings.database_url), "acme")
+        assert document["consumed_credits"] == sum(range(1, 7)) + 1
+
+    if backend == "postgresql":
+        with postgres_database() as url:
+            run(live_settings(tmp_path, url))
+    else:
+        run(live_settings(tmp_path))

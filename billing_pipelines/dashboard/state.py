@@ -7,13 +7,16 @@ customer's balance only where the stored one comes from an older generation.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import date, datetime, timezone
 from functools import cache
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Connection, make_url, Engine, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, make_url, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from billing_pipelines import billing_db
 from billing_pipelines.dashboard.balances import Balance
@@ -26,13 +29,24 @@ STATE, BATCHES, EVENTS = LiveStateRow.__table__, LiveBatchRow.__table__, LiveEve
 BALANCES, GRANTS, USAGE = BalanceRow.__table__, BalanceGrantRow.__table__, BalanceUsageRow.__table__
 
 
+_ENGINE_LOCK = threading.Lock()
+
+
 @cache
 def dashboard_engine(url: str) -> Engine:
-    """The billing database engine (one per process and URL), with the dashboard tables."""
+    """The billing database engine (one per process and URL), with the dashboard tables. Runs
+    starting together on a new database race to create the tables: the losers try again."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return billing_db.engine_from_url(url)
+    with _ENGINE_LOCK:
+        for attempt in range(3):
+            try:
+                return billing_db.engine_from_url(url)
+            except (IntegrityError, OperationalError, ProgrammingError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 def _insert_ignore(conn: Connection, table: Table):
