@@ -9,7 +9,7 @@ consumption shows it. Reports p50/p95/max (required p95 < 30 s, goal < 15 s), th
 time of a micro-batch of one demo-sized file, and the Dagster run durations. Stops every process
 it started and drops the database at the end (unless --keep).
 
-    .venv/bin/python bench/freshness_bench.py [--drops 20] [--events-per-file 1000] [--keep]
+    .venv/bin/python bench/freshness_bench.py [--drops 20] [--events-per-file 1000] [--billing-db postgres] [--keep]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 DAGSTER_DB = "billing_bench_dagster"
+BILLING_DB = "billing_bench_billing"
 
 DEFS = """
 import dagster as dg
@@ -96,15 +97,15 @@ def pg_admin():
     return create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
 
 
-def recreate_database() -> None:
+def recreate_database(name: str) -> None:
     with pg_admin().connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DAGSTER_DB}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DAGSTER_DB}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
 
 
-def drop_database() -> None:
+def drop_database(name: str) -> None:
     with pg_admin().connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DAGSTER_DB}" WITH (FORCE)'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def demo_data(work: Path, env: dict) -> tuple[list[str], float]:
@@ -197,24 +198,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drops", type=int, default=20)
     parser.add_argument("--events-per-file", type=int, default=1000)
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder and the database")
+    parser.add_argument("--billing-db", choices=["sqlite", "postgres"], default="sqlite",
+                        help=f"the billing database: SQLite in BILLING_HOME, or PostgreSQL ({BILLING_DB})")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder and the databases")
     args = parser.parse_args()
+    databases = [DAGSTER_DB] + ([BILLING_DB] if args.billing_db == "postgres" else [])
 
     work = Path(tempfile.mkdtemp(prefix="billing-freshness-"))
     env = {**os.environ, "BILLING_HOME": str(work / "home"), "BILLING_CONFIG": str(work / "config"),
            "BILLING_LANDING": str(work / "landing"), "DAGSTER_HOME": str(work / "dagster"),
            "PYTHONPATH": str(ROOT)}
+    if args.billing_db == "postgres":
+        env["BILLING_DATABASE_URL"] = f"{PG_SERVER}/{BILLING_DB}"
     os.environ.update({k: env[k] for k in ("BILLING_HOME", "BILLING_CONFIG", "BILLING_LANDING", "DAGSTER_HOME")})
     landing = Path(env["BILLING_LANDING"])
     processes: list[subprocess.Popen] = []
     try:
+        for name in databases:
+            recreate_database(name)
         orgs, ingest_seconds = demo_data(work, env)
         print(f"demo data: {len(orgs)} customers, daily ingest {ingest_seconds:.1f} s", file=sys.stderr)
         inproc = micro_batch_seconds(env, landing, orgs, args.events_per_file)
         print(f"micro-batch of one {args.events_per_file}-event file, in process: "
               f"{', '.join(f'{t:.2f}' for t in inproc)} s", file=sys.stderr)
 
-        recreate_database()
         home = Path(env["DAGSTER_HOME"])
         home.mkdir(parents=True)
         (home / "dagster.yaml").write_text(DAGSTER_YAML)
@@ -262,6 +269,7 @@ def main() -> None:
         runs = run_seconds(instance, keys)
         report = {
             "drops": args.drops, "events_per_file": args.events_per_file, "customers": len(orgs),
+            "billing_db": args.billing_db,
             "landing_to_api_seconds": {"p50": round(statistics.median(latencies), 2),
                                        "p95": round(percentile(latencies, 0.95), 2),
                                        "max": round(max(latencies), 2), "min": round(min(latencies), 2)},
@@ -273,10 +281,11 @@ def main() -> None:
     finally:
         stop(processes)
         if not args.keep:
-            drop_database()
+            for name in databases:
+                drop_database(name)  # WITH (FORCE): this process's own connections too
             shutil.rmtree(work, ignore_errors=True)
         else:
-            print(f"kept {work} and database {DAGSTER_DB}", file=sys.stderr)
+            print(f"kept {work} and databases {', '.join(databases)}", file=sys.stderr)
 
 
 if __name__ == "__main__":

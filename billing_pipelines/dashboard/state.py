@@ -76,7 +76,7 @@ def record_batch(engine: Engine, stored: StoredFile, day: date, events: pl.DataF
         new = events.filter(~pl.col("request_id").is_in(list(counted)))
         rows = new.with_columns(pl.col("cost_usd").cast(pl.Utf8), pl.col("ts").dt.replace_time_zone("UTC")).to_dicts()
         if rows:
-            conn.execute(_insert_ignore(conn, EVENTS), rows)
+            conn.execute(insert(EVENTS), rows)
         conn.execute(insert(BATCHES).values(
             key=stored.key, size=stored.size, mtime_ns=stored.mtime_ns, landing_date=day,
             generation=generation, rows_new=len(rows), processed_at=datetime.now(timezone.utc),
