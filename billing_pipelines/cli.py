@@ -60,7 +60,14 @@ def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_co
 def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.ingest.pipeline import summary_of
 
+    from billing_pipelines.partitions import landing_dates
+
     days = parse_dates(args.dates)
+    known = set(landing_dates.get_partition_keys())
+    outside = [d.isoformat() for d in days if d.isoformat() not in known]
+    if outside:
+        raise SystemExit(f"billing: {', '.join(outside[:5])} not a landing date partition "
+                         f"({landing_dates.start:%Y-%m-%d} to the end of this month; BILLING_FIRST_DAY moves the start)")
     for day in days:
         run_job("daily_ingest", day.isoformat(), settings)
     summaries = [summary_of(settings, day).to_json() for day in days]
@@ -136,6 +143,30 @@ def cmd_generate(args: argparse.Namespace, settings: BillingSettings) -> None:
     print(json.dumps(stats, indent=1))
 
 
+def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
+    """Generate a landing zone where there is none, ingest it, close last month and this one."""
+    from billing_pipelines.ingest.pipeline import LandingZone
+    from billing_pipelines.periods import add_months, month_key
+
+    today = date.today()
+    start = add_months(today.replace(day=1), -1)
+    if not Path(settings.config_dir, "customers.yaml").exists():
+        print(f"generating a landing zone from {start} to {today} in {settings.landing}, config in {settings.config_dir}")
+        main(["generate", "--start", start.isoformat(), "--days", str((today - start).days + 1)])
+    days = LandingZone(settings).dates
+    print(f"ingesting {len(days)} landing dates through Dagster ({days[0]}..{days[-1]})")
+    main(["ingest", f"{days[0]}..{days[-1]}"])
+    for month in (start, today.replace(day=1)):
+        main(["close-month", month_key(month)])
+    print(f"""
+Results (BILLING_HOME={settings.home}):
+  warehouse (Parquet, query with DuckDB): {settings.warehouse_root}
+  billing database:                       {settings.database_url}
+  invoices:  .venv/bin/billing invoices {month_key(start)}
+  margin:    .venv/bin/billing margin {month_key(start)}
+  Dagster UI on the same instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml""")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billing", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -155,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("month", help="YYYY-MM")
         cmd.add_argument("--format", choices=["text", "json"], default="text")
         cmd.set_defaults(handler=handler)
+
+    from billing_pipelines.margin import cli as margin_cli
+
+    margin_cli.register(sub)
+
+    demo = sub.add_parser("demo", help="a demo billing cycle on the embedded default (no service needed)")
+    demo.set_defaults(handler=cmd_demo)
 
     gen = sub.add_parser("generate", help="write a realistic synthetic landing zone and its config")
     gen.add_argument("--seed", type=int, default=7)

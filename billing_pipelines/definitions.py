@@ -6,12 +6,15 @@ import dagster as dg
 
 from billing_pipelines.ingest import assets as ingest
 from billing_pipelines.ledger import assets as ledger
+from billing_pipelines.margin import assets as margin
+from billing_pipelines.ratelimit import assets as ratelimit
 from billing_pipelines.resources import BillingSettings
 
 settings = BillingSettings.from_env()
 
 defs = dg.Definitions(
-    assets=[ingest.priced_events, ingest.billed_usage, ledger.month_close],
+    assets=[ingest.priced_events, ingest.billed_usage, ledger.month_close, ratelimit.rate_limit_simulation,
+            margin.margin_report_pdf],
     jobs=[ingest.ingest_job, ledger.month_close_job],
     schedules=[ingest.daily_ingest_schedule, ledger.monthly_close_schedule(settings.grace_days)],
     resources={"billing": settings},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -132,9 +133,16 @@ def _customers(spec: GeneratorSpec, rng: np.random.Generator) -> pl.DataFrame:
     })
 
 
+_TRANSLITERATE = str.maketrans({"ø": "o", "ł": "l", "ı": "i", "Ł": "L", "Ø": "O", "ß": "ss"})
+_ORG_IDS = {"日本AIラボ株式会社": "nihon-ai-lab"}
+
+
 def _slug(name: str) -> str:
-    ascii_name = name.encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name).strip("-") or f"org-{abs(hash(name)) % 10_000}"
+    """A readable ASCII org id for a company name in any script."""
+    base = name.rsplit(" ", 1)[0] if name.rsplit(" ", 1)[-1].isdigit() else name
+    suffix = name[len(base):].strip()
+    ascii_name = _ORG_IDS.get(base) or unicodedata.normalize("NFKD", base.translate(_TRANSLITERATE)).encode("ascii", "ignore").decode()
+    return "-".join(filter(None, [re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-"), suffix]))
 
 
 def _write_config(spec: GeneratorSpec, orgs: pl.DataFrame, folder: Path) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
+
+_WIDE = Context(prec=80)  # quantize exactly whatever the size of a sum
 from fractions import Fraction
 
 
 def round_half_up(value: Fraction | Decimal | int, places: int) -> Decimal:
     """`value` rounded to `places` decimals, ties away from zero (ROUND_HALF_UP), exactly."""
-    scaled = Fraction(value) * 10**places
-    magnitude = int(abs(scaled) + Fraction(1, 2))
-    return Decimal(magnitude if scaled >= 0 else -magnitude).scaleb(-places)
+    if isinstance(value, Decimal):
+        return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_WIDE)
+    if not isinstance(value, Fraction):
+        value = Fraction(value)
+    numerator, denominator = abs(value.numerator) * 10**places, value.denominator
+    magnitude = (2 * numerator + denominator) // (2 * denominator)
+    return Decimal(magnitude if value >= 0 else -magnitude).scaleb(-places)
 
 
 def money(value: Fraction | Decimal | int, places: int = 2) -> str:

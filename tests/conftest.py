@@ -15,7 +15,7 @@ import pytest
 
 from billing_pipelines.resources import BillingSettings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("BILLING_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 EXAMPLES = SHARED / "examples"
 CONFORMANCE = SHARED / "conformance"
 

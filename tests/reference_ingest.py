@@ -1,5 +1,6 @@
-"""A reference loader of a local landing zone of .jsonl / .jsonl.gz files (SPEC §1.1-1.4), in
-plain Python, one row at a time: the oracle that the DuckDB ingest and the ledger tests use.
+"""A reference loader of a local landing zone of .jsonl, .jsonl.gz and .parquet files (SPEC
+§1.1-1.4), in plain Python, one row at a time: the oracle that the DuckDB ingest and the ledger
+tests use. Parquet rows keep their column types (a naive timestamp has no offset: bad_type).
 
 Rows are read in (landing date, key in byte order, line number); each is quarantined with the
 first reason of SPEC §1.2 or priced; the first valid occurrence of a request_id is billed, later
@@ -11,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -18,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
@@ -26,6 +30,7 @@ REQUIRED = ("request_id", "org_id", "user_id", "ts", "model", "action",
             "input_tokens", "output_tokens", "latency_ms")
 STRINGS = ("request_id", "org_id", "user_id", "model", "action")
 INTEGERS = ("input_tokens", "output_tokens", "latency_ms")
+SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
 RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
 )
@@ -64,12 +69,13 @@ def load_landing(landing: Path, config: BillingConfig) -> ReferenceIngest:
     for day, key, line_no, raw in _rows(Path(landing)):
         result.rows_read[day] += 1
         try:
-            event = _parse(raw)
+            event = raw if isinstance(raw, dict) else _parse(raw)
             reason = _reason(event, day, config)
         except Malformed:
             reason = "malformed"
         if reason:
-            result.quarantine.append((day, key, line_no, raw.decode("utf-8", "replace"), reason))
+            text = json.dumps(raw, default=str) if isinstance(raw, dict) else raw.decode("utf-8", "replace")
+            result.quarantine.append((day, key, line_no, text, reason))
         elif event["request_id"] in seen:
             result.duplicates.append((day, key, line_no, event["request_id"]))
         else:
@@ -79,18 +85,31 @@ def load_landing(landing: Path, config: BillingConfig) -> ReferenceIngest:
 
 
 def _rows(landing: Path):
-    """(landing date, key, line number, raw bytes) of every non-blank line, in SPEC order."""
+    """(landing date, key, line/row number, raw bytes or Parquet row) of every row, in SPEC
+    order; blank lines are not rows. A file that cannot be read fails, naming it."""
     for folder in sorted(landing.glob("dt=*")):
         day = date.fromisoformat(folder.name[3:])
-        files = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz"))]
+        files = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES)]
         keyed = [(p.relative_to(landing).as_posix(), p) for p in files]
         for key, path in sorted(keyed, key=lambda kp: kp[0].encode("utf-8")):
-            data = path.read_bytes()
-            if key.endswith(".gz"):
-                data = gzip.decompress(data)
-            for line_no, raw in enumerate(data.split(b"\n"), start=1):
-                if raw.strip():
-                    yield day, key, line_no, raw.rstrip(b"\r")
+            try:
+                rows = _parquet_rows(path) if key.endswith(".parquet") else _lines(path)
+                for number, raw in rows:
+                    yield day, key, number, raw
+            except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
+                raise ValueError(f"{key}: cannot be read: {exc}") from exc
+
+
+def _lines(path: Path):
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    lines = list(enumerate(data.split(b"\n"), start=1))
+    return [(number, raw.rstrip(b"\r")) for number, raw in lines if raw.strip()]
+
+
+def _parquet_rows(path: Path):
+    return list(enumerate(pq.read_table(path).to_pylist(), start=1))
 
 
 def _parse(raw: bytes) -> dict:
@@ -136,24 +155,26 @@ def _bad_type(event: dict) -> bool:
         return True
     if any(type(event[name]) is not int or not 0 <= event[name] < 2**63 for name in INTEGERS):
         return True
-    if not isinstance(event["ts"], str) or _timestamp(event["ts"]) is None:
+    if _timestamp(event["ts"]) is None:
         return True
     return event.get("cost_usd") is not None and _decimal(event["cost_usd"]) is None
 
 
 def _decimal(value) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
         return None
     try:
-        number = Decimal(value.strip() if isinstance(value, str) else value)
+        number = Decimal(value.strip() if isinstance(value, str) else repr(value) if isinstance(value, float) else value)
     except InvalidOperation:
         return None
     return number if number.is_finite() else None
 
 
-def _timestamp(text: str) -> datetime | None:
-    """An RFC 3339 time with offset as naive UTC (microseconds, truncated), or None."""
-    match = RFC3339.fullmatch(text)
+def _timestamp(value) -> datetime | None:
+    """An RFC 3339 text (or a Parquet timestamp) with offset, as naive UTC, or None."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else None
+    match = RFC3339.fullmatch(value) if isinstance(value, str) else None
     if not match:
         return None
     y, mo, d, h, mi, s, frac, zulu, sign, oh, om = match.groups()

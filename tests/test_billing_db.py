@@ -13,14 +13,15 @@ from sqlmodel import Session, create_engine, select
 
 from billing_pipelines.billing_db import (
     CustomerRow, GrantRow, InvoiceLineRow, InvoiceRow, PlanRow, PriceBookVersion,
-    default_database_url, engine_from_url, list_invoices, store_draft_invoices, store_grants,
+    default_database_url, engine_from_url, list_invoices, record_invoice_pdf, store_draft_invoices,
+    store_grants,
     sync_config,
 )
 from billing_pipelines.close import close_month
 from billing_pipelines.config import load_config
 from reference_ingest import load_landing
 
-CONFORMANCE = Path(__file__).parent / "conformance"
+from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
@@ -117,6 +118,17 @@ def test_finalized_invoices_are_never_touched(engine, november):
         ("acme", "final", "2026-000001"), ("globex", "draft", None), ("initech", "draft", None),
     ]
     assert list_invoices(engine, "2026-10") == []
+
+
+def test_pdf_hash_is_recorded_on_the_draft(engine, november):
+    _, close = november
+    store_draft_invoices(engine, "2026-11", close.invoices)
+    record_invoice_pdf(engine, "2026-11", "globex", "ab" * 32)
+    with Session(engine) as session:
+        globex = session.exec(select(InvoiceRow).where(InvoiceRow.org_id == "globex")).one()
+        assert globex.pdf_sha256 == "ab" * 32
+    with pytest.raises(ValueError, match="nobody"):
+        record_invoice_pdf(engine, "2026-11", "nobody", "00")
 
 
 def test_grants_are_stored_with_exact_unit_prices(engine, november):

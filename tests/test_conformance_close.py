@@ -1,4 +1,4 @@
-"""The conformance landing zone (tests/conformance, a copy of the shared one): the reference
+"""The conformance landing zone (../shared/conformance): the reference
 ingest prints the expected counts, and closing 2026-10 and 2026-11 gives the expected invoices
 and margin (the fields expected.json compares)."""
 
@@ -19,7 +19,7 @@ from billing_pipelines.ledger.checks import (
 )
 from reference_ingest import load_landing
 
-CONFORMANCE = Path(__file__).parent / "conformance"
+from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
 EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 
@@ -73,3 +73,12 @@ def test_allocations_trace_every_credit_of_the_month():
     billed = {e["request_id"]: e["credits"] for e in ingest.billed}
     assert all(billed[rid] == credits for rid, credits in per_event.iter_rows())
     assert per_event["credits"].sum() == sum(s.consumed for s in close.credit_summaries.values())
+
+
+def test_closing_month_by_month_from_the_previous_close_gives_the_same_results():
+    config, ingest = landed()
+    events, previous = ingest.frame(), None
+    for month in (date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)):
+        previous = close_month(config, events, month, grace_days=3, previous=previous)
+    assert [compared(i) for i in previous.invoices] == EXPECTED["invoices"]["2026-11"]
+    assert previous.margin == EXPECTED["margin"]["2026-11"]

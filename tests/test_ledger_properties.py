@@ -121,3 +121,24 @@ def test_ledger_balances_and_matches_a_per_event_walk(the_plan, bought, used, mo
         mine = close.allocations.filter(pl.col("org_id") == org_id)
         assert summary.consumed == mine["credits"].sum()
         assert summary.overage == mine.filter(pl.col("grant_id").is_null())["credits"].sum()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plans, purchases, usage, st.integers(0, 10006))
+def test_closing_from_the_previous_close_equals_closing_from_the_full_history(the_plan, bought, used, seed):
+    beta = Customer("beta", "Beta", the_plan.plan, date(2026, 11, 5))
+    bought_grants = [
+        purchase(f"p-{i}", (FIRST + timedelta(minutes=minute)).isoformat(), credits, "3.00", months, "acme")
+        for i, (_, minute, credits, months) in enumerate(bought)
+    ]
+    cfg = config(the_plan, purchases=bought_grants, extra_customers=[beta])
+    history = history_of([(org, minute + (44640 if org == "beta" else 0), delay, credits)
+                          for org, minute, delay, credits in used if minute < 40000], seed)
+    previous = None
+    for month in MONTHS:
+        full = close_month(cfg, history, month)
+        chained = close_month(cfg, history, month, previous=previous)
+        assert chained.invoices == full.invoices
+        assert chained.margin == full.margin
+        assert chained.allocations.equals(full.allocations)
+        previous = chained

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import polars as pl
@@ -241,3 +242,21 @@ def test_events_of_unknown_or_not_yet_started_customers_are_rejected():
 def test_missing_column_is_a_clear_error():
     with pytest.raises(ValueError, match="credits"):
         close_month(config(plan()), events().drop("credits"), OCT)
+
+
+def test_events_with_a_model_outside_the_price_book_are_rejected():
+    history = events(("a", "2026-10-05T00:00:00", 1, None, "0", "gpt-x"))
+    with pytest.raises(ValueError, match="price book"):
+        close_month(config(plan()), history, OCT)
+
+
+def test_closing_from_a_previous_close_needs_the_month_before():
+    cfg = config(plan(included=100, rollover_max=50))
+    history = events(("a", "2026-10-05T00:00:00", 10), ("b", "2026-11-05T00:00:00", 70))
+    october = close_month(cfg, history, OCT)
+    november = close_month(cfg, history, NOV, previous=october)
+    assert credits_of(november) == credits_of(close_month(cfg, history, NOV))
+    with pytest.raises(ValueError, match="month before"):
+        close_month(cfg, history, DEC, previous=october)
+    with pytest.raises(ValueError, match="acme: no closing state"):
+        close_month(cfg, history, NOV, previous=replace(october, credit_summaries={}))

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from billing_pipelines.close import close_month
+from billing_pipelines.close import advise_tiers, close_month
 from billing_pipelines.ledger.grants import Grant, rollover_grant
 from billing_pipelines.ledger.usage import recognized_revenue
 from ledger_helpers import config, events, plan, purchase
@@ -79,9 +79,9 @@ def test_splits_by_model_and_by_action_sum_to_the_usage_revenue():
         ("d", "2026-10-12T00:00:00", 17, None, "0.04", "small", "complex"),
     )
     close = close_month(cfg, history, OCT)
-    total = recognized_revenue(close.allocations)[("acme",)]
+    total = recognized_revenue(close.revenue_shares)[("acme",)]
     for field in ("model", "action"):
-        split = recognized_revenue(close.allocations, field)
+        split = recognized_revenue(close.revenue_shares, field)
         assert sum(split.values()) == total
     # 30 plan credits at 1/3, 7 purchased at 1/7, 13 overage at 0.07
     assert total == 10 + 1 + Fraction(91, 100)
@@ -105,7 +105,7 @@ def test_no_cost_means_no_ratio_and_not_below_target():
 def test_advisor_gives_percentiles_and_credits_needed():
     cfg = config(plan(fee="1.00", included=100))
     history = events(*[(f"r{i:02d}", "2026-10-05T00:00:00", 1, None, f"0.{i:04d}") for i in range(1, 101)])
-    advice = close_month(cfg, history, OCT).advisor
+    advice = advise_tiers(cfg, history, close_month(cfg, history, OCT))
     row = advice["by_action"][0]
     # cost per credit 0.0001 .. 0.0100; nearest rank: 50th, 90th, 99th
     assert (row["cost_per_credit_median"], row["cost_per_credit_p90"], row["cost_per_credit_p99"]) == (

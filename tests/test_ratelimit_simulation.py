@@ -128,24 +128,6 @@ def test_the_real_trace_replays_consistently(config):
     assert alone.row(0, named=True) == free, "orgs do not interfere"
 
 
-def test_the_dagster_asset_materializes_the_report(config):
-    import dagster as dg
-
-    from billing_pipelines.ratelimit.assets import build_rate_limit_simulation_asset
-
-    @dg.asset
-    def billed_events() -> pl.DataFrame:
-        return events(HAND_CHECKED)
-
-    simulation = build_rate_limit_simulation_asset("billed_events", lambda: config)
-    result = dg.materialize([billed_events, simulation])
-    assert result.success
-    report = result.output_for_node("rate_limit_simulation")
-    assert report.equals(rate_limit_simulation(events(HAND_CHECKED), config))
-    metadata = result.asset_materializations_for_node("rate_limit_simulation")[0].metadata
-    assert metadata["rejected"].value == 2 and metadata["cogs_saved_usd"].value == "0.0313"
-
-
 def test_a_month_without_events_reports_no_org(config):
     report = rate_limit_simulation(events([]), config)
     assert report.height == 0 and report.columns[-1] == "revenue_at_risk"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 from billing_pipelines.config import BillingConfig, CreditPurchase, Plan
 from billing_pipelines.ledger.consumption import CreditSummary
@@ -15,16 +16,18 @@ from billing_pipelines.periods import month_key
 
 
 def draft_invoice(
-    config: BillingConfig, org_id: str, month: date, credits: CreditSummary, cogs_usd: Decimal
+    config: BillingConfig, org_id: str, month: date, credits: CreditSummary, cogs_usd: Decimal,
+    purchases: list[CreditPurchase],
 ) -> dict:
-    """The invoice JSON object of SPEC §6 (status draft, no number)."""
+    """The invoice JSON object of SPEC §6 (status draft, no number); `purchases` are the
+    customer's credit purchases (those made in `month` are billed)."""
     customer, plan = config.customers[org_id], config.plan_of(org_id)
     lines = [_plan_fee_line(plan, month)]
-    lines += [_purchase_line(p) for p in purchases_in(config, org_id, month)]
+    lines += [_purchase_line(p) for p in purchases if _month_of(p.purchased_at) == month]
     if credits.overage > 0 and plan.overage_credit_price is not None:
         lines.append(_overage_line(credits.overage, plan.overage_credit_price))
     subtotal = sum((Decimal(line["amount"]) for line in lines), Decimal("0.00"))
-    tax = round_half_up(subtotal * customer.tax_rate, 2)
+    tax = round_half_up(Fraction(subtotal) * Fraction(customer.tax_rate), 2)
     return {
         "org_id": org_id,
         "month": month_key(month),
@@ -40,13 +43,8 @@ def draft_invoice(
     }
 
 
-def purchases_in(config: BillingConfig, org_id: str, month: date) -> list[CreditPurchase]:
-    """The customer's purchases whose purchased_at (UTC) falls in `month`, in time then id order."""
-    found = [
-        p for p in config.purchases
-        if p.org_id == org_id and utc_naive(p.purchased_at).date().replace(day=1) == month
-    ]
-    return sorted(found, key=lambda p: (p.purchased_at, p.purchase_id))
+def _month_of(moment) -> date:
+    return utc_naive(moment).date().replace(day=1)
 
 
 def _line(kind: str, description: str, quantity: int, unit_price: str, amount: Decimal) -> dict:
@@ -75,12 +73,12 @@ def _overage_line(overage: int, price: Decimal) -> dict:
     return _line("overage", f"Overage: {overage:,} credits", overage, rate_text(price), amount)
 
 
-def invoice_usage(events) -> dict[str, dict]:
+def invoice_usage(summary) -> dict[str, dict]:
     """Per customer, the month's usage by model and by action tier (credits, cost_usd text),
-    sorted by name, for the invoice PDF; `events` are the events billed in the month."""
+    sorted by name, for the invoice PDF; `summary` is the month's usage_summary."""
     usage: dict[str, dict] = {}
     for field in ("model", "action"):
-        for (org_id, name), (credits, cost) in sorted(usage_totals(events, field).items()):
+        for (org_id, name), (credits, cost) in sorted(usage_totals(summary, field).items()):
             rows = usage.setdefault(org_id, {"by_model": [], "by_action": []})[f"by_{field}"]
             rows.append({field: name, "credits": credits, "cost_usd": money(cost, 4)})
     return usage

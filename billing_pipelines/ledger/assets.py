@@ -82,7 +82,7 @@ def _margin_markdown(margin: list[dict]) -> str:
 
 
 month_close_job = dg.define_asset_job(
-    "monthly_close", selection=dg.AssetSelection.assets(month_close), partitions_def=billing_months,
+    "monthly_close", selection=dg.AssetSelection.groups("month_close"), partitions_def=billing_months,
     description="Close a billing month: ledger, draft invoices and margin report, from the full history.",
 )
 

@@ -3,16 +3,17 @@
 Vectorized in three steps, so no Python loop runs over events:
 1. every customer's timeline is cut at its boundaries (month starts, purchase starts, expiries);
    between two boundaries the set of grants and their order are constant (an *interval*), and
-   each event is placed in its interval with an as-of join;
+   each event is placed in its interval by a binary search on (customer rank, ledger time) keys;
 2. a walk over customers x boundaries, on credit totals per interval only, consumes grants in
    SPEC order, expires them, rolls plan credits over, and records the credit summary per month;
-3. for the target month, each event's share of every grant comes from cumulative credit sums of
+3. for the closed month, each event's share of every grant comes from cumulative credit sums of
    the events against the cumulative capacities of the interval's ordered grants (search_sorted).
+See docs/ledger.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
 
@@ -24,10 +25,16 @@ from billing_pipelines.ledger.grants import (
     month_instant,
     plan_grant,
     purchase_grant,
+    purchases_by_org,
     rollover_grant,
 )
+from billing_pipelines.ledger.usage import UsageCodes, revenue_shares, usage_summary
 from billing_pipelines.periods import add_months
 
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
+_EVENT_COLUMNS = (
+    "request_id", "org_id", "billing_month", "ledger_time", "model", "action", "credits", "cost_usd",
+)
 ALLOCATION_SCHEMA = {
     "request_id": pl.Utf8,
     "org_id": pl.Utf8,
@@ -35,8 +42,8 @@ ALLOCATION_SCHEMA = {
     "ledger_time": pl.Datetime("us"),
     "model": pl.Utf8,
     "action": pl.Utf8,
-    "grant_id": pl.Utf8,
-    "grant_kind": pl.Utf8,
+    "grant_id": pl.Categorical,
+    "grant_kind": pl.Categorical,
     "credits": pl.Int64,
     "unit_price_num": pl.Int64,
     "unit_price_den": pl.Int64,
@@ -58,18 +65,21 @@ class CreditSummary:
     closing: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return dict(vars(self))
 
 
 @dataclass
 class Ledger:
     """The ledger closed at the end of `month`: every grant's state at the next month's first
-    instant, credit summaries per customer and month, and the allocations of `month`'s events."""
+    instant, credit summaries per customer and month, the allocations of `month`'s events, and
+    the month's usage_summary and revenue_shares (see ledger/usage.py)."""
 
     month: date
     grants: list[Grant]
     summaries: dict[str, dict[date, CreditSummary]]
     allocations: pl.DataFrame
+    usage: pl.DataFrame
+    revenue_shares: pl.DataFrame
 
 
 @dataclass
@@ -99,24 +109,34 @@ def expiry_month(moment: datetime) -> date:
 class CustomerBook:
     """One customer's grants walked through its boundaries on credit totals per interval."""
 
-    def __init__(self, org_id: str, plan: Plan, first_month: date, purchases, until: date):
+    def __init__(
+        self, org_id: str, plan: Plan, since: date, purchases, until: date, opening: list[Grant] = ()
+    ):
+        """Walk the months from `since` up to `until`; `opening` are the grants alive at the
+        first instant of `since`'s month (copied), as a previous close left them."""
         self.org_id, self.plan, self.until = org_id, plan, month_instant(until)
-        months = months_between(first_month, until)
-        self.grants = [plan_grant(org_id, plan, m) for m in months if plan.included_credits > 0]
-        self.grants += [g for g in map(purchase_grant, purchases) if g.start < self.until]
+        months = months_between(since, until)
+        first = month_instant(since)
+        self.opening = [replace(g) for g in opening]
+        self.new = [plan_grant(org_id, plan, m) for m in months if plan.included_credits > 0]
+        self.new += [g for g in map(purchase_grant, purchases) if first <= g.start < self.until]
+        self.grants = self.opening + self.new
         self.summaries = {m: CreditSummary(granted=plan.included_credits) for m in months}
-        for g in self.grants:
+        for g in self.new:
             if g.kind == "purchase":
                 self.summaries[g.start.date().replace(day=1)].purchased += g.credits
-        starts = {month_instant(m) for m in months} | {g.start for g in self.grants}
+        for g in self.opening:
+            if g.kind == "rollover" and g.start == first:
+                self.summaries[since.replace(day=1)].rolled_over_in += g.credits
+        starts = {month_instant(m) for m in months} | {g.start for g in self.new}
         expiries = {g.expiry for g in self.grants if g.expiry <= self.until}
         self.boundaries = sorted(starts | expiries | {self.until})
 
     def walk(self, intervals: list[_Interval]) -> None:
         """Consume, expire and roll over along the boundaries; `intervals` has one entry per
         boundary before `until`, with its demand filled in."""
-        live: list[Grant] = []
-        pending = sorted(self.grants, key=lambda g: g.start)
+        live: list[Grant] = list(self.opening)
+        pending = sorted(self.new, key=lambda g: g.start)
         for boundary, interval in zip(self.boundaries, intervals + [None]):
             live = self._settle(boundary, live)
             if boundary.day == 1 and boundary.time() == datetime.min.time():
@@ -181,35 +201,73 @@ class CustomerBook:
         summary.overage += need
 
 
-def run_ledger(config: BillingConfig, events: pl.DataFrame, month: date) -> Ledger:
+def run_ledger(
+    config: BillingConfig, events: pl.DataFrame, month: date,
+    opening: dict[str, list[Grant]] | None = None,
+) -> Ledger:
     """The ledger of every customer billed in `month` (start month <= month), from the full
-    history of `events` (billed events with ledger_time and billing_month, SPEC §2)."""
+    history of `events` (billed events with ledger_time and billing_month, SPEC §2), or, where
+    `opening` is given, from the grants each customer closed with the month before (see
+    opening_grants) and the events billed in `month` only."""
     month = month.replace(day=1)
     until = add_months(month, 1)
-    books = _books(config, month, until)
-    history = events.filter(pl.col("ledger_time") < month_instant(until))
+    books = _books(config, month, until, opening)
+    period = pl.col("ledger_time") < month_instant(until)
+    if opening is not None:
+        period &= pl.col("ledger_time") >= month_instant(month)
+    history = _only(events.select(_EVENT_COLUMNS), period)
     _check_orgs(history, books)
-    intervals, placed = _place_events(books, history)
-    for org_id, book in books.items():
-        book.walk(intervals[org_id])
+    book = config.price_book
+    codes = UsageCodes(list(books), book.model_names, [a.action for a in book.actions])
+    intervals, placed = _place_events(books, history, codes)
+    for org_id, customer_book in books.items():
+        customer_book.walk(intervals[org_id])
     current = [i for org_id in books for i in intervals[org_id] if i.start >= month_instant(month)]
-    allocations = allocate(placed.filter(pl.col("billing_month") == month), current, config)
-    grants = [g for book in books.values() for g in book.grants]
-    return Ledger(month, grants, {o: b.summaries for o, b in books.items()}, allocations)
+    overage_prices = [Fraction(b.plan.overage_credit_price or 0) for b in books.values()]
+    billed = _only(placed, pl.col("billing_month") == month)
+    allocations, shares = allocate(billed, current, overage_prices)
+    grants = [g for b in books.values() for g in b.grants]
+    summaries = {o: b.summaries for o, b in books.items()}
+    return Ledger(
+        month, grants, summaries, allocations, usage_summary(billed, codes), revenue_shares(shares, codes)
+    )
 
 
-def _books(config: BillingConfig, month: date, until: date) -> dict[str, CustomerBook]:
-    books = {}
+def _only(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
+    """`frame` filtered on `condition`, without a copy where every row passes."""
+    return frame if frame.select(condition.all()).item() else frame.filter(condition)
+
+
+def opening_grants(closed_month: date, customers, grants: list[Grant]) -> dict[str, list[Grant]]:
+    """Per customer closed in `closed_month`, its grants with credits left at the next month's
+    first instant: the state the next month's ledger opens with."""
+    next_start = month_instant(add_months(closed_month.replace(day=1), 1))
+    opening: dict[str, list[Grant]] = {org_id: [] for org_id in customers}
+    for g in grants:
+        if g.org_id in opening and g.expiry > next_start and g.left > 0:
+            opening[g.org_id].append(g)
+    return opening
+
+
+def _books(
+    config: BillingConfig, month: date, until: date, opening: dict[str, list[Grant]] | None
+) -> dict[str, CustomerBook]:
+    books, bought = {}, purchases_by_org(config.purchases)
     for org_id in sorted(config.customers):
         customer = config.customers[org_id]
-        if customer.start_date.replace(day=1) <= month:
-            purchases = [p for p in config.purchases if p.org_id == org_id]
-            early = [p for p in purchases if p.purchased_at.date() < customer.start_date]
-            if early:
-                raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
-            books[org_id] = CustomerBook(
-                org_id, config.plan_of(org_id), customer.start_date, purchases, until
-            )
+        if customer.start_date.replace(day=1) > month:
+            continue
+        purchases = bought.get(org_id, [])
+        early = [p for p in purchases if p.purchased_at.date() < customer.start_date]
+        if early:
+            raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
+        plan = config.plan_of(org_id)
+        if opening is None or customer.start_date.replace(day=1) == month:
+            books[org_id] = CustomerBook(org_id, plan, customer.start_date, purchases, until)
+        elif org_id in opening:
+            books[org_id] = CustomerBook(org_id, plan, month, purchases, until, opening[org_id])
+        else:
+            raise ValueError(f"{org_id}: no closing state of the month before {month:%Y-%m}")
     return books
 
 
@@ -219,81 +277,139 @@ def _check_orgs(history: pl.DataFrame, books: dict[str, CustomerBook]) -> None:
         {"org_id": list(books), "first": [b.boundaries[0] for b in books.values()]},
         schema={"org_id": pl.Utf8, "first": pl.Datetime("us")},
     )
-    stray = history.join(firsts, on="org_id", how="left").filter(
+    earliest = history.group_by("org_id").agg(pl.col("ledger_time").min())
+    stray = earliest.join(firsts, on="org_id", how="left").filter(
         pl.col("first").is_null() | (pl.col("ledger_time") < pl.col("first"))
     )
     if stray.height:
-        row = stray.row(0, named=True)
+        org_id, at, _ = stray.sort("org_id").row(0)
         raise ValueError(
-            f"billed event {row['request_id']!r}: org {row['org_id']!r} is not a customer billed "
-            f"at {row['ledger_time']} ({stray.height} such events)"
+            f"billed events of org {org_id!r} at {at}: not a customer billed then "
+            f"({stray.height} such orgs; ingest should have quarantined them)"
         )
 
 
 def _place_events(
-    books: dict[str, CustomerBook], history: pl.DataFrame
+    books: dict[str, CustomerBook], history: pl.DataFrame, codes: UsageCodes
 ) -> tuple[dict[str, list[_Interval]], pl.DataFrame]:
-    """One interval per customer boundary; each event tagged with its interval `gid`, sorted in
-    consumption order (customer, ledger time, request_id); the intervals carry their demand."""
+    """One interval per customer boundary, carrying its demand; each event tagged with its
+    interval `gid`, its consumption-order `key` (customer rank, ledger time; ties by request_id)
+    and its `usage_code`. Boundaries and events share the key: a binary search places events."""
     intervals: dict[str, list[_Interval]] = {}
-    rows = {"org_id": [], "boundary": [], "gid": []}
-    for org_id, book in books.items():
+    cut_keys: list[int] = []
+    for rank, (org_id, book) in enumerate(books.items()):
         intervals[org_id] = []
         for boundary in book.boundaries[:-1]:
-            gid = len(rows["gid"])
-            intervals[org_id].append(_Interval(gid, boundary))
-            rows["org_id"].append(org_id)
-            rows["boundary"].append(boundary)
-            rows["gid"].append(gid)
-    cuts = pl.DataFrame(
-        rows, schema={"org_id": pl.Utf8, "boundary": pl.Datetime("us"), "gid": pl.Int64}
-    )
-    order = cuts.group_by("org_id").agg(pl.col("gid").min().alias("org_rank"))
-    placed = (
-        history.join(order, on="org_id")
-        .sort(["org_rank", "ledger_time", "request_id"])
-        .join_asof(
-            cuts.sort("boundary"),
-            left_on="ledger_time",
-            right_on="boundary",
-            by="org_id",
-            strategy="backward",
-            check_sortedness=False,
+            intervals[org_id].append(_Interval(len(cut_keys), boundary))
+            cut_keys.append(rank << 64 | (boundary - _EPOCH) // _MICROSECOND)
+    rank = pl.col("org_id").cast(pl.Enum(list(books))).to_physical().cast(pl.Int128)
+    try:
+        placed = history.with_columns(
+            key=rank * 2**64 + pl.col("ledger_time").dt.epoch("us").cast(pl.Int128),
+            usage_code=codes.expr(),
         )
-        .drop("org_rank", "boundary")
-    )
-    demand = placed.group_by("gid").agg(pl.col("credits").sum())
+    except pl.exceptions.InvalidOperationError as exc:
+        raise ValueError(f"billed events with a model or action not in the price book: {exc}") from exc
+    cuts = pl.Series(cut_keys, dtype=pl.Int128)
+    placed = placed.with_columns(gid=cuts.search_sorted(placed["key"], side="right").cast(pl.Int64) - 1)
     by_gid = {i.gid: i for group in intervals.values() for i in group}
-    for gid, credits in demand.iter_rows():
+    for gid, credits in placed.group_by("gid").agg(pl.col("credits").sum()).iter_rows():
         by_gid[gid].demand = credits
     return intervals, placed
 
 
-def allocate(events: pl.DataFrame, intervals: list[_Interval], config: BillingConfig) -> pl.DataFrame:
-    """Each event's credits split over the grants of its interval, in consumption order; the part
-    beyond the interval's grants is overage (grant_id null, priced at the plan's overage price,
-    0 where it is not billed). `events` is in consumption order with its interval `gid`."""
-    events = events.with_columns(end=pl.col("credits").cum_sum())
-    groups = events.group_by("gid").agg(
+def allocate(
+    events: pl.DataFrame, intervals: list[_Interval], overage_prices: list[Fraction]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each event's credits split over the grants of its interval in consumption order (SPEC §3);
+    what lies beyond the interval's grants is overage (grant_id null, at the customer's overage
+    price, `overage_prices` by customer rank, 0 where it is not billed). `events` are placed
+    events (with `key` and `gid`) in any order; rows come out in consumption order, the shares of
+    events split across grants after the others (deterministic, whatever the input order).
+
+    In consumption order every event covers (start, end] of the cumulative credit sum, and the
+    interval's grants, in SPEC order, cover consecutive ranges of the same axis: an event lies in
+    the grant found by binary search, and only events across a grant's end are split. All of it
+    runs on numeric columns; the event's text columns are gathered once, at the end. Also returns
+    the shares' (usage_code, credits, unit_price_num, unit_price_den), for revenue_shares."""
+    order = events.select(pl.arg_sort_by("key", "request_id")).to_series()
+    ranges = events.select(
+        "gid", "credits", "usage_code", rank=(pl.col("key") // 2**64).cast(pl.Int32)
+    )[order].with_columns(row=order, end=pl.col("credits").cum_sum())
+    ends = _grant_ends(ranges, intervals)
+    ranges = _only(ranges, pl.col("credits") > 0)
+    ranges = ranges.with_columns(
+        first=ends["end"].search_sorted(ranges["end"] - ranges["credits"], side="right").cast(pl.Int64),
+        last=ends["end"].search_sorted(ranges["end"], side="left").cast(pl.Int64),
+    )
+    columns = ["row", "gid", "rank", "usage_code", "credits", "grant"]
+    split = _split_shares(ranges.filter(pl.col("first") != pl.col("last")), ends).select(columns)
+    whole = ranges.select(*columns[:-1], grant="first").filter(pl.col("grant") == ranges["last"])
+    del ranges
+    return _allocation_rows(events, pl.concat([whole, split], rechunk=False), ends, overage_prices)
+
+
+def _grant_ends(ranges: pl.DataFrame, intervals: list[_Interval]) -> pl.DataFrame:
+    """The grants reached in each interval with the end of their range on the cumulative axis,
+    and a sentinel past every end (points beyond an interval's grants are overage)."""
+    groups = ranges.group_by("gid").agg(
         base=(pl.col("end") - pl.col("credits")).first(), total=pl.col("credits").sum()
     )
-    grant_ends = (
+    reached = (
         _capacities(intervals)
         .join(groups, on="gid")
-        .sort(["gid", "rank"])
+        .sort("gid", "rank")
         .with_columns(reach=pl.col("capacity").cum_sum().over("gid"))
         .filter(pl.col("reach") - pl.col("capacity") < pl.col("total"))
-        .with_columns(end=pl.col("base") + pl.min_horizontal("reach", "total"))
+        .select(
+            "gid", "grant_id", "grant_kind", "unit_price_num", "unit_price_den",
+            end=pl.col("base") + pl.min_horizontal("reach", "total"),
+        )
     )
-    points = pl.concat([events["end"], grant_ends["end"]]).unique().sort()
-    segments = pl.DataFrame(
-        {
-            "credits": points.diff().fill_null(points.first() if points.len() else 0),
-            "event": events["end"].search_sorted(points, side="left"),
-            "grant": grant_ends["end"].search_sorted(points, side="left"),
-        }
-    ).filter(pl.col("credits") > 0)
-    return _allocation_rows(events, grant_ends, segments, config)
+    sentinel = pl.DataFrame({"gid": [-1], "end": [2**63 - 1]})
+    return pl.concat([reached, sentinel], how="diagonal_relaxed").with_columns(
+        pl.col("grant_id", "grant_kind").cast(pl.Categorical)
+    )
+
+
+def _split_shares(split: pl.DataFrame, ends: pl.DataFrame) -> pl.DataFrame:
+    """One row per (event, grant) for the events across grant ends: the share from the later of
+    the event's start and the previous grant's end to the earlier of its end and the grant's."""
+    shares = split.with_columns(grant=pl.int_ranges("first", pl.col("last") + 1)).explode("grant")
+    edge = ends["end"]
+    upper = pl.when(pl.col("grant") == pl.col("last")).then("end").otherwise(
+        edge.gather(shares["grant"])
+    )
+    lower = pl.when(pl.col("grant") == pl.col("first")).then(pl.col("end") - pl.col("credits")).otherwise(
+        edge.gather((shares["grant"] - 1).clip(lower_bound=0))
+    )
+    return shares.with_columns(credits=upper - lower)
+
+
+def _allocation_rows(
+    events: pl.DataFrame, shares: pl.DataFrame, ends: pl.DataFrame, overage_prices: list[Fraction]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Allocation rows: each share with its grant, or as overage at the customer's price."""
+    grant = ends[shares["grant"]]
+    rank = shares["rank"]
+    covered = grant["gid"] == shares["gid"]
+    priced = shares.select("usage_code", "credits").with_columns(
+        unit_price_num=pl.when(covered).then(grant["unit_price_num"]).otherwise(
+            pl.Series([p.numerator for p in overage_prices], dtype=pl.Int64).gather(rank)
+        ),
+        unit_price_den=pl.when(covered).then(grant["unit_price_den"]).otherwise(
+            pl.Series([p.denominator for p in overage_prices], dtype=pl.Int64).gather(rank)
+        ),
+    )
+    text = events.select("request_id", "org_id", "billing_month", "ledger_time", "model", "action")
+    rows = text[shares["row"]].with_columns(
+        grant_id=pl.when(covered).then(grant["grant_id"]),
+        grant_kind=pl.when(covered).then(grant["grant_kind"]).otherwise(pl.lit("overage", pl.Categorical)),
+        credits=shares["credits"],
+        unit_price_num=priced["unit_price_num"],
+        unit_price_den=priced["unit_price_den"],
+    )
+    return rows.cast(ALLOCATION_SCHEMA), priced
 
 
 def _capacities(intervals: list[_Interval]) -> pl.DataFrame:
@@ -305,43 +421,3 @@ def _capacities(intervals: list[_Interval]) -> pl.DataFrame:
     names = ["gid", "rank", "grant_id", "grant_kind", "capacity", "unit_price_num", "unit_price_den"]
     types = [pl.Int64, pl.Int64, pl.Utf8, pl.Utf8, pl.Int64, pl.Int64, pl.Int64]
     return pl.DataFrame(rows, schema=list(zip(names, types)), orient="row")
-
-
-def _allocation_rows(events, grant_ends, segments, config) -> pl.DataFrame:
-    event_cols = ["request_id", "org_id", "billing_month", "ledger_time", "model", "action"]
-    grant_cols = ["grant_id", "grant_kind", "unit_price_num", "unit_price_den"]
-    # A sentinel grant past every end: points beyond an interval's grants land on another
-    # interval's grant or on it, and either way are overage.
-    ends = pl.concat(
-        [grant_ends.select("gid", *grant_cols), pl.DataFrame({"gid": [-1]})], how="diagonal"
-    )
-    shares = events.select(*event_cols, "gid")[segments["event"]]
-    by_grant = ends[segments["grant"]]
-    rows = pl.concat(
-        [shares.with_columns(credits=segments["credits"]), by_grant.drop("gid")], how="horizontal"
-    ).with_columns(covered=by_grant["gid"] == shares["gid"])
-    rows = rows.join(_overage_prices(config), on="org_id", how="left", maintain_order="left")
-    return rows.select(
-        *event_cols,
-        pl.when("covered").then("grant_id").alias("grant_id"),
-        pl.when("covered").then("grant_kind").otherwise(pl.lit("overage")).alias("grant_kind"),
-        "credits",
-        pl.when("covered").then("unit_price_num").otherwise("overage_num").alias("unit_price_num"),
-        pl.when("covered").then("unit_price_den").otherwise("overage_den").alias("unit_price_den"),
-    ).cast(ALLOCATION_SCHEMA)
-
-
-def _overage_prices(config: BillingConfig) -> pl.DataFrame:
-    """Per customer, the overage credit price as num/den (0 where overage is not billed)."""
-    prices = {
-        org_id: Fraction(config.plan_of(org_id).overage_credit_price or 0)
-        for org_id in config.customers
-    }
-    return pl.DataFrame(
-        {
-            "org_id": list(prices),
-            "overage_num": [p.numerator for p in prices.values()],
-            "overage_den": [p.denominator for p in prices.values()],
-        },
-        schema={"org_id": pl.Utf8, "overage_num": pl.Int64, "overage_den": pl.Int64},
-    )

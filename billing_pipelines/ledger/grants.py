@@ -53,6 +53,14 @@ def month_instant(month: date) -> datetime:
     return datetime(month.year, month.month, 1)
 
 
+def purchases_by_org(purchases: tuple[CreditPurchase, ...]) -> dict[str, list[CreditPurchase]]:
+    """Each customer's purchases, in (purchased_at, purchase_id) order."""
+    grouped: dict[str, list[CreditPurchase]] = {}
+    for p in sorted(purchases, key=lambda p: (p.purchased_at, p.purchase_id)):
+        grouped.setdefault(p.org_id, []).append(p)
+    return grouped
+
+
 def plan_grant(org_id: str, plan: Plan, month: date) -> Grant:
     """The plan grant of `month`: included credits from its first instant to the next month's."""
     start = month_instant(month)

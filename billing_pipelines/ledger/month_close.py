@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from billing_pipelines import billing_db, duck
-from billing_pipelines.close import MonthClose, close_month
+from billing_pipelines.close import MonthClose, advise_tiers, close_month
 from billing_pipelines.ingest.pipeline import billed_events_sql, refresh_all
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.periods import add_months, month_key
@@ -29,16 +29,22 @@ def partition(month: date) -> str:
 def billed_history(settings: BillingSettings, month: date) -> pl.DataFrame:
     """Every billed event whose billing month can be `month` or earlier (SPEC §2), with every
     landing date ingested first where it is missing or stale."""
-    zone = refresh_all(settings)
     next_month = add_months(month.replace(day=1), 1)
-    last_landing = next_month + timedelta(days=settings.grace_days)
+    return billed_events(settings, before=next_month, landed_before=next_month + timedelta(days=settings.grace_days))
+
+
+def billed_events(settings: BillingSettings, before: date, landed_before: date | None = None,
+                  since: date | None = None) -> pl.DataFrame:
+    """Billed events with `since` <= ts < `before` that landed before `landed_before`."""
+    zone = refresh_all(settings)
     con = duck.connect(settings.scratch_dir())
     try:
-        query = billed_events_sql(con, zone, [d for d in zone.dates if d < last_landing])
-        frame = con.sql(
-            f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({query}) "
-            f"WHERE ts < TIMESTAMP '{next_month.isoformat()}' ORDER BY request_id"
-        ).pl()
+        days = [d for d in zone.dates if landed_before is None or d < landed_before]
+        where = f"ts < TIMESTAMP '{before.isoformat()}'"
+        if since is not None:
+            where += f" AND ts >= TIMESTAMP '{since.isoformat()}'"
+        query = billed_events_sql(con, zone, days)
+        frame = con.sql(f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({query}) WHERE {where} ORDER BY request_id").pl()
     except LookupError:
         frame = pl.DataFrame(schema=BILLED_EVENT_SCHEMA)
     finally:
@@ -49,8 +55,9 @@ def billed_history(settings: BillingSettings, month: date) -> pl.DataFrame:
 def run_month_close(settings: BillingSettings, month: date) -> MonthClose:
     """Close `month` from the full history and store everything it produced."""
     config = settings.billing_config()
-    result = close_month(config, billed_history(settings, month), month, settings.grace_days)
-    store_month_close(settings, result)
+    history = billed_history(settings, month)
+    result = close_month(config, history, month, settings.grace_days)
+    store_month_close(settings, result, advise_tiers(config, history, result, settings.grace_days))
     engine = billing_db.engine_from_url(settings.database_url)
     billing_db.sync_config(engine, config)
     billing_db.store_grants(engine, month_key(month), result.grants)
@@ -58,7 +65,7 @@ def run_month_close(settings: BillingSettings, month: date) -> MonthClose:
     return result
 
 
-def store_month_close(settings: BillingSettings, result: MonthClose) -> None:
+def store_month_close(settings: BillingSettings, result: MonthClose, advisor: dict) -> None:
     con = duck.connect(settings.scratch_dir())
     try:
         con.register("allocations_arrow", result.allocations.to_arrow())
@@ -72,7 +79,7 @@ def store_month_close(settings: BillingSettings, result: MonthClose) -> None:
                 "invoices": result.invoices,
                 "invoice_usage": result.invoice_usage,
                 "margin": result.margin,
-                "advisor": result.advisor,
+                "advisor": advisor,
             },
         )
     finally:

@@ -45,13 +45,14 @@ def customer_margin(
 
 
 def margin_report(
-    org_ids: list[str], month: date, events: pl.DataFrame, allocations: pl.DataFrame,
+    org_ids: list[str], month: date, usage: pl.DataFrame, shares: pl.DataFrame,
     grants: list[Grant], target_ratio: Decimal,
 ) -> list[dict]:
-    """SPEC §6 margin objects sorted by org_id; `events` and `allocations` are the month's."""
-    revenue, cogs = recognized_revenue(allocations), usage_totals(events)
+    """SPEC §6 margin objects sorted by org_id, from the month's usage_summary and
+    revenue_shares and the grants as of the month's close."""
+    revenue, cogs = recognized_revenue(shares), usage_totals(usage)
     breakage = breakage_by_org(grants, month)
-    splits = {field: _split(events, allocations, field) for field in ("model", "action")}
+    splits = {field: _split(usage, shares, field) for field in ("model", "action")}
     report = []
     for org_id in sorted(org_ids):
         figures = customer_margin(
@@ -64,11 +65,11 @@ def margin_report(
     return report
 
 
-def _split(events: pl.DataFrame, allocations: pl.DataFrame, field: str) -> dict[str, list[dict]]:
+def _split(usage: pl.DataFrame, shares: pl.DataFrame, field: str) -> dict[str, list[dict]]:
     """Per customer, one row per `field` value sorted by name: credits, usage revenue, COGS."""
-    revenue = recognized_revenue(allocations, field)
+    revenue = recognized_revenue(shares, field)
     rows: dict[str, list[dict]] = {}
-    for (org_id, name), (credits, cost) in sorted(usage_totals(events, field).items()):
+    for (org_id, name), (credits, cost) in sorted(usage_totals(usage, field).items()):
         rows.setdefault(org_id, []).append({
             field: name,
             "credits": credits,

@@ -1,38 +1,43 @@
-"""The monthly ``rate_limit_simulation`` asset, built for the lead's definitions.
+"""The monthly `rate_limit_simulation` asset: the month's traffic replayed through each plan."""
 
-(No ``from __future__ import annotations``: Dagster reads the asset's annotations at runtime.)
-"""
-
-from typing import Callable
+from datetime import date
 
 import dagster as dg
-import polars as pl
 
-from billing_pipelines.config import BillingConfig
-from billing_pipelines.ratelimit.simulation import rate_limit_simulation
+from billing_pipelines import duck
+from billing_pipelines.ledger.month_close import billed_events
+from billing_pipelines.partitions import billing_months
+from billing_pipelines.periods import add_months, month_key
+from billing_pipelines.ratelimit.simulation import rate_limit_simulation as simulate
+from billing_pipelines.resources import BillingSettings
+
+DATASET = "rate_limit_simulation"
 
 
-def build_rate_limit_simulation_asset(
-    events: dg.AssetKey | str,
-    config: Callable[[], BillingConfig],
-    partitions_def: dg.PartitionsDefinition | None = None,
-    group_name: str = "margin",
-) -> dg.AssetsDefinition:
-    """An asset replaying the upstream asset `events` (one month's billed events, a Polars frame
-    with the columns `simulation.EVENT_COLUMNS`) through the plans of `config()`; partitioned
-    like the month it reads. Per-org rows, with totals as materialization metadata."""
-
-    @dg.asset(
-        name="rate_limit_simulation",
-        ins={"events": dg.AssetIn(key=dg.AssetKey.from_coercible(events))},
-        partitions_def=partitions_def,
-        group_name=group_name,
-        description="Requests the plan limits would have degraded or rejected, COGS saved, revenue at risk.",
-    )
-    def _asset(events: pl.DataFrame) -> dg.Output[pl.DataFrame]:
-        report = rate_limit_simulation(events, config())
-        totals = {c: report[c].sum() for c in ("requests", "degraded", "rejected")}
-        money = {c: str(report[c].sum()) for c in ("cogs_saved_usd", "revenue_at_risk")}
-        return dg.Output(report, metadata={**totals, **money, "orgs": report.height})
-
-    return _asset
+@dg.asset(
+    partitions_def=billing_months,
+    group_name="month_close",
+    deps=["credit_ledger"],
+    kinds={"polars", "parquet"},
+    description="The month's events (start = ts, end = ts + latency) replayed through each customer's "
+    "plan limits: requests that would have been degraded or rejected, COGS saved by degrading, "
+    "revenue at risk.",
+)
+def rate_limit_simulation(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
+    month = date.fromisoformat(context.partition_key)
+    events = billed_events(billing, before=add_months(month, 1), since=month)
+    report = simulate(events, billing.billing_config())
+    con = duck.connect(billing.scratch_dir())
+    try:
+        con.register("report", report.to_arrow())
+        billing.warehouse().commit(DATASET, f"month={month_key(month)}", con,
+                                   {"simulation": "SELECT * FROM report ORDER BY org_id"}, {"month": month_key(month)})
+    finally:
+        con.close()
+    return dg.MaterializeResult(metadata={
+        "requests": int(report["requests"].sum() or 0),
+        "degraded": int(report["degraded"].sum() or 0),
+        "rejected": int(report["rejected"].sum() or 0),
+        "cogs_saved_usd": str(sum(report["cogs_saved_usd"].to_list(), 0)),
+        "revenue_at_risk": str(sum(report["revenue_at_risk"].to_list(), 0)),
+    })

@@ -1,0 +1,330 @@
+"""The monthly margin report for finance (issue 5), as HTML and PDF, from the stored month close.
+
+Built from the closed month's margin (SPEC §5-6) and credit-tier advisor, the closes of the
+months before it for the trend, and the month's rate-limit simulation where it was run. Totals are
+the sums of the per-customer figures as printed (so every table foots); margin % and the
+credit-to-cost ratio of a total are computed from those sums and rounded half up to 2 places.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from fractions import Fraction
+
+import polars as pl
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from billing_pipelines import duck
+from billing_pipelines.config import BillingConfig
+from billing_pipelines.invoicing.seller import Seller, load_seller
+from billing_pipelines.ledger.month_close import DATASET, stored_month_close
+from billing_pipelines.margin import charts
+from billing_pipelines.money import money
+from billing_pipelines.paths import resource_dir
+from billing_pipelines.periods import month_key, parse_month
+from billing_pipelines.ratelimit.assets import DATASET as SIMULATION_DATASET
+from billing_pipelines.resources import BillingSettings
+
+TEMPLATE, STYLESHEET, LOGO = "margin_report.html.j2", "margin_report.css", "logo.svg"
+TREND_MONTHS = 12
+CHART_CUSTOMERS = 30  # per-customer charts show at most this many; the tables show every customer
+SIMULATION_COLUMNS = ("org_id", "requests", "degraded", "rejected", "cogs_saved_usd", "revenue_at_risk")
+
+
+def _ratio(numerator: Decimal, denominator: Decimal, scale: int = 1) -> Decimal | None:
+    """numerator x scale / denominator, exact then rounded half up to 2 places; None over 0."""
+    return Decimal(money(Fraction(numerator) * scale / Fraction(denominator))) if denominator else None
+
+
+@dataclass(frozen=True)
+class MonthTotals:
+    """One month's margin summed over its customers."""
+
+    month: str
+    revenue: Decimal
+    breakage: Decimal
+    cogs: Decimal
+    gross_margin: Decimal
+    customers: int
+    below_target: int
+
+    @property
+    def margin_pct(self) -> Decimal | None:
+        return _ratio(self.gross_margin, self.revenue, 100)
+
+    @property
+    def ratio(self) -> Decimal | None:
+        return _ratio(self.revenue, self.cogs)
+
+    @property
+    def breakage_share(self) -> Decimal | None:
+        """Breakage as a percentage of revenue."""
+        return _ratio(self.breakage, self.revenue, 100)
+
+
+def month_totals(month: str, margin: list[dict]) -> MonthTotals:
+    """Column sums of a month's SPEC §6 margin objects."""
+    def total(field: str) -> Decimal:
+        return sum((Decimal(m[field]) for m in margin), Decimal(0))
+
+    return MonthTotals(month, total("revenue"), total("breakage"), total("cogs_usd"), total("gross_margin"),
+                       len(margin), sum(m["below_target"] for m in margin))
+
+
+@dataclass(frozen=True)
+class CustomerMargin:
+    """One customer's line of the report."""
+
+    org_id: str
+    name: str
+    plan: str
+    revenue: Decimal
+    breakage: Decimal
+    cogs: Decimal
+    gross_margin: Decimal
+    margin_pct: Decimal | None
+    ratio: Decimal | None
+    below_target: bool
+    shortfall: Decimal  # revenue missing to reach the target ratio at this COGS
+    costliest_model: str | None
+
+    @property
+    def usage_revenue(self) -> Decimal:
+        return self.revenue - self.breakage
+
+
+def customer_margin_line(row: dict, config: BillingConfig, target: Decimal) -> CustomerMargin:
+    customer = config.customers.get(row["org_id"])
+    cogs, revenue = Decimal(row["cogs_usd"]), Decimal(row["revenue"])
+    costliest = max(row["by_model"], key=lambda m: (Decimal(m["cogs_usd"]), m["model"]), default=None)
+    return CustomerMargin(
+        org_id=row["org_id"],
+        name=customer.name if customer else row["org_id"],
+        plan=customer.plan if customer else "",
+        revenue=revenue,
+        breakage=Decimal(row["breakage"]),
+        cogs=cogs,
+        gross_margin=Decimal(row["gross_margin"]),
+        margin_pct=None if row["margin_pct"] is None else Decimal(row["margin_pct"]),
+        ratio=None if row["credit_to_cost_ratio"] is None else Decimal(row["credit_to_cost_ratio"]),
+        below_target=row["below_target"],
+        shortfall=Decimal(money(max(cogs * target - revenue, Decimal(0)))),
+        costliest_model=costliest["model"] if costliest else None,
+    )
+
+
+@dataclass(frozen=True)
+class MarginReport:
+    """Everything the margin report shows for one month."""
+
+    month: date
+    issuer: str  # the company whose margin this is (seller.yaml's name)
+    currency: str
+    target: Decimal
+    totals: MonthTotals
+    customers: list[CustomerMargin]
+    trend: list[MonthTotals]
+    tiers: list[dict]
+    models: list[dict]
+    revenue_per_credit: Decimal | None
+    expired_credits: int
+    simulation: list[dict] | None
+
+    @property
+    def below_target(self) -> list[CustomerMargin]:
+        """Customers below the target ratio, the largest shortfall first."""
+        return sorted((c for c in self.customers if c.below_target), key=lambda c: (-c.shortfall, c.org_id))
+
+    @property
+    def cost_ceiling(self) -> Decimal | None:
+        """The highest cost per credit that meets the target at this month's revenue per credit."""
+        if self.revenue_per_credit is None:
+            return None
+        return Decimal(money(Fraction(self.revenue_per_credit) / Fraction(self.target), 6))
+
+
+def build_margin_report(
+    config: BillingConfig, closes: list[dict], simulation: pl.DataFrame | Iterable[dict] | None = None,
+    issuer: str = Seller.name,
+) -> MarginReport:
+    """The report of the last of `closes` (stored month-close documents, oldest first; the earlier
+    ones give the trend) for the company `issuer`."""
+    close = closes[-1]
+    target = config.price_book.target_credit_to_cost_ratio
+    customers = [customer_margin_line(row, config, target) for row in close["margin"]]
+    names = {c.org_id: c.name for c in customers}
+    return MarginReport(
+        month=parse_month(close["month"]),
+        issuer=issuer,
+        currency=next((i["currency"] for i in close["invoices"]), config.price_book.currency),
+        target=target,
+        totals=month_totals(close["month"], close["margin"]),
+        customers=customers,
+        trend=[month_totals(c["month"], c["margin"]) for c in closes],
+        tiers=[_tier_line(t) for t in close["advisor"]["by_action"]],
+        models=_model_lines(close),
+        revenue_per_credit=_decimal(close["advisor"]["revenue_per_credit"]),
+        expired_credits=sum(s["expired"] for s in close["credit_summaries"].values()),
+        simulation=None if simulation is None else _simulation_lines(simulation, names),
+    )
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def _tier_line(tier: dict) -> dict:
+    """An advisor row with the credits per event it charges now (on average) and a verdict."""
+    per_event = _ratio(Decimal(tier["credits"]), Decimal(tier["events"]))
+    needed = tier["credits_needed_for_target"]
+    if needed is None or per_event is None:
+        verdict = "no revenue per credit"
+    elif needed > per_event:
+        verdict = f"raise to {needed}"
+    else:
+        verdict = "meets target"
+    return {**tier, "credits_per_event": per_event, "verdict": verdict,
+            **{k: Decimal(tier[k]) for k in ("cogs_usd", "cost_per_credit_median", "cost_per_credit_p90",
+                                            "cost_per_credit_p99")}}
+
+
+def _model_lines(close: dict) -> list[dict]:
+    """Advisor rows per model with the usage revenue the model's credits recognized."""
+    revenue: dict[str, Decimal] = {}
+    for row in close["margin"]:
+        for split in row["by_model"]:
+            revenue[split["model"]] = revenue.get(split["model"], Decimal(0)) + Decimal(split["revenue"])
+    lines = []
+    for model in close["advisor"]["by_model"]:
+        cogs, earned = Decimal(model["cogs_usd"]), revenue.get(model["model"], Decimal(0))
+        lines.append({"model": model["model"], "credits": model["credits"], "cogs_usd": cogs,
+                      "revenue": earned, "ratio": _ratio(earned, cogs),
+                      "cost_per_credit": _decimal(model["cost_per_credit"])})
+    return lines
+
+
+def _simulation_lines(simulation: pl.DataFrame | Iterable[dict], names: dict[str, str]) -> list[dict]:
+    """Rows of the rate-limit simulation table (columns SIMULATION_COLUMNS) by org_id, amounts as
+    Decimal, with the customer's name."""
+    if isinstance(simulation, pl.DataFrame):
+        rows, columns = simulation.to_dicts(), simulation.columns
+    else:
+        rows = list(simulation)
+        columns = rows[0].keys() if rows else SIMULATION_COLUMNS
+    missing = [c for c in SIMULATION_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"margin report: rate-limit simulation lacks column(s) {', '.join(missing)}")
+    return [{**{c: r[c] for c in SIMULATION_COLUMNS}, "name": names.get(r["org_id"], r["org_id"]),
+             "cogs_saved_usd": Decimal(str(r["cogs_saved_usd"])),
+             "revenue_at_risk": Decimal(str(r["revenue_at_risk"]))}
+            for r in sorted(rows, key=lambda r: r["org_id"])]
+
+
+def stored_simulation(settings: BillingSettings, month: date) -> pl.DataFrame | None:
+    """The `rate_limit_simulation` table stored for `month`, or None where it was not run."""
+    warehouse = settings.warehouse()
+    paths = warehouse.file_paths(SIMULATION_DATASET, "simulation", [f"month={month_key(month)}"])
+    if not paths:
+        return None
+    con = duck.connect(settings.scratch_dir())
+    try:
+        return con.sql(f"SELECT * FROM {warehouse.relation(con, paths)} ORDER BY org_id").pl()
+    finally:
+        con.close()
+
+
+def load_margin_report(
+    settings: BillingSettings, month: date, simulation: pl.DataFrame | Iterable[dict] | None = None
+) -> MarginReport:
+    """The report of closed `month`, with the trend over up to TREND_MONTHS closed months and the
+    rate-limit simulation: `simulation` where given, else the one stored for the month, if any."""
+    current = stored_month_close(settings, month)
+    earlier = [p.removeprefix("month=") for p in settings.warehouse().partitions(DATASET)]
+    earlier = [m for m in earlier if m < month_key(month)][-(TREND_MONTHS - 1):]
+    closes = [stored_month_close(settings, parse_month(m)) for m in earlier] + [current]
+    if simulation is None:
+        simulation = stored_simulation(settings, month)
+    issuer = load_seller(settings.config_dir).name
+    return build_margin_report(settings.billing_config(), closes, simulation, issuer)
+
+
+def _charted(rows: list, key) -> list:
+    """`rows` in their order, cut to the CHART_CUSTOMERS largest by `key` where there are more."""
+    keep = sorted(range(len(rows)), key=lambda i: key(rows[i]), reverse=True)[:CHART_CUSTOMERS]
+    return [rows[i] for i in sorted(keep)]
+
+
+def report_charts(report: MarginReport) -> dict[str, str]:
+    """The report's figures as SVG data URIs, by name. Per-customer charts show at most
+    CHART_CUSTOMERS customers: those with the most COGS (ratio), revenue (breakage) or limited
+    requests (simulation); the tables list every customer."""
+    by_cogs = _charted(report.customers, lambda c: c.cogs)
+    by_revenue = _charted(report.customers, lambda c: c.revenue)
+    figures = {
+        "ratio_by_customer": charts.ratio_by_customer(
+            [c.name for c in by_cogs], [c.ratio for c in by_cogs], report.target),
+        "revenue_and_breakage": charts.revenue_and_breakage(
+            [c.name for c in by_revenue], [c.usage_revenue for c in by_revenue], [c.breakage for c in by_revenue],
+            [c.cogs for c in by_revenue]),
+        "cost_per_credit": charts.cost_per_credit(report.tiers, report.models, report.revenue_per_credit,
+                                                  report.target),
+        "trend": charts.monthly_trend([t.month for t in report.trend], [t.revenue for t in report.trend],
+                                      [t.cogs for t in report.trend], [t.margin_pct for t in report.trend]),
+    }
+    if report.simulation:
+        limited = _charted(report.simulation, lambda s: s["degraded"] + s["rejected"])
+        figures["rate_limits"] = charts.rate_limit_outcomes(
+            [s["name"] for s in limited], [s["degraded"] for s in limited], [s["rejected"] for s in limited])
+    return figures
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(resource_dir("templates")), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(
+        amount=lambda v, places=2: "—" if v is None else f"{Decimal(money(v, places)):,.{places}f}",
+        pct=lambda v: "—" if v is None else f"{money(v)}%",
+        times=lambda v: "—" if v is None else f"{money(v)}×",
+        count=lambda v: "—" if v is None else f"{v:,}",
+    )
+    return env
+
+
+def margin_report_html(report: MarginReport) -> str:
+    """The report as one self-contained HTML page (stylesheet inline, charts as data URIs)."""
+    assets = resource_dir("assets")
+    logo = "data:image/svg+xml;base64," + base64.b64encode((assets / LOGO).read_bytes()).decode("ascii")
+    return _environment().get_template(TEMPLATE).render(
+        report=report, month_name=report.month.strftime("%B %Y"), charts=report_charts(report),
+        stylesheet=(assets / STYLESHEET).read_text(), logo=logo, chart_limit=CHART_CUSTOMERS,
+    )
+
+
+def margin_report_pdf(html: str) -> bytes:
+    """The HTML of `margin_report_html` printed to PDF by WeasyPrint."""
+    from weasyprint import HTML
+
+    return HTML(string=html, base_url=str(resource_dir("assets"))).write_pdf()
+
+
+def report_key(month: date, suffix: str) -> str:
+    """Where the report of `month` lives in the warehouse store."""
+    return f"reports/margin/{month_key(month)}/margin-report.{suffix}"
+
+
+def write_margin_report(
+    settings: BillingSettings, month: date, simulation: pl.DataFrame | Iterable[dict] | None = None
+) -> tuple[MarginReport, dict[str, str]]:
+    """Render the report of closed `month` and store its HTML and PDF in the warehouse store;
+    returns the report and the stored keys by format."""
+    report = load_margin_report(settings, month, simulation)
+    html = margin_report_html(report)
+    store = settings.warehouse().store
+    keys = {"html": report_key(month, "html"), "pdf": report_key(month, "pdf")}
+    store.write_bytes(keys["html"], html.encode())
+    store.write_bytes(keys["pdf"], margin_report_pdf(html))
+    return report, keys

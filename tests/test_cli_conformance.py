@@ -1,0 +1,70 @@
+"""The conformance landing zone through the command line, the Dagster definitions and instance:
+what `billing ingest`, `billing invoices` and `billing margin` print is what SPEC §6 demands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from billing_pipelines import cli
+from conftest import CONFORMANCE, shared_path
+
+INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
+
+
+@pytest.fixture
+def conformance_env(tmp_path, monkeypatch):
+    root = shared_path(CONFORMANCE)
+    for name, value in {"BILLING_HOME": tmp_path / "home", "BILLING_CONFIG": root / "config",
+                        "BILLING_LANDING": root / "landing", "BILLING_GRACE_DAYS": "3",
+                        "DAGSTER_HOME": tmp_path / "dagster"}.items():
+        monkeypatch.setenv(name, str(value))
+    return json.loads((root / "expected.json").read_text())
+
+
+def billing(capsys, *args: str):
+    cli.main(list(args))
+    return json.loads(capsys.readouterr().out)
+
+
+def test_ingest_close_and_report_through_dagster(conformance_env, capsys):
+    expected = conformance_env
+    got = billing(capsys, "ingest", "2026-11-01..2026-11-30", "2026-10-01..2026-10-31", "--format", "json")
+    assert {g["landing_date"]: g for g in got} == expected["ingest"]
+    for month in ("2026-10", "2026-11"):
+        cli.main(["close-month", month])
+        capsys.readouterr()
+        invoices = billing(capsys, "invoices", month, "--format", "json")
+        assert [i["status"] for i in invoices] == ["draft"] * len(invoices)
+        trimmed = [{k: i[k] for k in INVOICE_FIELDS} | {"lines": [{"kind": l["kind"], "amount": l["amount"]}
+                                                              for l in i["lines"]]} for i in invoices]
+        assert trimmed == expected["invoices"][month]
+        assert billing(capsys, "margin", month, "--format", "json") == expected["margin"][month]
+
+    from dagster import DagsterInstance
+
+    runs = DagsterInstance.get().get_runs()
+    assert {r.job_name for r in runs} == {"daily_ingest", "monthly_close"}
+    assert len(runs) == 61 + 2 and all(r.is_success for r in runs)
+
+
+def test_closing_twice_and_after_reingesting_gives_identical_invoices(conformance_env, capsys):
+    cli.main(["close-month", "2026-11"])
+    capsys.readouterr()
+    first = billing(capsys, "invoices", "2026-11", "--format", "json")
+    cli.main(["ingest", "2026-11-09", "2026-11-30"])
+    cli.main(["close-month", "2026-11"])
+    capsys.readouterr()
+    assert billing(capsys, "invoices", "2026-11", "--format", "json") == first
+
+
+def test_bad_arguments_get_clear_errors(conformance_env):
+    with pytest.raises(SystemExit, match="not a date"):
+        cli.main(["ingest", "2026-13-01"])
+    with pytest.raises(SystemExit, match="not a month"):
+        cli.main(["invoices", "November"])
+    with pytest.raises(SystemExit, match="not a landing date partition"):
+        cli.main(["ingest", "1999-01-01"])
+    with pytest.raises(SystemExit, match="not closed yet"):
+        cli.main(["margin", "2026-11"])
