@@ -1,5 +1,5 @@
-"""Helpers of the dashboard tests: settings on the conformance config with a fresh landing zone,
-events of right now, and a PostgreSQL database per test."""
+"""Helpers of the dashboard tests: settings on the conformance config (../shared, or
+BILLING_SHARED_DIR) with a fresh landing zone, events of right now, and a PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from billing_pipelines.resources import BillingSettings
+from conftest import CONFORMANCE, shared_path
 
-CONFORMANCE = Path(__file__).parent / "conformance"
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
 
 def live_settings(root: Path, database_url: str | None = None, landing: Path | None = None) -> BillingSettings:
-    env = {"BILLING_HOME": str(root / "home"), "BILLING_CONFIG": str(CONFORMANCE / "config"),
+    env = {"BILLING_HOME": str(root / "home"), "BILLING_CONFIG": str(shared_path(CONFORMANCE / "config")),
            "BILLING_LANDING": str(landing or root / "landing")}
     if database_url:
         env["BILLING_DATABASE_URL"] = database_url
