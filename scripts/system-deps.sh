@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the Debian packages WeasyPrint and the invoices need, where we can.
+# Install the Debian packages WeasyPrint and the invoices need, and chromium (the dashboard
+# page's browser test, headless), where we can.
 set -u
-pkgs=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-noto-cjk poppler-utils)
+pkgs=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-noto-cjk poppler-utils chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -24,7 +24,7 @@ from billing_pipelines import duck, paths
 from billing_pipelines.config import RATE_PLACES, BillingConfig
 from billing_pipelines.ingest.landing import files_fingerprint, landing_dates, load_fields, load_parquet_raw, partition_name
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.storage import StoredFile
+from billing_pipelines.storage import Store, StoredFile
 
 # Bump when the content of priced_events changes for the same input, to restage everything.
 PIPELINE_VERSION = "1"
@@ -100,22 +100,34 @@ def stage(zone: LandingZone, day: date) -> dict:
     files = zone.files_of(day)
     con = duck.connect(zone.settings.scratch_dir())
     try:
-        _register_config(con, zone.config)
-        load_fields(con, zone.store, files)
-        classify = paths.sql("ingest/classify.sql").format(fields="fields", landing_date=day.isoformat())
-        con.execute(f"CREATE TEMP TABLE classified AS SELECT {_CLASSIFIED_COLUMNS} FROM ({classify})")
+        classify_files(con, zone.config, zone.store, files, day)
         load_parquet_raw(con, zone.store, files)
-        con.execute(paths.sql("ingest/repeated_ids.sql"))
         counts = _stage_counts(con)
         meta = {"fingerprint": zone.stage_fingerprint(day), "landing_date": day.isoformat(),
                 "files": [f.key for f in files], **counts}
         queries = {
-            name: paths.sql(f"ingest/{name}.sql").replace("{landing_date}", day.isoformat())
-            for name in ("priced_events", "quarantine")
+            "priced_events": priced_events_sql(day),
+            "quarantine": paths.sql("ingest/quarantine.sql").replace("{landing_date}", day.isoformat()),
         }
         return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta)
     finally:
         con.close()
+
+
+def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store: Store, files: list[StoredFile],
+                   day: date) -> None:
+    """Tables `classified` (every row of `files`, landed on `day`, with its quarantine reason or
+    its price) and `repeated_ids`; then priced_events_sql(day) selects the valid rows, priced."""
+    _register_config(con, config)
+    load_fields(con, store, files)
+    classify = paths.sql("ingest/classify.sql").format(fields="fields", landing_date=day.isoformat())
+    con.execute(f"CREATE TEMP TABLE classified AS SELECT {_CLASSIFIED_COLUMNS} FROM ({classify})")
+    con.execute(paths.sql("ingest/repeated_ids.sql"))
+
+
+def priced_events_sql(day: date) -> str:
+    """The valid rows of classify_files, priced, with `first_in_date` (priced_events.sql)."""
+    return paths.sql("ingest/priced_events.sql").replace("{landing_date}", day.isoformat())
 
 
 def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:

@@ -1,0 +1,120 @@
+"""Current balances from the credit ledger (pure: no I/O).
+
+The balance of a customer at instant `at` is the ledger of `at`'s month (SPEC §3, run over the
+full history by `run_ledger`, so consumption order, expiry and rollover are the ledger's own):
+the credits left in every grant active at `at` (start <= at < expiry), the month's consumption
+and overage, and its usage by model and action tier. At the first instant of month M+1, the
+grants other than M+1's plan grant hold exactly the closing balance of M's invoice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from billing_pipelines.config import BillingConfig
+from billing_pipelines.ledger.consumption import run_ledger
+from billing_pipelines.ledger.events import with_ledger_time
+from billing_pipelines.ledger.grants import utc_naive
+from billing_pipelines.money import money
+from billing_pipelines.periods import month_key
+
+
+@dataclass(frozen=True)
+class GrantBalance:
+    grant_id: str
+    kind: str
+    start: datetime
+    expiry: datetime
+    credits: int
+    credits_left: int
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    model: str
+    action: str
+    requests: int
+    credits: int
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One customer's balance at `at` (naive UTC), for the month of `at`."""
+
+    org_id: str
+    month: str
+    plan: str
+    currency: str
+    grants: list[GrantBalance]
+    consumed_credits: int
+    overage_credits: int
+    overage_amount: str | None
+    usage: list[UsageLine]
+    as_of: datetime | None
+
+    @property
+    def credits_left(self) -> int:
+        return sum(g.credits_left for g in self.grants)
+
+
+def scoped_config(config: BillingConfig, orgs: set[str]) -> BillingConfig:
+    """`config` with only the customers in `orgs` and their purchases."""
+    return dataclasses.replace(
+        config,
+        customers={o: c for o, c in config.customers.items() if o in orgs},
+        purchases=type(config.purchases)(p for p in config.purchases if p.org_id in orgs),
+    )
+
+
+def current_balances(
+    config: BillingConfig, history: pl.DataFrame, orgs: set[str], at: datetime, grace_days: int
+) -> dict[str, Balance]:
+    """The balance at `at` of each customer of `orgs` billed by then, from `history` (billed
+    events, BILLED_EVENT_SCHEMA, any customers)."""
+    at = utc_naive(at)
+    month = at.date().replace(day=1)
+    scoped = scoped_config(config, orgs)
+    events = with_ledger_time(history.filter(pl.col("org_id").is_in(list(scoped.customers))), grace_days)
+    ledger = run_ledger(scoped, events, month)
+    this_month = events.filter(pl.col("billing_month") == month)
+    usage = _usage_lines(this_month)
+    newest = dict(events.group_by("org_id").agg(pl.col("ts").max()).iter_rows())
+    balances = {}
+    for org_id, summaries in ledger.summaries.items():
+        plan = config.plan_of(org_id)
+        summary = summaries[month]
+        price = plan.overage_credit_price
+        balances[org_id] = Balance(
+            org_id=org_id,
+            month=month_key(month),
+            plan=plan.plan,
+            currency=config.price_book.currency,
+            grants=[_grant_balance(g) for g in ledger.grants if g.org_id == org_id and g.start <= at < g.expiry],
+            consumed_credits=summary.consumed,
+            overage_credits=summary.overage,
+            overage_amount=None if price is None else money(summary.overage * price),
+            usage=usage.get(org_id, []),
+            as_of=newest.get(org_id),
+        )
+    return balances
+
+
+def _grant_balance(grant) -> GrantBalance:
+    """Credits left in a grant still active: the ledger may already have expired it at the end of
+    the month, but until its expiry only consumption draws on it."""
+    return GrantBalance(grant.grant_id, grant.kind, grant.start, grant.expiry, grant.credits,
+                        grant.credits - grant.consumed)
+
+
+def _usage_lines(events: pl.DataFrame) -> dict[str, list[UsageLine]]:
+    totals = events.group_by("org_id", "model", "action").agg(
+        requests=pl.len(), credits=pl.col("credits").sum()
+    ).sort("org_id", "model", "action")
+    lines: dict[str, list[UsageLine]] = {}
+    for org_id, model, action, requests, credits in totals.iter_rows():
+        lines.setdefault(org_id, []).append(UsageLine(model, action, requests, credits))
+    return lines
