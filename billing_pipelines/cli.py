@@ -53,8 +53,9 @@ def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_co
         raise_on_error=False,
     )
     if not result.success:
-        failures = [e.message for e in result.all_events if e.is_failure]
-        raise SystemExit(f"billing: {job_name} {partition_key} failed: " + "; ".join(failures))
+        errors = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
+        causes = [(err.cause or err).message.strip().splitlines()[-1] for err in errors if err]
+        raise SystemExit(f"billing: {job_name} {partition_key} failed: " + "; ".join(causes or ["see the Dagster run"]))
 
 
 def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
@@ -187,9 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--format", choices=["text", "json"], default="text")
         cmd.set_defaults(handler=handler)
 
+    from billing_pipelines.dashboard import cli as dashboard_cli
+    from billing_pipelines.invoicing import cli as invoicing_cli
     from billing_pipelines.margin import cli as margin_cli
 
-    margin_cli.register(sub)
+    for domain in (invoicing_cli, margin_cli, dashboard_cli):
+        domain.register(sub)
 
     demo = sub.add_parser("demo", help="a demo billing cycle on the embedded default (no service needed)")
     demo.set_defaults(handler=cmd_demo)
