@@ -94,7 +94,7 @@ def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None
     from billing_pipelines.ledger.month_close import stored_month_close
 
     month = parse_month_arg(args.month)
-    run_job("monthly_close", month.isoformat(), settings)
+    run_job("billing_cycle", month.isoformat(), settings)
     meta = stored_month_close(settings, month)
     total = sum(Decimal(i["total"]) for i in meta["invoices"])
     print(f"{args.month} closed: {len(meta['invoices'])} draft invoices, total {total:.2f}; "

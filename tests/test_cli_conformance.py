@@ -45,7 +45,7 @@ def test_ingest_close_and_report_through_dagster(conformance_env, capsys):
     from dagster import DagsterInstance
 
     runs = DagsterInstance.get().get_runs()
-    assert {r.job_name for r in runs} == {"daily_ingest", "monthly_close"}
+    assert {r.job_name for r in runs} == {"daily_ingest", "billing_cycle"}
     assert len(runs) == 61 + 2 and all(r.is_success for r in runs)
 
 
@@ -68,3 +68,19 @@ def test_bad_arguments_get_clear_errors(conformance_env):
         cli.main(["ingest", "1999-01-01"])
     with pytest.raises(SystemExit, match="not closed yet"):
         cli.main(["margin", "2026-11"])
+
+
+def test_the_billing_cycle_finalizes_only_on_request(conformance_env, capsys):
+    from billing_pipelines.definitions import defs
+    from billing_pipelines.resources import BillingSettings
+
+    settings = BillingSettings.from_env()
+    cycle = defs.resolve_job_def("billing_cycle")
+    for tags, status in (({}, "draft"), ({"billing/finalize": "true"}, "final")):
+        result = cycle.execute_in_process(partition_key="2026-10-01", instance=cli.dagster_instance(settings),
+                                          tags=tags, resources={"billing": settings})
+        assert result.success
+        assert {i["status"] for i in billing(capsys, "invoices", "2026-10", "--format", "json")} == {status}
+        finalized = [e for e in result.get_asset_materialization_events()
+                     if e.asset_key.to_user_string() == "finalized_invoices"]
+        assert len(finalized) == (status == "final")

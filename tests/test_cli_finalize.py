@@ -57,4 +57,4 @@ def test_finalize_then_backfill_lists_one_adjustment(landing, capsys):
     assert overage["kind"] == "overage" and overage["quantity"] == str(recomputed["credits"]["overage"])
     from dagster import DagsterInstance
 
-    assert {r.job_name for r in DagsterInstance.get().get_runs()} == {"monthly_close", "finalize_invoices"}
+    assert {r.job_name for r in DagsterInstance.get().get_runs()} == {"billing_cycle", "finalize_invoices"}

@@ -23,15 +23,22 @@ class FinalizeConfig(dg.Config):
     issue_date: str = Field(default="", description="YYYY-MM-DD; empty: today (UTC). Its year numbers the invoices.")
 
 
+FINALIZE_TAG = "billing/finalize"
+
+
 @dg.asset(partitions_def=billing_months, deps=["draft_invoices"], group_name="invoice_finalization",
-          kinds={"pdf"}, description="Finalize the month: number each draft invoice (INV-YYYY-NNNNNN), "
-          "store its PDF and sha256, and freeze it. Finalized invoices never change again.")
-def finalized_invoices(context: dg.AssetExecutionContext, config: FinalizeConfig,
-                       billing: BillingSettings) -> dg.MaterializeResult:
+          kinds={"pdf"}, output_required=False,
+          description="Finalize the month: number each draft invoice (INV-YYYY-NNNNNN), store its PDF and "
+          "sha256, and freeze it. Finalized invoices never change again. Runs in the finalize_invoices job, "
+          f"or in a billing_cycle run tagged {FINALIZE_TAG}=true.")
+def finalized_invoices(context: dg.AssetExecutionContext, config: FinalizeConfig, billing: BillingSettings):
+    if context.run.job_name != "finalize_invoices" and context.run.tags.get(FINALIZE_TAG) != "true":
+        context.log.info(f"finalization not requested: tag the run {FINALIZE_TAG}=true to finalize")
+        return
     issue_date = _issue_date(config.issue_date)
     filed = finalize_month(billing, date.fromisoformat(context.partition_key), issue_date)
     numbers = [f["number"] for f in filed]
-    return dg.MaterializeResult(metadata={
+    yield dg.MaterializeResult(metadata={
         "documents": len(filed),
         "numbers": dg.MetadataValue.text(f"{numbers[0]} .. {numbers[-1]}" if numbers else "none"),
         "filed": dg.MetadataValue.json(filed[:200]),

@@ -82,8 +82,11 @@ def _margin_markdown(margin: list[dict]) -> str:
 
 
 month_close_job = dg.define_asset_job(
-    "monthly_close", selection=dg.AssetSelection.groups("month_close"), partitions_def=billing_months,
-    description="Close a billing month: ledger, draft invoices and margin report, from the full history.",
+    "billing_cycle",
+    selection=dg.AssetSelection.groups("month_close") | dg.AssetSelection.assets("finalized_invoices"),
+    partitions_def=billing_months,
+    description="A month's billing cycle, from the full history: credit ledger, draft invoices and their "
+    "PDFs, margin report, rate-limit simulation; and, on request (tag billing/finalize=true), finalization.",
 )
 
 
