@@ -13,15 +13,18 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from billing_pipelines.storage import Store
+from billing_pipelines.storage import Store, is_temporary
 
 MANIFEST = "_manifest.json"
+# A temporary file this old was left by a writer that died: no live write takes an hour.
+STALE_TEMPORARY_SECONDS = 3600
 
 
 class Warehouse:
@@ -111,24 +114,16 @@ class Warehouse:
         return str(target)
 
     def _put_file(self, local: Path, key: str) -> None:
-        if self.store.exists(key):
-            return  # content-addressed: the same bytes are already there
-        if self.store.is_s3:
-            self.store.fs.create_dir(self.store.path(key.rsplit("/", 1)[0]))
-            with open(local, "rb") as src, self.store.fs.open_output_stream(self.store.path(key), compression=None) as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
-        else:
-            target = Path(self.store.path(key))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(local, temp)
-            temp.replace(target)
+        if not self.store.exists(key):  # content-addressed: else the same bytes are already there
+            self.store.put_file(key, local)
 
     def _sweep(self, folder: str, keep: set[str]) -> None:
-        """Delete data files of earlier versions of a partition."""
+        """Delete data files of earlier versions of a partition, and temporary files of writers
+        that died (older than STALE_TEMPORARY_SECONDS, so a live concurrent writer keeps its own)."""
+        stale = time.time_ns() - STALE_TEMPORARY_SECONDS * 10**9
         for stored in self.store.list(folder, recursive=False):
             name = stored.key.rsplit("/", 1)[-1]
-            if name.endswith(".parquet") and name not in keep:
+            if (name.endswith(".parquet") and name not in keep) or (is_temporary(name) and stored.mtime_ns < stale):
                 self.store.delete(stored.key)
 
 
