@@ -54,27 +54,3 @@ def dagster_home(tmp_path, pg_database, monkeypatch) -> Path:
     return home
 
 
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def run_partitions(dagster_home: str, pg_url: str, settings_env: dict, keys: list[str], tags: dict) -> list[tuple]:
-    """One backfill worker: run `daily_ingest` for `keys`, in order, through the PostgreSQL-backed
-    instance; returns (partition, success, run_id, seconds) per run."""
-    import time
-
-    import dagster as dg
-
-    os.environ.update(DAGSTER_HOME=dagster_home, DAGSTER_PG_URL=pg_url)
-    from billing_pipelines.definitions import defs
-    from billing_pipelines.resources import BillingSettings
-
-    settings, job = BillingSettings.from_env(settings_env), defs.resolve_job_def("daily_ingest")
-    done = []
-    with dg.DagsterInstance.from_config(dagster_home) as instance:
-        for key in keys:
-            start = time.perf_counter()
-            result = job.execute_in_process(partition_key=key, instance=instance, resources={"billing": settings},
-                                            tags=tags, run_config=QUIET, raise_on_error=False)
-            done.append((key, result.success, result.run_id, time.perf_counter() - start))
-    return done

@@ -1,21 +1,20 @@
 """A backfill of 31 daily partitions, 4 runs at once through the PostgreSQL-backed Dagster
-instance (4 worker processes, each running its partitions with execute_in_process), gives exactly
-the outputs of a sequential run: every summary and every output file, byte for byte."""
+instance (billing_pipelines.backfill: 4 worker processes, each taking the next partition), gives
+exactly the outputs of a sequential run: every summary and every output file, byte for byte."""
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import uuid
 from datetime import date, timedelta
 
 import dagster as dg
 import pytest
 
+from billing_pipelines.backfill import run_backfill
 from billing_pipelines.generate import GeneratorSpec, generate
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, ingest, summary_of
 from billing_pipelines.resources import BillingSettings
-from production_support import dagster_home, pg_database, run_partitions  # noqa: F401  (fixtures)
+from production_support import dagster_home, pg_database  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.postgres
 
@@ -54,22 +53,16 @@ def test_31_partitions_4_at_once_equal_a_sequential_run(tmp_path, generated, dag
     expected = {s.landing_date: s.to_json() for s in ingest(sequential, DAYS)}
     assert sum(s["duplicates"] for s in expected.values()) > 0
 
-    parallel_env = _env(generated, tmp_path / "parallel")
-    backfill = {"dagster/backfill": f"bf-{uuid.uuid4().hex[:8]}"}
+    parallel = BillingSettings.from_env(_env(generated, tmp_path / "parallel"))
     keys = [d.isoformat() for d in DAYS]
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        # Round robin: the first four dates start together, each needing every earlier date.
-        runs = [r for worker in pool.starmap(run_partitions, [
-            (str(dagster_home), pg_database, parallel_env, keys[w::WORKERS], backfill) for w in range(WORKERS)
-        ]) for r in worker]
-    assert sorted(key for key, success, *_ in runs if success) == keys
+    runs = run_backfill("daily_ingest", keys, parallel, workers=WORKERS, backfill_id="october")
+    assert [r.partition_key for r in runs if r.success] == keys
 
-    parallel = BillingSettings.from_env(parallel_env)
     assert {d.isoformat(): summary_of(parallel, d).to_json() for d in DAYS} == expected
     assert _outputs(parallel) == _outputs(sequential)
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        records = instance.get_run_records(dg.RunsFilter(tags=backfill))
+        records = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": "october"}))
         recorded = [r.dagster_run for r in records]
         assert len(recorded) == 31 and {r.status for r in recorded} == {dg.DagsterRunStatus.SUCCESS}
         assert 2 <= _most_at_once(records) <= WORKERS
