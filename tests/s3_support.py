@@ -56,7 +56,10 @@ def moto_s3():
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(endpoint, server)
+        try:
+            _wait_until_up(endpoint, server)
+        except RuntimeError as exc:
+            require_service("moto S3 server", str(exc))
         yield endpoint
     finally:
         server.terminate()
