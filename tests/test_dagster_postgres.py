@@ -34,8 +34,10 @@ def test_instance_from_deploy_yaml_uses_postgres_and_the_queue(dagster_home):
         coordinator = instance.run_coordinator
         assert isinstance(coordinator, QueuedRunCoordinator)
         assert coordinator.get_run_queue_config().max_concurrent_runs == 4
-        limits = {(t["key"], t.get("value")): t["limit"] for t in coordinator.get_run_queue_config().tag_concurrency_limits}
-        assert limits == {("dagster/backfill", None): 3, ("billing/lane", "month_close"): 1}
+        assert coordinator.get_run_queue_config().tag_concurrency_limits == [
+            {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+            {"key": "billing/lane", "value": "month_close", "limit": 1},
+        ]
 
 
 def test_daily_ingest_and_month_close_through_the_postgres_instance(tmp_path, dagster_home, pg_database):
