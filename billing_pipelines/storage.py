@@ -92,10 +92,9 @@ class Store:
         """Write `data` to `key` atomically."""
         self._write(key, lambda out: out.write(data))
 
-    def put_file(self, key: str, local: Path) -> None:
-        """Copy the local file `local` to `key` atomically, streaming."""
-        with open(local, "rb") as src:
-            self._write(key, lambda out: shutil.copyfileobj(src, out, 1 << 22))
+    def put_stream(self, key: str, source: BinaryIO) -> None:
+        """Copy everything `source` yields to `key` atomically, in chunks."""
+        self._write(key, lambda out: shutil.copyfileobj(source, out, 1 << 22))
 
     def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
         """S3: one PUT (an object appears whole or not at all). Local: a temporary name in the

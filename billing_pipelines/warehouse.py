@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +101,16 @@ class Warehouse:
         never goes stale; it is written to a temporary name and renamed, so concurrent runs and a
         killed download never leave a partial copy under the real name."""
         key = url[len("s3://"):]
-        target = self.cache_dir / key
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            with self.store.fs.open_input_stream(key, compression=None) as src, open(temp, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
-            os.replace(temp, target)
-        return str(target)
+        cache = Store(self.cache_dir)
+        if not cache.exists(key):
+            with self.store.fs.open_input_stream(key, compression=None) as source:
+                cache.put_stream(key, source)
+        return cache.path(key)
 
     def _put_file(self, local: Path, key: str) -> None:
         if not self.store.exists(key):  # content-addressed: else the same bytes are already there
-            self.store.put_file(key, local)
+            with open(local, "rb") as source:
+                self.store.put_stream(key, source)
 
     def _sweep(self, folder: str, keep: set[str]) -> None:
         """Delete data files of earlier versions of a partition, and temporary files of writers
