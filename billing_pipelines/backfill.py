@@ -38,7 +38,13 @@ def run_backfill(job_name: str, partition_keys: list[str], settings: BillingSett
     context = multiprocessing.get_context("spawn")  # no forked Dagster or DuckDB state
     with context.Pool(min(workers, len(partition_keys)) or 1, _start_worker,
                       (job_name, _settings_fields(settings), tags)) as pool:
-        return pool.map(_run_partition, partition_keys, chunksize=1)
+        runs = pool.map(_run_partition, partition_keys, chunksize=1)
+        # Let the workers exit on their own: a Dagster run leaves SIGTERM raising
+        # KeyboardInterrupt, and the terminate() of leaving this block could then hang on a
+        # worker killed while holding the task queue's lock.
+        pool.close()
+        pool.join()
+    return runs
 
 
 def _settings_fields(settings: BillingSettings) -> dict:
