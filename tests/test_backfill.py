@@ -4,13 +4,16 @@ exactly the outputs of a sequential run: every summary and every output file, by
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from billing_pipelines.backfill import run_backfill
+from billing_pipelines.backfill import register, run_backfill
 from billing_pipelines.generate import GeneratorSpec, generate
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, ingest, summary_of
 from billing_pipelines.resources import BillingSettings
@@ -79,3 +82,18 @@ def _most_at_once(records) -> int:
         running += step
         most = max(most, running)
     return most
+
+
+def test_backfill_command_runs_every_date_and_reports(tmp_path, dagster_home, capsys):
+    conformance = Path(__file__).parent / "conformance"
+    settings = BillingSettings.from_env({"BILLING_HOME": str(tmp_path / "home"),
+                                         "BILLING_CONFIG": str(conformance / "config"),
+                                         "BILLING_LANDING": str(conformance / "landing")})
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["backfill", "2026-10-01..2026-10-03", "--workers", "2"])
+    args.handler(args, settings)
+    assert capsys.readouterr().out.startswith("3 of 3 partitions of daily_ingest succeeded (2 at once")
+    expected = json.loads((conformance / "expected.json").read_text())["ingest"]
+    for day in ("2026-10-01", "2026-10-02", "2026-10-03"):
+        assert summary_of(settings, date.fromisoformat(day)).to_json() == expected[day]
