@@ -55,7 +55,7 @@ def generated(tmp_path_factory):
 
 def _env(generated: Path, home: Path) -> dict:
     return {"BILLING_HOME": str(home), "BILLING_CONFIG": str(generated / "config"),
-            "BILLING_LANDING": str(generated / "landing")}
+            "BILLING_LANDING": str(generated / "landing"), "DAGSTER_HOME": str(home / "dagster")}
 
 
 def _kill_at(env: dict, pause_at: str) -> None:
