@@ -51,7 +51,7 @@ class BillingSettings(dg.ConfigurableResource):
         return Store(self.landing)
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.warehouse_root)
+        return Warehouse(self.warehouse_root, Path(self.home) / "tmp" / "warehouse-cache")
 
     def scratch_dir(self) -> Path:
         """Local spill space for DuckDB."""

@@ -8,9 +8,12 @@ temporary name and renamed; an S3 object becomes visible whole when its PUT comp
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -30,6 +33,11 @@ def _s3_filesystem() -> pafs.S3FileSystem:
         parsed = urlparse(endpoint)
         options.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
     return pafs.S3FileSystem(**options)
+
+
+def is_temporary(name: str) -> bool:
+    """A file a local write has not renamed yet (or never will: its writer died)."""
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 class Store:
@@ -82,15 +90,25 @@ class Store:
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write `data` to `key` atomically."""
+        self._write(key, lambda out: out.write(data))
+
+    def put_stream(self, key: str, source: BinaryIO) -> None:
+        """Copy everything `source` yields to `key` atomically, in chunks."""
+        self._write(key, lambda out: shutil.copyfileobj(source, out, 1 << 22))
+
+    def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
+        """S3: one PUT (an object appears whole or not at all). Local: a temporary name in the
+        target folder, flushed to disk, then renamed, so a writer killed midway leaves at most a
+        temporary file (see `is_temporary`) and never a partial file under the real name."""
         if self.is_s3:
             with self.fs.open_output_stream(self.path(key), compression=None) as stream:
-                stream.write(data)
+                fill(stream)
             return
         target = Path(self.path(key))
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         with open(temp, "wb") as handle:
-            handle.write(data)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)

@@ -10,32 +10,40 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from billing_pipelines.storage import Store
+from billing_pipelines.storage import Store, is_temporary
 
 MANIFEST = "_manifest.json"
+# A temporary file this old was left by a writer that died: no live write takes an hour.
+STALE_TEMPORARY_SECONDS = 3600
 
 
 class Warehouse:
     """Datasets of Parquet partitions committed by manifest."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, cache_dir: Path | None = None):
+        """`cache_dir`: where S3 data files are copied to be read (default: in the temp folder)."""
         self.store = Store(root)
+        self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "billing-warehouse-cache"
+        self._manifests: dict[str, dict[str, Any]] = {}
 
     def manifest(self, dataset: str, partition: str) -> dict[str, Any] | None:
+        """The committed manifest, read once per Warehouse object (one run): on S3 every read is a
+        request, and billing a date looks at every earlier date's manifest. A missing manifest is
+        not remembered, since a concurrent run may commit it."""
         key = f"{dataset}/{partition}/{MANIFEST}"
-        try:
-            return json.loads(self.store.read_bytes(key))
-        except (FileNotFoundError, OSError):
-            return None
+        if key not in self._manifests:
+            try:
+                self._manifests[key] = json.loads(self.store.read_bytes(key))
+            except (FileNotFoundError, OSError):
+                return None
+        return self._manifests[key]
 
     def partitions(self, dataset: str) -> list[str]:
         """Committed partitions of `dataset`, sorted."""
@@ -63,6 +71,7 @@ class Warehouse:
                 self._put_file(local, f"{folder}/{files[name]}")
         manifest = {"files": files, "meta": meta}
         self.store.write_bytes(f"{folder}/{MANIFEST}", _canonical_json(manifest))
+        self._manifests[f"{folder}/{MANIFEST}"] = json.loads(_canonical_json(manifest))
         self._sweep(folder, set(files.values()))
         return manifest
 
@@ -75,39 +84,41 @@ class Warehouse:
                 paths.append(self.store.url(f"{dataset}/{partition}/{manifest['files'][name]}"))
         return paths
 
-    def relation(self, con: duckdb.DuckDBPyConnection, paths: list[str], columns: list[str] | None = None) -> str:
+    def relation(self, con: duckdb.DuckDBPyConnection, paths: list[str]) -> str:
         """A FROM-clause source for DuckDB over Parquet files of this warehouse.
 
-        Local files are read in place; S3 objects are read with pyarrow and handed to DuckDB as
-        Arrow data (DuckDB's httpfs extension is not available offline)."""
-        if not self.store.is_s3:
-            return f"read_parquet({_sql_list(paths)}, hive_partitioning = false)" if paths else "(SELECT NULL WHERE FALSE)"
-        table = pq.ParquetDataset(
-            [p[len("s3://"):] for p in paths], filesystem=self.store.fs
-        ).read(columns=columns) if paths else pa.table({})
-        name = f"arrow_{hashlib.sha1(repr(paths).encode()).hexdigest()[:12]}"
-        con.register(name, table)
-        return name
+        Local files are read in place. S3 objects are copied once into the local cache and read
+        from there the same way (DuckDB's httpfs extension is not available offline), so both
+        give the same types, nullability included, and so the same bytes downstream."""
+        if not paths:
+            return "(SELECT NULL WHERE FALSE)"
+        if self.store.is_s3:
+            paths = [self._cached_copy(p) for p in paths]
+        return f"read_parquet({_sql_list(paths)}, hive_partitioning = false)"
+
+    def _cached_copy(self, url: str) -> str:
+        """The local copy of an S3 data file. Data files are named by their content, so a copy
+        never goes stale; it is written to a temporary name and renamed, so concurrent runs and a
+        killed download never leave a partial copy under the real name."""
+        key = url[len("s3://"):]
+        cache = Store(self.cache_dir)
+        if not cache.exists(key):
+            with self.store.fs.open_input_stream(key, compression=None) as source:
+                cache.put_stream(key, source)
+        return cache.path(key)
 
     def _put_file(self, local: Path, key: str) -> None:
-        if self.store.exists(key):
-            return  # content-addressed: the same bytes are already there
-        if self.store.is_s3:
-            self.store.fs.create_dir(self.store.path(key.rsplit("/", 1)[0]))
-            with open(local, "rb") as src, self.store.fs.open_output_stream(self.store.path(key), compression=None) as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
-        else:
-            target = Path(self.store.path(key))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(local, temp)
-            temp.replace(target)
+        if not self.store.exists(key):  # content-addressed: else the same bytes are already there
+            with open(local, "rb") as source:
+                self.store.put_stream(key, source)
 
     def _sweep(self, folder: str, keep: set[str]) -> None:
-        """Delete data files of earlier versions of a partition."""
+        """Delete data files of earlier versions of a partition, and temporary files of writers
+        that died (older than STALE_TEMPORARY_SECONDS, so a live concurrent writer keeps its own)."""
+        stale = time.time_ns() - STALE_TEMPORARY_SECONDS * 10**9
         for stored in self.store.list(folder, recursive=False):
             name = stored.key.rsplit("/", 1)[-1]
-            if name.endswith(".parquet") and name not in keep:
+            if (name.endswith(".parquet") and name not in keep) or (is_temporary(name) and stored.mtime_ns < stale):
                 self.store.delete(stored.key)
 
 

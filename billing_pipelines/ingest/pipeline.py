@@ -173,7 +173,7 @@ def bill(zone: LandingZone, day: date) -> IngestSummary:
         wh = zone.warehouse
         today = wh.relation(con, wh.file_paths(PRICED, "priced_events", [partition_name(day)]))
         earlier_paths = wh.file_paths(PRICED, "priced_events", [partition_name(d) for d in zone.dates if d < day])
-        earlier = wh.relation(con, earlier_paths, ["request_id", "landing_date", "first_in_date"])
+        earlier = wh.relation(con, earlier_paths)
         if not earlier_paths:
             earlier = "(SELECT NULL::VARCHAR AS request_id, NULL::DATE AS landing_date, false AS first_in_date WHERE false)"
         query = paths.sql("ingest/cross_day_duplicates.sql").format(today=today, earlier=earlier)
