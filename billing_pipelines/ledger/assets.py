@@ -85,6 +85,7 @@ month_close_job = dg.define_asset_job(
     "billing_cycle",
     selection=dg.AssetSelection.groups("month_close") | dg.AssetSelection.assets("finalized_invoices"),
     partitions_def=billing_months,
+    tags={"billing/lane": "month_close"},  # deploy/dagster.yaml: one month close at a time
     description="A month's billing cycle, from the full history: credit ledger, draft invoices and their "
     "PDFs, margin report, rate-limit simulation; and, on request (tag billing/finalize=true), finalization.",
 )
