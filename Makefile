@@ -27,7 +27,7 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/ingest_bench.py
 
 clean:
 	rm -rf $(VENV) .billing
