@@ -159,12 +159,17 @@ def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
     main(["ingest", f"{days[0]}..{days[-1]}"])
     for month in (start, today.replace(day=1)):
         main(["close-month", month_key(month)])
+    print(f"margin report of {month_key(start)}:")
+    main(["margin-report", month_key(start)])
     print(f"""
 Results (BILLING_HOME={settings.home}):
   warehouse (Parquet, query with DuckDB): {settings.warehouse_root}
+  draft invoice PDFs:                     {settings.warehouse().store.url('invoices')}
   billing database:                       {settings.database_url}
   invoices:  .venv/bin/billing invoices {month_key(start)}
   margin:    .venv/bin/billing margin {month_key(start)}
+  finalize:  .venv/bin/billing finalize {month_key(start)}
+  balances:  .venv/bin/billing tokens create <org_id>; .venv/bin/billing serve
   Dagster UI on the same instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml""")
 
 
