@@ -231,6 +231,13 @@ def test_document_from_the_spec_invoice_and_config():
         assert expected in text
 
 
+def test_customer_without_email_or_address():
+    customer = Customer("initech", "Initech", "free", date(2026, 11, 1))
+    document = invoice_document(credit_note(), customer, Seller(), date(2026, 12, 4))
+    text = pdf_pages(render_invoice_pdf(document))[0]
+    assert "BILL TO\nInitech\nAccount acme\n" in text
+
+
 def test_parallel_rendering_gives_the_same_bytes_in_order():
     documents = [example_invoice(org_id=f"org-{i}", number=f"INV-2026-00000{i}") for i in range(1, 4)]
     assert list(render_invoice_pdfs(documents, workers=2)) == [render_invoice_pdf(d) for d in documents]
