@@ -206,24 +206,14 @@ def _signed(value: int) -> str:
 
 
 def _usage_rows(doc: _Reader, field: str, name_field: str) -> list[Row]:
-    """Usage rows (name, credits, share of credits, cost) sorted by name."""
+    """Usage rows (name, credits, cost) sorted by name."""
     rows = []
     for index, raw in enumerate(doc.items(field, required=False)):
         if not isinstance(raw, dict):
             raise InvoiceDocumentError(f"{doc.where}: {field}[{index}] must be an object")
         usage = _Reader(raw, f"{doc.where}: {field}[{index}]")
         rows.append((usage.text(name_field), usage.integer("credits"), usage.decimal("cost_usd")))
-    total = sum(credits_used for _, credits_used, _ in rows)
-    return [
-        Row(name, (grouped(used), _share(used, total), grouped(cost)))
-        for name, used, cost in sorted(rows)
-    ]
-
-
-def _share(part: int, whole: int) -> str:
-    if not whole:
-        return "–"
-    return percent((Decimal(part * 100) / whole).quantize(Decimal("0.1")) / 100)
+    return [Row(name, (grouped(used), grouped(cost))) for name, used, cost in sorted(rows)]
 
 
 class _Reader:
