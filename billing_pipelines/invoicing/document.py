@@ -72,62 +72,62 @@ def invoice_view(document: dict) -> dict:
     if not isinstance(document, dict):
         raise InvoiceDocumentError(f"an invoice document is a JSON object, got {type(document).__name__}")
     doc = _Reader(document)
-    kind = doc.choice("kind", tuple(TITLES), default="invoice")
-    status = doc.choice("status", STATUSES)
-    number = doc.optional_text("number")
-    if status == "final" and not number:
-        raise InvoiceDocumentError(f"{doc.where}: a final document needs its `number`")
-    refers_to = doc.optional_text("refers_to")
-    if kind != "invoice" and not refers_to:
-        raise InvoiceDocumentError(f"{doc.where}: a {TITLES[kind].lower()} needs `refers_to`")
     month = doc.month()
     seller = _seller(document.get("seller"), doc.where)
     issue_date = doc.date("issue_date", default=add_months(month, 1))
-    due_date = doc.date("due_date", default=seller.due_date(issue_date))
-    currency = doc.text("currency")
-    lines = [_line(doc, i, line) for i, line in enumerate(doc.items("lines"))]
-    subtotal, tax, total = doc.money("subtotal"), doc.money("tax"), doc.money("total")
-    if sum((amount for *_, amount in lines), Decimal(0)) != subtotal:
-        raise InvoiceDocumentError(f"{doc.where}: subtotal {subtotal} is not the sum of the line amounts")
-    if subtotal + tax != total:
-        raise InvoiceDocumentError(f"{doc.where}: total {total} is not subtotal {subtotal} + tax {tax}")
     customer = _Reader(doc.mapping("customer"), f"{doc.where}: customer")
     return {
-        "kind": kind,
-        "title": TITLES[kind],
-        "draft": status == "draft",
-        "status": status.capitalize(),
-        "number": number,
-        "refers_to": refers_to,
+        **_identity(doc),
         "org_id": doc.text("org_id"),
         "period": _period(month),
         "issue_date": _long_date(issue_date),
-        "due_date": _long_date(due_date),
+        "due_date": _long_date(doc.date("due_date", default=seller.due_date(issue_date))),
         "created": f"{issue_date.isoformat()}T00:00:00Z",
-        "currency": currency,
+        "currency": doc.text("currency"),
         "seller": seller,
         "seller_address": _address_lines(seller.address),
         "customer_name": customer.text("name"),
         "customer_email": customer.optional_text("email"),
         "customer_address": _address_lines(customer.optional_text("address")),
-        "lines": [Row(description, (qty, unit, money(amount))) for description, qty, unit, amount in lines],
-        "subtotal": money(subtotal),
         "tax_label": f"Tax ({percent(customer.decimal('tax_rate', default=Decimal(0)))})",
-        "tax": money(tax),
-        "total": money(total),
+        **_amounts(doc),
         "credits": _credit_rows(doc, month),
         "usage_by_model": _usage_rows(doc, "usage_by_model", "model"),
         "usage_by_action": _usage_rows(doc, "usage_by_action", "action"),
     }
 
 
-def money(value: Decimal) -> str:
-    """A money figure as printed: its own decimals, thousands separated ('-1,234.50')."""
-    return f"{value:,}"
+def _identity(doc: _Reader) -> dict:
+    """Kind, title, status and numbers of the document, checked against each other."""
+    kind = doc.choice("kind", tuple(TITLES), default="invoice")
+    status = doc.choice("status", STATUSES)
+    number, refers_to = doc.optional_text("number"), doc.optional_text("refers_to")
+    if status == "final" and not number:
+        raise InvoiceDocumentError(f"{doc.where}: a final document needs its `number`")
+    if kind != "invoice" and not refers_to:
+        raise InvoiceDocumentError(f"{doc.where}: a {TITLES[kind].lower()} needs `refers_to`")
+    return {"kind": kind, "title": TITLES[kind], "draft": status == "draft", "status": status.capitalize(),
+            "number": number, "refers_to": refers_to}
 
 
-def credits(value: int) -> str:
-    """A credit count as printed ('12,500')."""
+def _amounts(doc: _Reader) -> dict:
+    """Line rows, subtotal, tax and total; the subtotal must be the lines' sum, the total subtotal + tax."""
+    lines = [_line(doc, i, line) for i, line in enumerate(doc.items("lines"))]
+    subtotal, tax, total = doc.money("subtotal"), doc.money("tax"), doc.money("total")
+    if sum((amount for *_, amount in lines), Decimal(0)) != subtotal:
+        raise InvoiceDocumentError(f"{doc.where}: subtotal {subtotal} is not the sum of the line amounts")
+    if subtotal + tax != total:
+        raise InvoiceDocumentError(f"{doc.where}: total {total} is not subtotal {subtotal} + tax {tax}")
+    return {
+        "lines": [Row(description, (qty, unit, grouped(amount))) for description, qty, unit, amount in lines],
+        "subtotal": grouped(subtotal),
+        "tax": grouped(tax),
+        "total": grouped(total),
+    }
+
+
+def grouped(value: Decimal | int) -> str:
+    """A figure as printed: its own decimals, thousands separated ('-1,234.50', '12,500')."""
     return f"{value:,}"
 
 
@@ -172,7 +172,7 @@ def _line(doc: _Reader, index: int, raw: Any) -> tuple[str, str, str, Decimal]:
     line.text("kind")
     quantity = line.decimal("quantity")
     unit_price = line.decimal("unit_price")
-    return line.text("description"), money(quantity), money(unit_price), line.money("amount")
+    return line.text("description"), grouped(quantity), grouped(unit_price), line.money("amount")
 
 
 def _credit_rows(doc: _Reader, month: date) -> list[Row]:
@@ -189,15 +189,15 @@ def _credit_rows(doc: _Reader, month: date) -> list[Row]:
             f" - expired = {c['opening'] + moved}, closing = {c['closing']}")
     previous, following = _month_name(add_months(month, -1)), _month_name(add_months(month, 1))
     return [
-        Row("Opening balance", (credits(c["opening"]),), "balance"),
-        Row(f"incl. rolled over from {previous}", (credits(c["rolled_over_in"]),), "note"),
+        Row("Opening balance", (grouped(c["opening"]),), "balance"),
+        Row(f"incl. rolled over from {previous}", (grouped(c["rolled_over_in"]),), "note"),
         Row("Plan credits granted", (_signed(c["granted"]),)),
         Row("Credits purchased", (_signed(c["purchased"]),)),
         Row("Credits consumed", (_signed(-c["consumed"]),)),
         Row("Overage (consumed beyond balance)", (_signed(c["overage"]),)),
         Row("Credits expired", (_signed(-c["expired"]),)),
-        Row("Closing balance", (credits(c["closing"]),), "balance"),
-        Row(f"incl. rolling over to {following}", (credits(c["rolled_over_out"]),), "note"),
+        Row("Closing balance", (grouped(c["closing"]),), "balance"),
+        Row(f"incl. rolling over to {following}", (grouped(c["rolled_over_out"]),), "note"),
     ]
 
 
@@ -206,24 +206,14 @@ def _signed(value: int) -> str:
 
 
 def _usage_rows(doc: _Reader, field: str, name_field: str) -> list[Row]:
-    """Usage rows (name, credits, share of credits, cost) sorted by name."""
+    """Usage rows (name, credits, cost) sorted by name."""
     rows = []
     for index, raw in enumerate(doc.items(field, required=False)):
         if not isinstance(raw, dict):
             raise InvoiceDocumentError(f"{doc.where}: {field}[{index}] must be an object")
         usage = _Reader(raw, f"{doc.where}: {field}[{index}]")
         rows.append((usage.text(name_field), usage.integer("credits"), usage.decimal("cost_usd")))
-    total = sum(credits_used for _, credits_used, _ in rows)
-    return [
-        Row(name, (credits(used), _share(used, total), money(cost)))
-        for name, used, cost in sorted(rows)
-    ]
-
-
-def _share(part: int, whole: int) -> str:
-    if not whole:
-        return "–"
-    return percent((Decimal(part * 100) / whole).quantize(Decimal("0.1")) / 100)
+    return [Row(name, (grouped(used), grouped(cost))) for name, used, cost in sorted(rows)]
 
 
 class _Reader:
@@ -246,7 +236,10 @@ class _Reader:
         return value.strip()
 
     def optional_text(self, key: str) -> str | None:
-        return self.text(key) if self._get(key, required=False) is not None else None
+        """The text, or None where the field is absent, null or blank."""
+        value = self._get(key, required=False)
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        return None if blank else self.text(key)
 
     def choice(self, key: str, allowed: tuple[str, ...], default: str | None = None) -> str:
         value = self._get(key, required=default is None) or default

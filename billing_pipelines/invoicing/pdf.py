@@ -28,6 +28,7 @@ from billing_pipelines.periods import month_key, parse_month
 
 TEMPLATE = "invoice.html.j2"
 STYLESHEET = "invoice.css"
+USER_AGENT_STYLESHEET = "user-agent.css"
 _NUMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _SLUG_MAX = 48
 
@@ -40,7 +41,7 @@ def render_invoice_html(document: dict) -> str:
 def render_invoice_pdf(document: dict) -> bytes:
     """The invoice document as PDF bytes; the same document always gives the same bytes."""
     renderer = _renderer()
-    html = HTML(string=_html(document, link_stylesheet=False), base_url=renderer.base_url)
+    html = _InvoiceHTML(string=_html(document, link_stylesheet=False), base_url=renderer.base_url)
     return html.write_pdf(
         stylesheets=[renderer.stylesheet], font_config=renderer.fonts, cache=renderer.images
     )
@@ -98,6 +99,7 @@ class _Renderer:
     base_url: str
     fonts: FontConfiguration
     stylesheet: CSS
+    user_agent: CSS
     images: dict = field(default_factory=dict)
 
 
@@ -106,7 +108,15 @@ def _renderer() -> _Renderer:
     assets = resource_dir("assets")
     fonts = FontConfiguration()
     stylesheet = CSS(filename=str(assets / STYLESHEET), font_config=fonts)
-    return _Renderer(assets.as_uri() + "/", fonts, stylesheet)
+    user_agent = CSS(filename=str(assets / USER_AGENT_STYLESHEET))
+    return _Renderer(assets.as_uri() + "/", fonts, stylesheet, user_agent)
+
+
+class _InvoiceHTML(HTML):
+    """An invoice page with the small user-agent stylesheet of assets/user-agent.css."""
+
+    def _ua_stylesheets(self, forms: bool = False) -> list[CSS]:
+        return [_renderer().user_agent]
 
 
 @cache
