@@ -17,6 +17,7 @@ from billing_pipelines.backfill import register, run_backfill
 from billing_pipelines.generate import GeneratorSpec, generate
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, ingest, summary_of
 from billing_pipelines.resources import BillingSettings
+from conftest import CONFORMANCE
 from production_support import dagster_home, pg_database  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.postgres
@@ -85,7 +86,7 @@ def _most_at_once(records) -> int:
 
 
 def test_backfill_command_runs_every_date_and_reports(tmp_path, dagster_home, capsys):
-    conformance = Path(__file__).parent / "conformance"
+    conformance = CONFORMANCE
     settings = BillingSettings.from_env({"BILLING_HOME": str(tmp_path / "home"),
                                          "BILLING_CONFIG": str(conformance / "config"),
                                          "BILLING_LANDING": str(conformance / "landing")})

@@ -21,7 +21,7 @@ from production_support import dagster_home, pg_database  # noqa: F401  (fixture
 
 pytestmark = pytest.mark.postgres
 
-CONFORMANCE = Path(__file__).parent / "conformance"
+from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
 EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -60,7 +60,7 @@ def test_daily_ingest_and_month_close_through_the_postgres_instance(tmp_path, da
         ).records
         assert materialized[0].asset_materialization.metadata["billed"].value == EXPECTED["ingest"][day]["billed"]
 
-        close = defs.resolve_job_def("monthly_close").execute_in_process(
+        close = defs.resolve_job_def("billing_cycle").execute_in_process(
             partition_key="2026-10-01", instance=instance, resources={"billing": settings}, run_config=QUIET,
         )
         assert close.success

@@ -20,7 +20,7 @@ from s3_support import moto_s3, s3_env, upload_folder  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.s3
 
-CONFORMANCE = Path(__file__).parent / "conformance"
+from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
 OUTPUTS = [(PRICED, "priced_events"), (PRICED, "quarantine"), (BILLED, "cross_day_duplicates")]
 
 
