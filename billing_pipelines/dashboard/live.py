@@ -62,7 +62,7 @@ def _seen_ids_sql(con, settings: BillingSettings, days: list[date]) -> str | Non
     """A query of every valid request_id of `days` in the warehouse (None where there is none)."""
     wh = settings.warehouse()
     paths = wh.file_paths(PRICED, "priced_events", [partition_name(d) for d in days])
-    return f"SELECT request_id FROM {wh.relation(con, paths, ['request_id'])}" if paths else None
+    return f"SELECT request_id FROM {wh.relation(con, paths)}" if paths else None
 
 
 def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
