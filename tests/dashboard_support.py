@@ -4,19 +4,13 @@ BILLING_SHARED_DIR) with a fresh landing zone, events of right now, and a Postgr
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, text
-
 from billing_pipelines.resources import BillingSettings
 from conftest import CONFORMANCE, shared_path
-
-PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+from db_support import fresh_database
 
 
 def live_settings(root: Path, database_url: str | None = None, landing: Path | None = None) -> BillingSettings:
@@ -46,26 +40,13 @@ def land(settings: BillingSettings, name: str, rows: list[dict], day: str | None
 
 
 @contextmanager
-def postgres_database(prefix: str = "billing_test_dash"):
-    """A fresh PostgreSQL database URL, dropped afterwards; skip (fail under CI) without a server."""
-    try:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        from billing_pipelines.dashboard.state import dashboard_engine
+def postgres_database():
+    """A fresh PostgreSQL database URL (db_support), the dashboard's pooled engine on it closed
+    before it is dropped."""
+    from billing_pipelines.dashboard.state import dashboard_engine
 
-        url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-        dashboard_engine(url).dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("postgresql") as url:
+        try:
+            yield url
+        finally:
+            dashboard_engine(url).dispose()

@@ -4,7 +4,6 @@ skips the test, or fails it under CI=true."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+
+from conftest import require_service
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 DATABASE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -25,13 +26,11 @@ def _postgres_admin():
             connection.execute(text("SELECT 1"))
         return admin
     except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+        require_service("PostgreSQL", f"127.0.0.1:5432 is not reachable: {exc}")
 
 
 @contextmanager
-def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+def fresh_database(kind: str, folder: Path | None = None) -> Iterator[str]:
     """The URL of an empty database of `kind` (sqlite or postgresql), dropped afterwards."""
     if kind == "sqlite":
         yield f"sqlite:///{folder / 'billing.db'}"

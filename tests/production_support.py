@@ -3,44 +3,21 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import require_service
+from db_support import fresh_database
 
-PG_SERVER = os.environ.get("BILLING_TEST_PG", "postgres@127.0.0.1:5432")
 DAGSTER_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
-
-
-def _admin_connection():
-    import psycopg2
-
-    try:
-        con = psycopg2.connect(f"postgresql://{PG_SERVER}/postgres", connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        require_service("PostgreSQL", f"cannot connect to {PG_SERVER}: {exc}".strip())
-    con.autocommit = True
-    return con
 
 
 @pytest.fixture
 def pg_database():
-    """The URL of a new, empty database; dropped after the test. The driver is named: SQLAlchemy
-    2.1 reads a bare postgresql:// as psycopg 3, and psycopg2 is the driver installed."""
-    name = f"billing_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin_connection()
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://{PG_SERVER}/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    """The URL of a new, empty database (db_support), dropped after the test."""
+    with fresh_database("postgresql") as url:
+        yield url
 
 
 @pytest.fixture
