@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -132,13 +131,12 @@ class InvoiceLineRow(SQLModel, table=True):
 
 
 def default_database_url() -> str:
-    """BILLING_DATABASE_URL, else SQLite in BILLING_HOME (default ./.billing)."""
-    url = os.environ.get("BILLING_DATABASE_URL")
-    if url:
-        return url
-    home = Path(os.environ.get("BILLING_HOME", "./.billing"))
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home.resolve() / 'billing.db'}"
+    """The settings' database: BILLING_DATABASE_URL, else SQLite in BILLING_HOME."""
+    from billing_pipelines.resources import BillingSettings
+
+    settings = BillingSettings.from_env()
+    Path(settings.home).mkdir(parents=True, exist_ok=True)
+    return settings.database_url
 
 
 def engine_from_url(url: str | None = None) -> Engine:

@@ -8,7 +8,6 @@ import argparse
 import json
 import logging
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from datetime import date
 from functools import cache
-from pathlib import Path
 
 import polars as pl
 import pytest

@@ -10,7 +10,6 @@ import json
 import re
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import dagster as dg
 import polars as pl

@@ -2,6 +2,7 @@
 per billing month, computed together from the full history of billed usage."""
 
 from datetime import date
+from decimal import Decimal
 
 import dagster as dg
 
@@ -41,7 +42,6 @@ CHECKS = [
 def month_close(context: dg.AssetExecutionContext, billing: BillingSettings):
     month = date.fromisoformat(context.partition_key)
     result = run_month_close(billing, month)
-    billed = sum(1 for i in result.invoices)
     below = [m["org_id"] for m in result.margin if m["below_target"]]
     yield dg.MaterializeResult(asset_key="credit_ledger", metadata={
         "customers": len(result.credit_summaries),
@@ -50,7 +50,7 @@ def month_close(context: dg.AssetExecutionContext, billing: BillingSettings):
         "overage_credits": sum(s.overage for s in result.credit_summaries.values()),
     })
     yield dg.MaterializeResult(asset_key="draft_invoices", metadata={
-        "invoices": billed,
+        "invoices": len(result.invoices),
         "total": dg.MetadataValue.text(_money_total(result.invoices)),
         "database": dg.MetadataValue.text(make_url(billing.database_url).render_as_string(hide_password=True)),
     })
@@ -69,8 +69,6 @@ def _check(asset: str, name: str, problems: list[str]) -> dg.AssetCheckResult:
 
 
 def _money_total(invoices: list[dict]) -> str:
-    from decimal import Decimal
-
     return str(sum((Decimal(i["total"]) for i in invoices), Decimal("0.00")))
 
 

@@ -90,7 +90,7 @@ def store_month_close(settings: BillingSettings, result: MonthClose, advisor: di
 
 
 def _grants_table(result: MonthClose) -> pa.Table:
-    rows = [g for g in result.grants]
+    rows = result.grants
     return pa.table({
         "grant_id": [g.grant_id for g in rows],
         "org_id": [g.org_id for g in rows],
