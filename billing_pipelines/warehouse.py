@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -56,8 +57,10 @@ class Warehouse:
         con: duckdb.DuckDBPyConnection,
         tables: dict[str, str],
         meta: dict[str, Any],
+        copies: dict[str, tuple[Store, str]] | None = None,
     ) -> dict[str, Any]:
-        """Write each query of `tables` ({name: SQL}) as one Parquet file, then the manifest."""
+        """Write each query of `tables` ({name: SQL}) as one Parquet file, copy each Parquet file
+        of `copies` ({name: (store, key)}), then write the manifest."""
         folder = f"{dataset}/{partition}"
         files = {}
         with tempfile.TemporaryDirectory(prefix="billing-commit-") as scratch:
@@ -66,9 +69,12 @@ class Warehouse:
                 con.execute(
                     f"COPY ({query}) TO '{local}' (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 262144)"
                 )
-                digest = _file_sha256(local)
-                files[name] = f"{name}-{digest[:20]}.parquet"
-                self._put_file(local, f"{folder}/{files[name]}")
+                files[name] = self._put_file(local, folder, name)
+            for name, (source, key) in (copies or {}).items():
+                local = Path(scratch) / f"{name}.parquet"
+                with source.fs.open_input_stream(source.path(key), compression=None) as stream, open(local, "wb") as out:
+                    shutil.copyfileobj(stream, out, 1 << 22)
+                files[name] = self._put_file(local, folder, name)
         manifest = {"files": files, "meta": meta}
         self.store.write_bytes(f"{folder}/{MANIFEST}", _canonical_json(manifest))
         self._manifests[f"{folder}/{MANIFEST}"] = json.loads(_canonical_json(manifest))
@@ -92,9 +98,11 @@ class Warehouse:
         give the same types, nullability included, and so the same bytes downstream."""
         if not paths:
             return "(SELECT NULL WHERE FALSE)"
-        if self.store.is_s3:
-            paths = [self._cached_copy(p) for p in paths]
-        return f"read_parquet({_sql_list(paths)}, hive_partitioning = false)"
+        return f"read_parquet({_sql_list(self.local_paths(paths))}, hive_partitioning = false)"
+
+    def local_paths(self, paths: list[str]) -> list[str]:
+        """Local paths DuckDB can read for data files of this warehouse (see `relation`)."""
+        return [self._cached_copy(p) for p in paths] if self.store.is_s3 else paths
 
     def _cached_copy(self, url: str) -> str:
         """The local copy of an S3 data file. Data files are named by their content, so a copy
@@ -107,10 +115,13 @@ class Warehouse:
                 cache.put_stream(key, source)
         return cache.path(key)
 
-    def _put_file(self, local: Path, key: str) -> None:
-        if not self.store.exists(key):  # content-addressed: else the same bytes are already there
+    def _put_file(self, local: Path, folder: str, name: str) -> str:
+        """Store `local` in `folder` under a name made of `name` and its content hash."""
+        stored = f"{name}-{_file_sha256(local)[:20]}.parquet"
+        if not self.store.exists(f"{folder}/{stored}"):  # content-addressed: else the same bytes are there
             with open(local, "rb") as source:
-                self.store.put_stream(key, source)
+                self.store.put_stream(f"{folder}/{stored}", source)
+        return stored
 
     def _sweep(self, folder: str, keep: set[str]) -> None:
         """Delete data files of earlier versions of a partition, and temporary files of writers

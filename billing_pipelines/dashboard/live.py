@@ -21,7 +21,9 @@ from billing_pipelines.config import BillingConfig
 from billing_pipelines.dashboard import state
 from billing_pipelines.dashboard.balances import Balance, current_balances
 from billing_pipelines.ingest.landing import LandingError, partition_name
-from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, billed_events_sql, classify_files, priced_events_sql
+from billing_pipelines.ingest.pipeline import (
+    BILLED, PRICED, LandingZone, billed_events_sql, classify_files, event_sources_sql, priced_event_fields_sql, priced_events_sql,
+)
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
@@ -68,11 +70,12 @@ def _seen_ids_sql(con, settings: BillingSettings, days: list[date]) -> str | Non
 def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
     """The billable events of one file (valid, first in the file) that the warehouse has not seen."""
     classify_files(con, config, settings.landing_store(), [stored], day)
-    query = f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({priced_events_sql(day)}) e WHERE e.first_in_date"
+    priced = f"SELECT * FROM ({priced_events_sql(day)}) e WHERE e.first_in_date"
     seen = _seen_ids_sql(con, settings, _billed_days(settings))
     if seen:
-        query += f" AND e.request_id NOT IN ({seen})"
-    return con.sql(query).pl().cast(LIVE_EVENT_SCHEMA)
+        priced += f" AND e.request_id NOT IN ({seen})"
+    query = priced_event_fields_sql(f"({priced})", f"({event_sources_sql('fields', 'files')})")
+    return con.sql(f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({query})").pl().cast(LIVE_EVENT_SCHEMA)
 
 
 def history(con, settings: BillingSettings, config: BillingConfig, live: pl.DataFrame, orgs: set[str]) -> tuple[pl.DataFrame, list[str]]:

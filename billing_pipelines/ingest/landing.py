@@ -81,27 +81,32 @@ def _parse_ts(expr: str) -> str:
 
 
 def load_fields(con: duckdb.DuckDBPyConnection, store: Store, files: list[StoredFile]) -> None:
-    """Create the views `files(file_idx, key)` and `fields` (every row of `files`, in order)."""
+    """Create `files(file_idx, key)`, the table `json_fields` (the JSON lines of `files`, parsed
+    once) and the view `fields` (every row of `files`: JSON lines and Parquet rows)."""
     con.register("files", pa.table({"file_idx": list(range(len(files))), "key": [f.key for f in files]}))
-    parts = []
     json_files = [(i, f) for i, f in enumerate(files) if not f.key.endswith(".parquet")]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # gunzip and split release the GIL
         json_lines = list(pool.map(lambda item: _json_lines(store, *item), json_files))
-    if json_lines:
-        con.register("json_lines", pa.concat_tables(json_lines))
-        paths_sql = "[" + ", ".join(f"'$.{name}'" for name in EVENT_FIELDS) + "]"
-        parts.append(
-            paths.sql("ingest/jsonl_fields.sql")
-            .replace("{lines}", "json_lines")
-            .replace("{paths}", paths_sql)
-            .replace("{parse_ts(v[4])}", _parse_ts("v[4]"))
-        )
-    parquet_files = [(i, f) for i, f in enumerate(files) if f.key.endswith(".parquet")]
-    for i, f in parquet_files:
-        parts.append(_parquet_fields(con, store, i, f))
-    if not parts:
-        parts.append(_parquet_fields(con, store, 0, None))
+    lines = pa.concat_tables(json_lines) if json_lines else _NO_LINES
+    con.register("json_lines", lines)
+    paths_sql = "[" + ", ".join(f"'$.{name}'" for name in EVENT_FIELDS) + "]"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE json_fields AS "
+        + paths.sql("ingest/jsonl_fields.sql")
+        .replace("{lines}", "json_lines")
+        .replace("{paths}", paths_sql)
+        .replace("{parse_ts(v[4])}", _parse_ts("v[4]"))
+    )
+    con.unregister("json_lines")
+    parts = ["SELECT * FROM json_fields"]
+    for i, f in enumerate(files):
+        if f.key.endswith(".parquet"):
+            parts.append(parquet_fields_sql(i, *_parquet_source(con, store, i, f)))
     con.execute("CREATE OR REPLACE TEMP VIEW fields AS " + "\nUNION ALL BY NAME\n".join(parts))
+
+
+_NO_LINES = pa.table({"file_idx": pa.array([], pa.int32()), "line_no": pa.array([], pa.int64()),
+                      "raw": pa.array([], pa.string()), "utf8_ok": pa.array([], pa.bool_())})
 
 
 def _json_lines(store: Store, file_idx: int, stored: StoredFile) -> pa.Table:
@@ -155,8 +160,7 @@ def _parquet_source(con: duckdb.DuckDBPyConnection, store: Store, file_idx: int,
         schema = pq.read_schema(store.path(stored.key))
     except (OSError, pa.ArrowException) as exc:
         raise LandingError(f"{stored.key}: not a readable Parquet file: {exc}") from exc
-    quoted = store.path(stored.key).replace("'", "''")
-    return f"read_parquet('{quoted}', file_row_number = true, hive_partitioning = false)", schema
+    return read_parquet_sql(store.path(stored.key)), schema
 
 
 def _kind(arrow_type: pa.DataType) -> str:
@@ -176,12 +180,8 @@ def _kind(arrow_type: pa.DataType) -> str:
     return "OTHER"
 
 
-def _parquet_fields(con, store: Store, file_idx: int, stored: StoredFile | None) -> str:
-    """SELECT producing the `fields` columns from one Parquet file (or none, for no files)."""
-    if stored is None:
-        source, schema = "(SELECT 0 AS file_row_number WHERE false)", pa.schema([])
-    else:
-        source, schema = _parquet_source(con, store, file_idx, stored)
+def parquet_fields_sql(file_idx: int, source: str, schema: pa.Schema) -> str:
+    """SELECT producing the `fields` columns from one Parquet `source` with `schema`."""
     columns = [f"{file_idx} AS file_idx", "file_row_number + 1 AS line_no", "NULL::VARCHAR AS raw", "false AS malformed"]
     for name in EVENT_FIELDS:
         if name not in schema.names:
@@ -192,6 +192,12 @@ def _parquet_fields(con, store: Store, file_idx: int, stored: StoredFile | None)
         columns.append(f"CASE WHEN {col} IS NULL THEN NULL ELSE '{kind}' END AS {name}__k")
         columns.append(f"{_parquet_value(name, col, kind)} AS {name}")
     return f"SELECT {', '.join(columns)} FROM {source}"
+
+
+def read_parquet_sql(path: str) -> str:
+    """A DuckDB source over one local Parquet file with its 0-based `file_row_number`."""
+    quoted = path.replace("'", "''")
+    return f"read_parquet('{quoted}', file_row_number = true, hive_partitioning = false)"
 
 
 def _null_value(name: str) -> str:
@@ -214,10 +220,8 @@ def load_parquet_raw(con, store: Store, files: list[StoredFile]) -> None:
     """Table `parquet_raw(file_idx, line_no, raw)`: the quarantined rows of Parquet files
     rendered as JSON (JSON lines keep their own text). Needs the table `classified`."""
     selects = ["SELECT NULL::INTEGER AS file_idx, NULL::BIGINT AS line_no, NULL::VARCHAR AS raw WHERE false"]
-    wanted = con.execute(
-        "SELECT DISTINCT file_idx FROM classified WHERE reason IS NOT NULL AND raw IS NULL ORDER BY 1"
-    ).fetchall()
-    for (i,) in wanted:
+    wanted = con.execute("SELECT DISTINCT file_idx FROM classified WHERE reason IS NOT NULL ORDER BY 1").fetchall()
+    for i in [i for (i,) in wanted if files[i].key.endswith(".parquet")]:
         source, schema = _parquet_source(con, store, i, files[i])
         row = ", ".join(f'"{n}" := t."{n}"' for n in schema.names if n != "file_row_number")
         selects.append(

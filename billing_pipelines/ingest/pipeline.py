@@ -19,21 +19,22 @@ from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from billing_pipelines import duck, paths
 from billing_pipelines.config import RATE_PLACES, BillingConfig
-from billing_pipelines.ingest.landing import files_fingerprint, landing_dates, load_fields, load_parquet_raw, partition_name
+from billing_pipelines.ingest.landing import (
+    files_fingerprint, landing_dates, load_fields, load_parquet_raw, parquet_fields_sql, partition_name, read_parquet_sql,
+)
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
+from billing_pipelines.warehouse import Warehouse
 
 # Bump when the content of priced_events changes for the same input, to restage everything.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 PRICED = "priced_events"
 BILLED = "billed_usage"
-_CLASSIFIED_COLUMNS = (
-    "file_idx, line_no, raw, reason, request_id, org_id, user_id, ts, model, action, "
-    "input_tokens, output_tokens, latency_ms, cost_usd, action_credits, tokens_per_credit, input_e9, output_e9"
-)
+_NO_END = date(9999, 12, 31)
 
 
 @dataclass
@@ -109,9 +110,19 @@ def stage(zone: LandingZone, day: date) -> dict:
             "priced_events": priced_events_sql(day),
             "quarantine": paths.sql("ingest/quarantine.sql").replace("{landing_date}", day.isoformat()),
         }
-        return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta)
+        if any(not f.key.endswith(".parquet") for f in files):
+            valid_json = ("(SELECT j.* FROM json_fields j SEMI JOIN classified c "
+                          "ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NULL)")
+            queries["json_events"] = event_sources_sql(valid_json, "files") + " ORDER BY f.file_idx, f.line_no"
+        copies = {_copy_name(i): (zone.store, f.key) for i, f in enumerate(files) if f.key.endswith(".parquet")}
+        return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies)
     finally:
         con.close()
+
+
+def _copy_name(file_idx: int) -> str:
+    """Manifest name of the warehouse's copy of a landed Parquet file (priced events' source)."""
+    return f"landing-{file_idx:05d}"
 
 
 def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store: Store, files: list[StoredFile],
@@ -121,13 +132,23 @@ def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store:
     _register_config(con, config)
     load_fields(con, store, files)
     classify = paths.sql("ingest/classify.sql").format(fields="fields", landing_date=day.isoformat())
-    con.execute(f"CREATE TEMP TABLE classified AS SELECT {_CLASSIFIED_COLUMNS} FROM ({classify})")
+    con.execute(f"CREATE TEMP TABLE classified AS {classify}")
     con.execute(paths.sql("ingest/repeated_ids.sql"))
 
 
 def priced_events_sql(day: date) -> str:
     """The valid rows of classify_files, priced, with `first_in_date` (priced_events.sql)."""
     return paths.sql("ingest/priced_events.sql").replace("{landing_date}", day.isoformat())
+
+
+def event_sources_sql(fields: str, files: str) -> str:
+    """The fields of events by (key, line_no) from a `fields` relation (event_sources.sql)."""
+    return paths.sql("ingest/event_sources.sql").format(fields=fields, files=files)
+
+
+def priced_event_fields_sql(priced: str, sources: str) -> str:
+    """Priced events with every field of the event, from its `sources` (priced_event_fields.sql)."""
+    return paths.sql("ingest/priced_event_fields.sql").format(priced=priced, sources=sources)
 
 
 def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
@@ -155,9 +176,11 @@ def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> N
         "tokens_per_credit": pa.array([a.tokens_per_credit for a in book.actions], pa.int64()),
     }))
     rates = sorted(book.models, key=lambda r: (r.model, r.effective_from))
+    until = [nxt.effective_from if nxt and nxt.model == r.model else _NO_END for r, nxt in zip(rates, [*rates[1:], None])]
     con.register("rates", pa.table({
         "model": [r.model for r in rates],
         "effective_from": pa.array([r.effective_from for r in rates], pa.date32()),
+        "effective_until": pa.array(until, pa.date32()),
         "input_e9": pa.array([int(r.input_usd_per_1k * scale) for r in rates], pa.int64()),
         "output_e9": pa.array([int(r.output_usd_per_1k * scale) for r in rates], pa.int64()),
     }))
@@ -225,8 +248,35 @@ def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: l
     event_paths = wh.file_paths(PRICED, "priced_events", parts)
     if not event_paths:
         raise LookupError("no priced events: ingest some landing dates first")
-    query = f"SELECT e.* EXCLUDE (first_in_date) FROM {wh.relation(con, event_paths)} e"
+    priced = f"SELECT e.* FROM {wh.relation(con, event_paths)} e"
     dup_paths = wh.file_paths(BILLED, "cross_day_duplicates", parts)
     if dup_paths:
-        query += f" ANTI JOIN {wh.relation(con, dup_paths)} d ON d.key = e.key AND d.line_no = e.line_no"
-    return query + " WHERE e.first_in_date"
+        priced += f" ANTI JOIN {wh.relation(con, dup_paths)} d ON d.key = e.key AND d.line_no = e.line_no"
+    return priced_event_fields_sql(f"({priced} WHERE e.first_in_date)", f"({_stored_sources_sql(wh, parts)})")
+
+
+def _stored_sources_sql(wh: Warehouse, parts: list[str]) -> str:
+    """event_sources.sql over what the warehouse keeps of `parts`: the copies of the landed Parquet
+    files and the valid JSON lines, parsed (json_events)."""
+    selects = []
+    for part in parts:
+        manifest = wh.manifest(PRICED, part)
+        if manifest is None:
+            continue
+        for name, stored in sorted(manifest["files"].items()):
+            [path] = wh.local_paths([wh.store.url(f"{PRICED}/{part}/{stored}")])
+            if name == "json_events":
+                selects.append(f"SELECT * FROM read_parquet('{_quote(path)}')")
+            elif name.startswith("landing-"):
+                file_idx = int(name.removeprefix("landing-"))
+                fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
+                key = manifest["meta"]["files"][file_idx]
+                selects.append(event_sources_sql(f"({fields})", f"(SELECT {file_idx} AS file_idx, '{_quote(key)}' AS key)"))
+    if not selects:  # no events at all: the same columns, no rows
+        empty = parquet_fields_sql(0, "(SELECT 0 AS file_row_number WHERE false)", pa.schema([]))
+        selects.append(event_sources_sql(f"({empty})", "(SELECT 0 AS file_idx, '' AS key)"))
+    return "\nUNION ALL\n".join(selects)
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")

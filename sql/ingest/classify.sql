@@ -1,8 +1,10 @@
 -- Quarantine reasons of SPEC §1.2 (first matching, in order), then the price of every valid row
 -- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or the Parquet equivalent), and the config
 -- tables customers(org_id, start_date), model_names(model), actions(action, credits,
--- tokens_per_credit), rates(model, effective_from, input_e9, output_e9) where *_e9 is USD per
--- 1,000 tokens in units of 1e-9, so tokens x rate_e9 is the exact cost in units of 1e-12 USD.
+-- tokens_per_credit), rates(model, effective_from, effective_until, input_e9, output_e9), one row
+-- per period in which a rate applies, where *_e9 is USD per 1,000 tokens in units of 1e-9, so
+-- tokens x rate_e9 is the exact cost in units of 1e-12 USD. Output: one row per row of {fields}
+-- with its reason (NULL: valid) and, where valid, its cost and credits.
 WITH intrinsic AS (
     SELECT *,
         CASE
@@ -34,10 +36,10 @@ WITH intrinsic AS (
     LEFT JOIN customers c ON i.intrinsic_reason IS NULL AND c.org_id = i.org_id
     LEFT JOIN model_names m ON i.intrinsic_reason IS NULL AND m.model = i.model
     LEFT JOIN actions a ON i.intrinsic_reason IS NULL AND a.action = i.action
-    ASOF LEFT JOIN rates r ON r.model = i.model AND CAST(i.ts AS DATE) >= r.effective_from
-)
-SELECT *,
-    coalesce(intrinsic_reason, CASE
+    LEFT JOIN rates r ON i.intrinsic_reason IS NULL AND r.model = i.model
+        AND CAST(i.ts AS DATE) >= r.effective_from AND CAST(i.ts AS DATE) < r.effective_until
+), reasoned AS (
+    SELECT *, coalesce(intrinsic_reason, CASE
         WHEN start_date IS NULL THEN 'unknown_org'
         WHEN NOT model_known THEN 'unknown_model'
         WHEN NOT action_known THEN 'unknown_action'
@@ -45,4 +47,15 @@ SELECT *,
         WHEN ts < start_date THEN 'before_customer_start'
         WHEN ts >= DATE '{landing_date}' + INTERVAL 2 DAY THEN 'future_timestamp'
     END) AS reason
-FROM configured
+    FROM configured
+)
+SELECT file_idx, line_no, request_id, reason,
+    CASE WHEN reason IS NULL THEN
+        CAST(CAST(input_tokens AS HUGEINT) * input_e9 + CAST(output_tokens AS HUGEINT) * output_e9
+             AS DECIMAL(38, 0)) * CAST('1e-12' AS DECIMAL(38, 12))
+    END AS cost_usd,
+    CASE WHEN reason IS NOT NULL THEN NULL
+         WHEN tokens_per_credit IS NULL THEN action_credits
+         ELSE greatest(action_credits, (input_tokens + output_tokens + tokens_per_credit - 1) // tokens_per_credit)
+    END AS credits
+FROM reasoned
