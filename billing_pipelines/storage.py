@@ -96,6 +96,22 @@ class Store:
         """Copy everything `source` yields to `key` atomically, in chunks."""
         self._write(key, lambda out: shutil.copyfileobj(source, out, 1 << 22))
 
+    def put_file(self, key: str, local: Path) -> None:
+        """Copy the local file `local` to `key` atomically (locally by the kernel's file copy)."""
+        if self.is_s3:
+            with open(local, "rb") as source:
+                self.put_stream(key, source)
+        else:
+            self._write_local(key, lambda temp: shutil.copyfile(local, temp))
+
+    def get_file(self, key: str, local: Path) -> None:
+        """Copy `key` to the local file `local`."""
+        if self.is_s3:
+            with self.fs.open_input_stream(self.path(key), compression=None) as stream, open(local, "wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 22)
+        else:
+            shutil.copyfile(self.path(key), local)
+
     def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
         """S3: one PUT (an object appears whole or not at all). Local: a temporary name in the
         target folder, flushed to disk, then renamed, so a writer killed midway leaves at most a
@@ -104,12 +120,14 @@ class Store:
             with self.fs.open_output_stream(self.path(key), compression=None) as stream:
                 fill(stream)
             return
+        self._write_local(key, lambda temp: _fill(temp, fill))
+
+    def _write_local(self, key: str, make: Callable[[Path], object]) -> None:
         target = Path(self.path(key))
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        with open(temp, "wb") as handle:
-            fill(handle)
-            handle.flush()
+        make(temp)
+        with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, target)
 
@@ -124,3 +142,8 @@ class Store:
             self.fs.delete_dir(self.path(prefix))
         except FileNotFoundError:
             pass
+
+
+def _fill(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    with open(path, "wb") as handle:
+        fill(handle)

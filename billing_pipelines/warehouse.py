@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -72,8 +71,7 @@ class Warehouse:
                 files[name] = self._put_file(local, folder, name)
             for name, (source, key) in (copies or {}).items():
                 local = Path(scratch) / f"{name}.parquet"
-                with source.fs.open_input_stream(source.path(key), compression=None) as stream, open(local, "wb") as out:
-                    shutil.copyfileobj(stream, out, 1 << 22)
+                source.get_file(key, local)
                 files[name] = self._put_file(local, folder, name)
         manifest = {"files": files, "meta": meta}
         self.store.write_bytes(f"{folder}/{MANIFEST}", _canonical_json(manifest))
@@ -119,8 +117,7 @@ class Warehouse:
         """Store `local` in `folder` under a name made of `name` and its content hash."""
         stored = f"{name}-{_file_sha256(local)[:20]}.parquet"
         if not self.store.exists(f"{folder}/{stored}"):  # content-addressed: else the same bytes are there
-            with open(local, "rb") as source:
-                self.store.put_stream(f"{folder}/{stored}", source)
+            self.store.put_file(f"{folder}/{stored}", local)
         return stored
 
     def _sweep(self, folder: str, keep: set[str]) -> None:

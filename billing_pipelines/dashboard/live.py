@@ -23,6 +23,7 @@ from billing_pipelines.dashboard.balances import Balance, current_balances
 from billing_pipelines.ingest.landing import LandingError, partition_name
 from billing_pipelines.ingest.pipeline import (
     BILLED, PRICED, LandingZone, billed_events_sql, classify_files, event_sources_sql, priced_event_fields_sql, priced_events_sql,
+    request_hash_sql,
 )
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.resources import BillingSettings
@@ -61,19 +62,21 @@ def _billed_days(settings: BillingSettings) -> list[date]:
 
 
 def _seen_ids_sql(con, settings: BillingSettings, days: list[date]) -> str | None:
-    """A query of every valid request_id of `days` in the warehouse (None where there is none)."""
+    """A query of the hashes (h1, h2) of every valid request_id of `days` in the warehouse (None
+    where there is none)."""
     wh = settings.warehouse()
     paths = wh.file_paths(PRICED, "priced_events", [partition_name(d) for d in days])
-    return f"SELECT request_id FROM {wh.relation(con, paths)}" if paths else None
+    return f"SELECT h1, h2 FROM {wh.relation(con, paths)}" if paths else None
 
 
 def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
     """The billable events of one file (valid, first in the file) that the warehouse has not seen."""
     classify_files(con, config, settings.landing_store(), [stored], day)
-    priced = f"SELECT * FROM ({priced_events_sql(day)}) e WHERE e.first_in_date"
+    priced = f"SELECT DATE '{day}' AS landing_date, k.key, e.* FROM ({priced_events_sql(day)}) e JOIN files k USING (file_idx)"
     seen = _seen_ids_sql(con, settings, _billed_days(settings))
     if seen:
-        priced += f" AND e.request_id NOT IN ({seen})"
+        priced += f" ANTI JOIN ({seen}) s USING (h1, h2)"
+    priced += " WHERE e.first_in_date"
     query = priced_event_fields_sql(f"({priced})", f"({event_sources_sql('fields', 'files')})")
     return con.sql(f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({query})").pl().cast(LIVE_EVENT_SCHEMA)
 
@@ -89,8 +92,9 @@ def history(con, settings: BillingSettings, config: BillingConfig, live: pl.Data
     if not days:
         return con.sql(live_sql).pl().cast(BILLED_EVENT_SCHEMA), []
     billed = billed_events_sql(con, LandingZone(settings, config), days)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE absorbed AS SELECT request_id FROM live_events "
-                f"WHERE request_id IN ({_seen_ids_sql(con, settings, days)})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE absorbed AS SELECT l.request_id FROM "
+                f"(SELECT request_id, {request_hash_sql('request_id')} FROM live_events) l "
+                f"SEMI JOIN ({_seen_ids_sql(con, settings, days)}) s USING (h1, h2)")
     query = (
         f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({billed}) WHERE org_id IN (SELECT org_id FROM orgs) "
         f"UNION ALL SELECT * FROM ({live_sql}) WHERE request_id NOT IN (SELECT request_id FROM absorbed)"

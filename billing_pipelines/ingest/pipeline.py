@@ -12,6 +12,7 @@ and the outputs are the same as processing every date once in order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import date
@@ -73,7 +74,7 @@ class LandingZone:
         return self.files.get(day, [])
 
     def stage_fingerprint(self, day: date) -> str:
-        return _sha(PIPELINE_VERSION, self.config.fingerprint, files_fingerprint(self.files_of(day)))
+        return _sha(PIPELINE_VERSION, hash_probe(), self.config.fingerprint, files_fingerprint(self.files_of(day)))
 
     def upstream_fingerprint(self, day: date) -> str:
         """Fingerprint of every stage the billing of `day` depends on (all dates <= day)."""
@@ -128,12 +129,27 @@ def _copy_name(file_idx: int) -> str:
 def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store: Store, files: list[StoredFile],
                    day: date) -> None:
     """Tables `classified` (every row of `files`, landed on `day`, with its quarantine reason or
-    its price) and `repeated_ids`; then priced_events_sql(day) selects the valid rows, priced."""
+    its price) and `later_occurrences`; then priced_events_sql(day) selects the valid rows, priced."""
     _register_config(con, config)
     load_fields(con, store, files)
-    classify = paths.sql("ingest/classify.sql").format(fields="fields", landing_date=day.isoformat())
+    classify = paths.sql("ingest/classify.sql").format(
+        fields="fields", landing_date=day.isoformat(), request_hash=request_hash_sql("request_id"))
     con.execute(f"CREATE TEMP TABLE classified AS {classify}")
-    con.execute(paths.sql("ingest/repeated_ids.sql"))
+    con.execute(paths.sql("ingest/later_occurrences.sql"))
+
+
+def request_hash_sql(request_id: str) -> str:
+    """The 128-bit hash (h1, h2) by which landing dates compare their request_ids: two 64-bit
+    DuckDB hashes. DuckDB does not promise them across releases, so stage fingerprints include
+    hash_probe(): a DuckDB whose hashes differ restages every date."""
+    return f"hash({request_id}) AS h1, hash({request_id} || '#') AS h2"
+
+
+@functools.cache
+def hash_probe() -> str:
+    """The request hash of a fixed id with this DuckDB."""
+    with duckdb.connect() as con:
+        return str(con.execute(f"SELECT {request_hash_sql(repr('billing_pipelines'))}").fetchone())
 
 
 def priced_events_sql(day: date) -> str:
@@ -154,7 +170,7 @@ def priced_event_fields_sql(priced: str, sources: str) -> str:
 def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
     rows_read, valid, first = con.execute(
         "SELECT count(*), count(*) FILTER (reason IS NULL), "
-        "(SELECT count(DISTINCT request_id) FROM classified WHERE reason IS NULL) FROM classified"
+        "count(*) FILTER (reason IS NULL) - (SELECT count(*) FROM later_occurrences) FROM classified"
     ).fetchone()
     quarantined = dict(
         con.execute("SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
@@ -194,13 +210,14 @@ def bill(zone: LandingZone, day: date) -> IngestSummary:
     con = duck.connect(zone.settings.scratch_dir())
     try:
         wh = zone.warehouse
-        today = wh.relation(con, wh.file_paths(PRICED, "priced_events", [partition_name(day)]))
-        earlier_paths = wh.file_paths(PRICED, "priced_events", [partition_name(d) for d in zone.dates if d < day])
-        earlier = wh.relation(con, earlier_paths)
-        if not earlier_paths:
-            earlier = "(SELECT NULL::VARCHAR AS request_id, NULL::DATE AS landing_date, false AS first_in_date WHERE false)"
-        query = paths.sql("ingest/cross_day_duplicates.sql").format(today=today, earlier=earlier)
-        cross = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
+        today = _priced_relation(wh, [partition_name(day)])
+        earlier = _priced_relation(wh, [partition_name(d) for d in zone.dates if d < day], keys=False)
+        positions = paths.sql("ingest/cross_day_duplicates.sql").format(today=today, earlier=earlier)
+        con.execute(f"CREATE TEMP TABLE cross_day AS {positions}")
+        cross = con.execute("SELECT count(*) FROM cross_day").fetchone()[0]
+        sources = f"({_stored_sources_sql(wh, [partition_name(day)])})" if cross else "(SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS key, NULL::BIGINT AS line_no)"
+        query = (f"SELECT s.request_id, d.* FROM cross_day d LEFT JOIN {sources} s ON s.key = d.key AND s.line_no = d.line_no "
+                 "ORDER BY d.key, d.line_no")
         meta = manifest["meta"]
         billed = meta["first_in_date"] - cross
         summary = IngestSummary(
@@ -245,14 +262,37 @@ def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: l
     """A query of the billed events (valid, first occurrence ever) of `days` (default: all)."""
     wh = zone.warehouse
     parts = [partition_name(d) for d in (zone.dates if days is None else days)]
-    event_paths = wh.file_paths(PRICED, "priced_events", parts)
-    if not event_paths:
+    if not wh.file_paths(PRICED, "priced_events", parts):
         raise LookupError("no priced events: ingest some landing dates first")
-    priced = f"SELECT e.* FROM {wh.relation(con, event_paths)} e"
+    priced = f"SELECT e.* FROM {_priced_relation(wh, parts)} e"
     dup_paths = wh.file_paths(BILLED, "cross_day_duplicates", parts)
     if dup_paths:
         priced += f" ANTI JOIN {wh.relation(con, dup_paths)} d ON d.key = e.key AND d.line_no = e.line_no"
     return priced_event_fields_sql(f"({priced} WHERE e.first_in_date)", f"({_stored_sources_sql(wh, parts)})")
+
+
+def _priced_relation(wh: Warehouse, parts: list[str], keys: bool = True) -> str:
+    """The stored priced events of `parts` with their landing date and (where `keys`) the key of
+    their file, which priced_events.sql leaves to the manifest."""
+    selects, files = [], []
+    for part in parts:
+        manifest = wh.manifest(PRICED, part)
+        if manifest is None:
+            continue
+        [path] = wh.local_paths([wh.store.url(f"{PRICED}/{part}/{manifest['files']['priced_events']}")])
+        day = manifest["meta"]["landing_date"]
+        selects.append(f"SELECT DATE '{day}' AS landing_date, * FROM read_parquet('{_quote(path)}', hive_partitioning = false)")
+        files += [f"(DATE '{day}', {i}, '{_quote(key)}')" for i, key in enumerate(manifest["meta"]["files"])]
+    if not selects:
+        selects = ["SELECT NULL::DATE AS landing_date, NULL::INTEGER AS file_idx, NULL::BIGINT AS line_no, "
+                   "NULL::UBIGINT AS h1, NULL::UBIGINT AS h2, NULL::DECIMAL(38, 12) AS cost_usd, "
+                   "NULL::BIGINT AS credits, NULL::BOOLEAN AS first_in_date WHERE false"]
+    priced = "\nUNION ALL\n".join(selects)
+    if not keys:
+        return f"({priced})"
+    files = files or ["(NULL::DATE, NULL::INTEGER, NULL::VARCHAR)"]
+    return (f"(SELECT p.landing_date, k.key, p.* EXCLUDE (landing_date) FROM ({priced}) p "
+            f"JOIN (VALUES {', '.join(files)}) k(landing_date, file_idx, key) USING (landing_date, file_idx))")
 
 
 def _stored_sources_sql(wh: Warehouse, parts: list[str]) -> str:
@@ -266,7 +306,7 @@ def _stored_sources_sql(wh: Warehouse, parts: list[str]) -> str:
         for name, stored in sorted(manifest["files"].items()):
             [path] = wh.local_paths([wh.store.url(f"{PRICED}/{part}/{stored}")])
             if name == "json_events":
-                selects.append(f"SELECT * FROM read_parquet('{_quote(path)}')")
+                selects.append(f"SELECT * FROM read_parquet('{_quote(path)}', hive_partitioning = false)")
             elif name.startswith("landing-"):
                 file_idx = int(name.removeprefix("landing-"))
                 fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))

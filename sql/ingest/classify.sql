@@ -1,30 +1,24 @@
 -- Quarantine reasons of SPEC §1.2 (first matching, in order), then the price of every valid row
--- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or the Parquet equivalent), and the config
+-- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or landing.parquet_fields_sql), and the config
 -- tables customers(org_id, start_date), model_names(model), actions(action, credits,
 -- tokens_per_credit), rates(model, effective_from, effective_until, input_e9, output_e9), one row
 -- per period in which a rate applies, where *_e9 is USD per 1,000 tokens in units of 1e-9, so
 -- tokens x rate_e9 is the exact cost in units of 1e-12 USD. Output: one row per row of {fields}
--- with its reason (NULL: valid) and, where valid, its cost and credits.
+-- with its reason (NULL: valid), the 128-bit hash of its request_id (h1, h2) and, where
+-- valid, its cost and credits.
 WITH intrinsic AS (
     SELECT *,
         CASE
             WHEN malformed THEN 'malformed'
-            WHEN coalesce(request_id__k, 'NULL') = 'NULL' OR coalesce(org_id__k, 'NULL') = 'NULL'
-              OR coalesce(user_id__k, 'NULL') = 'NULL' OR coalesce(ts__k, 'NULL') = 'NULL'
-              OR coalesce(model__k, 'NULL') = 'NULL' OR coalesce(action__k, 'NULL') = 'NULL'
-              OR coalesce(input_tokens__k, 'NULL') = 'NULL' OR coalesce(output_tokens__k, 'NULL') = 'NULL'
-              OR coalesce(latency_ms__k, 'NULL') = 'NULL'
+            WHEN request_id__missing OR org_id__missing OR user_id__missing OR ts__missing OR model__missing
+              OR action__missing OR input_tokens__missing OR output_tokens__missing OR latency_ms__missing
                 THEN 'missing_field'
-            WHEN request_id__k <> 'VARCHAR' OR length(request_id) NOT BETWEEN 1 AND 200
-              OR org_id__k <> 'VARCHAR' OR user_id__k <> 'VARCHAR'
-              OR model__k <> 'VARCHAR' OR action__k <> 'VARCHAR'
-              OR ts__k NOT IN ('VARCHAR', 'TIMESTAMPTZ') OR ts IS NULL
-              OR input_tokens__k NOT IN ('BIGINT', 'UBIGINT') OR input_tokens IS NULL OR input_tokens < 0
-              OR output_tokens__k NOT IN ('BIGINT', 'UBIGINT') OR output_tokens IS NULL OR output_tokens < 0
-              OR latency_ms__k NOT IN ('BIGINT', 'UBIGINT') OR latency_ms IS NULL OR latency_ms < 0
-              OR (coalesce(cost_usd__k, 'NULL') <> 'NULL'
-                  AND (cost_usd__k NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'DECIMAL', 'VARCHAR')
-                       OR try_cast(cost_usd AS DECIMAL(38, 12)) IS NULL))
+            WHEN request_id__bad OR length(request_id) NOT BETWEEN 1 AND 200
+              OR org_id__bad OR user_id__bad OR model__bad OR action__bad OR ts__bad OR ts IS NULL
+              OR input_tokens__bad OR input_tokens IS NULL OR input_tokens < 0
+              OR output_tokens__bad OR output_tokens IS NULL OR output_tokens < 0
+              OR latency_ms__bad OR latency_ms IS NULL OR latency_ms < 0
+              OR cost_usd__bad
                 THEN 'bad_type'
         END AS intrinsic_reason
     FROM {fields}
@@ -49,7 +43,7 @@ WITH intrinsic AS (
     END) AS reason
     FROM configured
 )
-SELECT file_idx, line_no, request_id, reason,
+SELECT file_idx, line_no, request_id, {request_hash}, reason,
     CASE WHEN reason IS NULL THEN
         CAST(CAST(input_tokens AS HUGEINT) * input_e9 + CAST(output_tokens AS HUGEINT) * output_e9
              AS DECIMAL(38, 0)) * CAST('1e-12' AS DECIMAL(38, 12))
