@@ -8,6 +8,8 @@ issues an adjustment or credit note (billing_pipelines.invoicing.adjustments).
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from datetime import date, timedelta
 
 import polars as pl
@@ -39,19 +41,21 @@ def billed_events(settings: BillingSettings, before: date, landed_before: date |
                   since: date | None = None) -> pl.DataFrame:
     """Billed events with `since` <= ts < `before` that landed before `landed_before`."""
     zone = refresh_all(settings)
+    where = f"ts < TIMESTAMP '{before.isoformat()}'"
+    if since is not None:
+        where += f" AND ts >= TIMESTAMP '{since.isoformat()}'"
+    frames = [pl.DataFrame(schema=BILLED_EVENT_SCHEMA)]
     con = duck.connect(settings.scratch_dir())
     try:
-        days = [d for d in zone.dates if landed_before is None or d < landed_before]
-        where = f"ts < TIMESTAMP '{before.isoformat()}'"
-        if since is not None:
-            where += f" AND ts >= TIMESTAMP '{since.isoformat()}'"
-        query = billed_events_sql(con, zone, days)
-        frame = con.sql(f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({query}) WHERE {where} ORDER BY request_id").pl()
-    except LookupError:
-        frame = pl.DataFrame(schema=BILLED_EVENT_SCHEMA)
+        for day in [d for d in zone.dates if landed_before is None or d < landed_before]:
+            # one landing date at a time: joining every event with its fields at once needs memory
+            # in proportion to all of history
+            with suppress(LookupError):
+                query = billed_events_sql(con, zone, [day])
+                frames.append(con.sql(f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({query}) WHERE {where}").pl())
     finally:
         con.close()
-    return frame.cast(BILLED_EVENT_SCHEMA)
+    return pl.concat([f.cast(BILLED_EVENT_SCHEMA) for f in frames]).sort("request_id")
 
 
 def run_month_close(settings: BillingSettings, month: date) -> MonthClose:
