@@ -94,25 +94,29 @@ def load_fields(con: duckdb.DuckDBPyConnection, store: Store, files: list[Stored
     """Create `files(file_idx, key)`, the table `json_fields` (the JSON lines of `files`, parsed
     once) and the view `fields` (every row of `files`: JSON lines and Parquet rows)."""
     con.register("files", pa.table({"file_idx": list(range(len(files))), "key": [f.key for f in files]}))
-    json_files = [(i, f) for i, f in enumerate(files) if not f.key.endswith(".parquet")]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # gunzip and split release the GIL
-        json_lines = list(pool.map(lambda item: _json_lines(store, *item), json_files))
-    lines = pa.concat_tables(json_lines) if json_lines else _NO_LINES
-    con.register("json_lines", lines)
-    paths_sql = "[" + ", ".join(f"'$.{name}'" for name in EVENT_FIELDS) + "]"
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE json_fields AS "
-        + paths.sql("ingest/jsonl_fields.sql")
-        .replace("{lines}", "json_lines")
-        .replace("{paths}", paths_sql)
-        .replace("{parse_ts(v[4])}", _parse_ts("v[4]"))
-    )
-    con.unregister("json_lines")
+    _load_json_fields(con, store, [(i, f) for i, f in enumerate(files) if not f.key.endswith(".parquet")])
     parts = ["SELECT * FROM json_fields"]
     for i, f in enumerate(files):
         if f.key.endswith(".parquet"):
             parts.append(parquet_fields_sql(i, *_parquet_source(con, store, i, f)))
     con.execute("CREATE OR REPLACE TEMP VIEW fields AS " + "\nUNION ALL BY NAME\n".join(parts))
+
+
+def _load_json_fields(con: duckdb.DuckDBPyConnection, store: Store, json_files: list[tuple[int, StoredFile]]) -> None:
+    """Table `json_fields`: the lines of `json_files` parsed (jsonl_fields.sql), as many files at a
+    time as there are cores, so that only their text is in memory at once."""
+    paths_sql = "[" + ", ".join(f"'$.{name}'" for name in EVENT_FIELDS) + "]"
+    parse = (paths.sql("ingest/jsonl_fields.sql").replace("{lines}", "json_lines").replace("{paths}", paths_sql)
+             .replace("{parse_ts(v[4])}", _parse_ts("v[4]")))
+    con.register("json_lines", _NO_LINES)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE json_fields AS {parse}")
+    workers = os.cpu_count() or 2
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # gunzip and split release the GIL
+        for start in range(0, len(json_files), workers):
+            batch = pool.map(lambda item: _json_lines(store, *item), json_files[start:start + workers])
+            con.register("json_lines", pa.concat_tables(batch))
+            con.execute(f"INSERT INTO json_fields {parse}")
+    con.unregister("json_lines")
 
 
 _NO_LINES = pa.table({"file_idx": pa.array([], pa.int32()), "line_no": pa.array([], pa.int64()),
@@ -193,7 +197,7 @@ def _kind(arrow_type: pa.DataType) -> str:
 def parquet_fields_sql(file_idx: int, source: str, schema: pa.Schema) -> str:
     """SELECT producing the `fields` columns (see jsonl_fields.sql) from one Parquet `source` with
     `schema`. The column types are known here, so a type check is a constant DuckDB folds away."""
-    columns = [f"{file_idx} AS file_idx", "file_row_number + 1 AS line_no", "NULL::VARCHAR AS raw", "false AS malformed"]
+    columns = [f"{file_idx} AS file_idx", "file_row_number + 1 AS line_no", "false AS malformed"]
     for name in EVENT_FIELDS:
         if name not in schema.names:
             columns += [f"{_null_value(name)} AS {name}", f"{name != 'cost_usd'} AS {name}__missing", f"false AS {name}__bad"]
@@ -230,17 +234,21 @@ def _parquet_value(name: str, col: str, kind: str) -> str:
     return f"CAST({col} AS VARCHAR)"
 
 
-def load_parquet_raw(con, store: Store, files: list[StoredFile]) -> None:
-    """Table `parquet_raw(file_idx, line_no, raw)`: the quarantined rows of Parquet files
-    rendered as JSON (JSON lines keep their own text). Needs the table `classified`."""
-    selects = ["SELECT NULL::INTEGER AS file_idx, NULL::BIGINT AS line_no, NULL::VARCHAR AS raw WHERE false"]
+def load_quarantined_raw(con: duckdb.DuckDBPyConnection, store: Store, files: list[StoredFile]) -> None:
+    """Table `quarantined_raw(file_idx, line_no, raw)`: the text of every quarantined row, its JSON
+    line as landed or its Parquet row rendered as JSON, read again from the files that have any,
+    one file at a time. Needs the table `classified`."""
+    con.execute("CREATE OR REPLACE TEMP TABLE quarantined_raw "
+                "(file_idx INTEGER, line_no BIGINT, raw VARCHAR)")
     wanted = con.execute("SELECT DISTINCT file_idx FROM classified WHERE reason IS NOT NULL ORDER BY 1").fetchall()
-    for i in [i for (i,) in wanted if files[i].key.endswith(".parquet")]:
-        source, schema = _parquet_source(con, store, i, files[i])
-        row = ", ".join(f'"{n}" := t."{n}"' for n in schema.names if n != "file_row_number")
-        selects.append(
-            f"SELECT {i} AS file_idx, t.file_row_number + 1 AS line_no, to_json(struct_pack({row}))::VARCHAR AS raw "
-            f"FROM {source} t WHERE t.file_row_number + 1 IN "
-            f"(SELECT line_no FROM classified WHERE file_idx = {i} AND reason IS NOT NULL)"
-        )
-    con.execute("CREATE OR REPLACE TEMP TABLE parquet_raw AS " + "\nUNION ALL\n".join(selects))
+    for (i,) in wanted:
+        lines = f"(SELECT line_no FROM classified WHERE file_idx = {i} AND reason IS NOT NULL)"
+        if files[i].key.endswith(".parquet"):
+            source, schema = _parquet_source(con, store, i, files[i])
+            row = ", ".join(f'"{n}" := t."{n}"' for n in schema.names if n != "file_row_number")
+            con.execute(f"INSERT INTO quarantined_raw SELECT {i}, t.file_row_number + 1, to_json(struct_pack({row}))::VARCHAR "
+                        f"FROM {source} t WHERE t.file_row_number + 1 IN {lines}")
+        else:
+            con.register("json_lines", _json_lines(store, i, files[i]))
+            con.execute(f"INSERT INTO quarantined_raw SELECT file_idx, line_no, raw FROM json_lines WHERE line_no IN {lines}")
+            con.unregister("json_lines")

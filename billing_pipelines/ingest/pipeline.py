@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from billing_pipelines import duck, paths
 from billing_pipelines.config import RATE_PLACES, BillingConfig
 from billing_pipelines.ingest.landing import (
-    files_fingerprint, landing_dates, load_fields, load_parquet_raw, parquet_fields_sql, partition_name, read_parquet_sql,
+    files_fingerprint, landing_dates, load_fields, load_quarantined_raw, parquet_fields_sql, partition_name, read_parquet_sql,
 )
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
@@ -103,7 +103,7 @@ def stage(zone: LandingZone, day: date) -> dict:
     con = duck.connect(zone.settings.scratch_dir())
     try:
         classify_files(con, zone.config, zone.store, files, day)
-        load_parquet_raw(con, zone.store, files)
+        load_quarantined_raw(con, zone.store, files)
         counts = _stage_counts(con)
         meta = {"fingerprint": zone.stage_fingerprint(day), "landing_date": day.isoformat(),
                 "files": [f.key for f in files], **counts}

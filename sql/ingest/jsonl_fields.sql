@@ -11,7 +11,7 @@ WITH objects AS (
            CASE WHEN is_object THEN json_extract_string(raw, {paths}) END AS v
     FROM objects
 )
-SELECT file_idx, line_no, raw, NOT is_object AS malformed,
+SELECT file_idx, line_no, NOT is_object AS malformed,
        v[1] AS request_id, coalesce(k[1], 'NULL') = 'NULL' AS request_id__missing, k[1] <> 'VARCHAR' AS request_id__bad,
        v[2] AS org_id, coalesce(k[2], 'NULL') = 'NULL' AS org_id__missing, k[2] <> 'VARCHAR' AS org_id__bad,
        v[3] AS user_id, coalesce(k[3], 'NULL') = 'NULL' AS user_id__missing, k[3] <> 'VARCHAR' AS user_id__bad,
