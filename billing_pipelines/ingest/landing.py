@@ -7,10 +7,11 @@ so that classify.sql can give every row its quarantine reason or its price.
 from __future__ import annotations
 
 import hashlib
-import os
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from itertools import chain
 
 import duckdb
 import numpy as np
@@ -33,6 +34,7 @@ _GOOD_KINDS = {**{f: {"VARCHAR"} for f in _STRING_FIELDS}, **{f: {"BIGINT"} for 
                "ts": {"VARCHAR", "TIMESTAMPTZ"}}
 _COST_KINDS = {"BIGINT", "DOUBLE", "DECIMAL", "VARCHAR"}
 SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+JSON_BLOCK_BYTES = 32 << 20
 # RFC 3339 with a mandatory offset; DuckDB's cast would read a bare local time as UTC.
 _RFC3339 = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
 
@@ -103,43 +105,80 @@ def load_fields(con: duckdb.DuckDBPyConnection, store: Store, files: list[Stored
 
 
 def _load_json_fields(con: duckdb.DuckDBPyConnection, store: Store, json_files: list[tuple[int, StoredFile]]) -> None:
-    """Table `json_fields`: the lines of `json_files` parsed (jsonl_fields.sql), as many files at a
-    time as there are cores, so that only their text is in memory at once."""
+    """Table `json_fields`: the lines of `json_files` parsed (jsonl_fields.sql), a block of about
+    JSON_BLOCK_BYTES of text at a time (the next one read meanwhile), so that memory does not
+    grow with the size of a file or a date."""
     paths_sql = "[" + ", ".join(f"'$.{name}'" for name in EVENT_FIELDS) + "]"
     parse = (paths.sql("ingest/jsonl_fields.sql").replace("{lines}", "json_lines").replace("{paths}", paths_sql)
              .replace("{parse_ts(v[4])}", _parse_ts("v[4]")))
     con.register("json_lines", _NO_LINES)
     con.execute(f"CREATE OR REPLACE TEMP TABLE json_fields AS {parse}")
-    workers = os.cpu_count() or 2
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # gunzip and split release the GIL
-        for start in range(0, len(json_files), workers):
-            batch = pool.map(lambda item: _json_lines(store, *item), json_files[start:start + workers])
-            con.register("json_lines", pa.concat_tables(batch))
-            con.execute(f"INSERT INTO json_fields {parse}")
+    for lines in _batched(_prefetched(chain.from_iterable(_json_lines(store, i, f) for i, f in json_files))):
+        con.register("json_lines", lines)
+        con.execute(f"INSERT INTO json_fields {parse}")
     con.unregister("json_lines")
+
+
+def _batched(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`tables` concatenated into tables of at least JSON_BLOCK_BYTES (small files together)."""
+    batch: list[pa.Table] = []
+    for table in tables:
+        batch.append(table)
+        if sum(t.nbytes for t in batch) >= JSON_BLOCK_BYTES:
+            yield pa.concat_tables(batch)
+            batch = []
+    if batch:
+        yield pa.concat_tables(batch)
+
+
+def _prefetched(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`items`, each next one produced in a thread while the caller uses the current one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(next, items, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = pool.submit(next, items, None)
+            yield item
 
 
 _NO_LINES = pa.table({"file_idx": pa.array([], pa.int32()), "line_no": pa.array([], pa.int64()),
                       "raw": pa.array([], pa.string()), "utf8_ok": pa.array([], pa.bool_())})
 
 
-def _json_lines(store: Store, file_idx: int, stored: StoredFile) -> pa.Table:
-    data = store.read_bytes(stored.key)
-    if stored.key.endswith(".gz"):
-        try:
-            data = igzip.decompress(data)
-        except (OSError, EOFError, ValueError, zlib.error) as exc:
-            raise LandingError(f"{stored.key}: not a readable gzip file: {exc}") from exc
-    lines, utf8_ok = _split_lines(data)
-    keep = pc.not_equal(pc.utf8_trim_whitespace(lines), "")
-    return pa.table(
-        {
-            "file_idx": pa.repeat(pa.scalar(file_idx, pa.int32()), len(lines)),
-            "line_no": pa.array(np.arange(1, len(lines) + 1, dtype=np.int64)),
-            "raw": pc.cast(pc.utf8_rtrim(lines, "\r"), pa.string()),
-            "utf8_ok": utf8_ok,
-        }
-    ).filter(keep)
+def _json_lines(store: Store, file_idx: int, stored: StoredFile) -> Iterator[pa.Table]:
+    """The non-blank lines of one JSON-lines file with their line numbers, block by block."""
+    first_line = 1
+    for block in _line_blocks(store, stored):
+        lines, utf8_ok = _split_lines(block)
+        keep = pc.not_equal(pc.utf8_trim_whitespace(lines), "")
+        yield pa.table(
+            {
+                "file_idx": pa.repeat(pa.scalar(file_idx, pa.int32()), len(lines)),
+                "line_no": pa.array(np.arange(first_line, first_line + len(lines), dtype=np.int64)),
+                "raw": pc.cast(pc.utf8_rtrim(lines, "\r"), pa.string()),
+                "utf8_ok": utf8_ok,
+            }
+        ).filter(keep)
+        first_line += len(lines)
+
+
+def _line_blocks(store: Store, stored: StoredFile) -> Iterator[bytes]:
+    """The text of a file (gunzipped where it ends in .gz) in blocks of whole lines, each without
+    its last line end."""
+    rest = b""
+    try:
+        with store.fs.open_input_stream(store.path(stored.key), compression=None) as raw:
+            stream = igzip.IGzipFile(fileobj=raw) if stored.key.endswith(".gz") else raw
+            while block := stream.read(JSON_BLOCK_BYTES):
+                rest += block
+                end = rest.rfind(b"\n")
+                if end >= 0:
+                    yield rest[:end]
+                    rest = rest[end + 1:]
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        kind = "gzip" if stored.key.endswith(".gz") else "JSON-lines"
+        raise LandingError(f"{stored.key}: not a readable {kind} file: {exc}") from exc
+    if rest:
+        yield rest
 
 
 def _split_lines(data: bytes) -> tuple[pa.Array, pa.Array]:
@@ -249,6 +288,7 @@ def load_quarantined_raw(con: duckdb.DuckDBPyConnection, store: Store, files: li
             con.execute(f"INSERT INTO quarantined_raw SELECT {i}, t.file_row_number + 1, to_json(struct_pack({row}))::VARCHAR "
                         f"FROM {source} t WHERE t.file_row_number + 1 IN {lines}")
         else:
-            con.register("json_lines", _json_lines(store, i, files[i]))
-            con.execute(f"INSERT INTO quarantined_raw SELECT file_idx, line_no, raw FROM json_lines WHERE line_no IN {lines}")
-            con.unregister("json_lines")
+            for block in _json_lines(store, i, files[i]):
+                con.register("json_lines", block)
+                con.execute(f"INSERT INTO quarantined_raw SELECT file_idx, line_no, raw FROM json_lines WHERE line_no IN {lines}")
+                con.unregister("json_lines")
