@@ -275,20 +275,13 @@ def _parquet_value(name: str, col: str, kind: str) -> str:
 
 def load_quarantined_raw(con: duckdb.DuckDBPyConnection, store: Store, files: list[StoredFile]) -> None:
     """Table `quarantined_raw(file_idx, line_no, raw)`: the text of every quarantined row, its JSON
-    line as landed or its Parquet row rendered as JSON, read again from the files that have any,
-    one file at a time. Needs the table `classified`."""
-    con.execute("CREATE OR REPLACE TEMP TABLE quarantined_raw "
-                "(file_idx INTEGER, line_no BIGINT, raw VARCHAR)")
+    line as landed (json_fields) or its Parquet row rendered as JSON. Needs `classified`."""
+    con.execute("CREATE OR REPLACE TEMP TABLE quarantined_raw AS SELECT j.file_idx, j.line_no, j.raw FROM json_fields j "
+                "SEMI JOIN classified c ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NOT NULL")
     wanted = con.execute("SELECT DISTINCT file_idx FROM classified WHERE reason IS NOT NULL ORDER BY 1").fetchall()
-    for (i,) in wanted:
-        lines = f"(SELECT line_no FROM classified WHERE file_idx = {i} AND reason IS NOT NULL)"
-        if files[i].key.endswith(".parquet"):
-            source, schema = _parquet_source(con, store, i, files[i])
-            row = ", ".join(f'"{n}" := t."{n}"' for n in schema.names if n != "file_row_number")
-            con.execute(f"INSERT INTO quarantined_raw SELECT {i}, t.file_row_number + 1, to_json(struct_pack({row}))::VARCHAR "
-                        f"FROM {source} t WHERE t.file_row_number + 1 IN {lines}")
-        else:
-            for block in _json_lines(store, i, files[i]):
-                con.register("json_lines", block)
-                con.execute(f"INSERT INTO quarantined_raw SELECT file_idx, line_no, raw FROM json_lines WHERE line_no IN {lines}")
-                con.unregister("json_lines")
+    for i in [i for (i,) in wanted if files[i].key.endswith(".parquet")]:
+        source, schema = _parquet_source(con, store, i, files[i])
+        row = ", ".join(f'"{n}" := t."{n}"' for n in schema.names if n != "file_row_number")
+        con.execute(f"INSERT INTO quarantined_raw SELECT {i}, t.file_row_number + 1, to_json(struct_pack({row}))::VARCHAR "
+                    f"FROM {source} t WHERE t.file_row_number + 1 IN "
+                    f"(SELECT line_no FROM classified WHERE file_idx = {i} AND reason IS NOT NULL)")

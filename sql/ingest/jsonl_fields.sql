@@ -1,6 +1,7 @@
 -- JSON lines -> the fields of SPEC §1.1, each with its value cast to the column type (NULL where
 -- the cast fails), whether it is missing (`<field>__missing`: absent or null) and whether its JSON
--- type is wrong (`<field>__bad`). Input: {lines}(file_idx, line_no, raw, utf8_ok).
+-- type is wrong (`<field>__bad`), with the line's text (raw) for the quarantine.
+-- Input: {lines}(file_idx, line_no, raw, utf8_ok).
 WITH objects AS (
     SELECT file_idx, line_no, raw,
            CASE WHEN utf8_ok AND json_valid(raw) THEN json_type(raw) = 'OBJECT' ELSE false END AS is_object
@@ -11,7 +12,7 @@ WITH objects AS (
            CASE WHEN is_object THEN json_extract_string(raw, {paths}) END AS v
     FROM objects
 )
-SELECT file_idx, line_no, NOT is_object AS malformed,
+SELECT file_idx, line_no, raw, NOT is_object AS malformed,
        v[1] AS request_id, coalesce(k[1], 'NULL') = 'NULL' AS request_id__missing, k[1] <> 'VARCHAR' AS request_id__bad,
        v[2] AS org_id, coalesce(k[2], 'NULL') = 'NULL' AS org_id__missing, k[2] <> 'VARCHAR' AS org_id__bad,
        v[3] AS user_id, coalesce(k[3], 'NULL') = 'NULL' AS user_id__missing, k[3] <> 'VARCHAR' AS user_id__bad,
