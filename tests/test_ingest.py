@@ -225,3 +225,41 @@ def test_conformance_ingest_counts(conformance_settings):
     zone = LandingZone(conformance_settings)
     got = {s.landing_date: s.to_json() for s in ingest(conformance_settings, zone.dates)}
     assert got == expected
+
+
+@pytest.mark.parametrize("name", ["big.jsonl", "big.jsonl.gz"])
+def test_json_lines_read_block_by_block_keep_their_line_numbers(settings, landing, monkeypatch, name):
+    from billing_pipelines.ingest import landing as landing_module
+
+    monkeypatch.setattr(landing_module, "JSON_BLOCK_BYTES", 300)  # a block is one or two lines
+    rows = [event(f"r{n}") if n % 7 else "" for n in range(1, 60)]
+    rows[30] = "{bad"  # line 31
+    rows.append(json.dumps(event("r1")))  # line 60: a duplicate of line 1
+    landing.jsonl(D1, name, rows)
+    summary = run(settings, D1)[D1]
+    assert summary == {"landing_date": D1, "rows_read": 52, "billed": 50, "duplicates": 1,
+                       "quarantined": {"malformed": 1}}
+    assert [(r["line_no"], r["raw"]) for r in table(settings, "quarantine", D1)] == [(31, "{bad")]
+    events = billed(settings)
+    assert (events["r1"]["line_no"], events["r59"]["line_no"]) == (1, 59)
+
+
+def test_ids_whose_hashes_collide_are_still_told_apart_within_a_date(settings, landing, monkeypatch):
+    from billing_pipelines.ingest import pipeline
+
+    # every id of the same length collides: only the exact comparison can tell them apart
+    monkeypatch.setattr(pipeline, "request_hash_sql", lambda rid: f"length({rid})::UBIGINT AS h1, 0::UBIGINT AS h2")
+    landing.jsonl(D1, "a.jsonl", [event("aa"), event("bb"), event("aa"), event("cc")])
+    assert run(settings, D1)[D1]["billed"] == 3
+    assert sorted(billed(settings)) == ["aa", "bb", "cc"]
+
+
+def test_a_duckdb_whose_hashes_differ_restages_every_date(settings, landing, monkeypatch):
+    from billing_pipelines.ingest import pipeline
+
+    landing.jsonl(D1, "a.jsonl", [event("a")])
+    first = run(settings, D1)
+    assert LandingZone(settings).is_staged(date.fromisoformat(D1))
+    monkeypatch.setattr(pipeline, "hash_probe", lambda: "(1, 2)")  # as after a DuckDB upgrade
+    assert not LandingZone(settings).is_staged(date.fromisoformat(D1))
+    assert run(settings, D1) == first and LandingZone(settings).is_staged(date.fromisoformat(D1))
