@@ -36,6 +36,7 @@ PIPELINE_VERSION = "2"
 PRICED = "priced_events"
 BILLED = "billed_usage"
 _NO_END = date(9999, 12, 31)
+_COPY = "landing-"  # manifest names of the copies of landed Parquet files: landing-<file_idx>
 
 
 @dataclass
@@ -123,7 +124,7 @@ def stage(zone: LandingZone, day: date) -> dict:
 
 def _copy_name(file_idx: int) -> str:
     """Manifest name of the warehouse's copy of a landed Parquet file (priced events' source)."""
-    return f"landing-{file_idx:05d}"
+    return f"{_COPY}{file_idx:05d}"
 
 
 def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store: Store, files: list[StoredFile],
@@ -215,9 +216,10 @@ def bill(zone: LandingZone, day: date) -> IngestSummary:
         positions = paths.sql("ingest/cross_day_duplicates.sql").format(today=today, earlier=earlier)
         con.execute(f"CREATE TEMP TABLE cross_day AS {positions}")
         cross = con.execute("SELECT count(*) FROM cross_day").fetchone()[0]
-        sources = f"({_stored_sources_sql(wh, [partition_name(day)])})" if cross else "(SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS key, NULL::BIGINT AS line_no)"
-        query = (f"SELECT s.request_id, d.* FROM cross_day d LEFT JOIN {sources} s ON s.key = d.key AND s.line_no = d.line_no "
-                 "ORDER BY d.key, d.line_no")
+        sources = (f"({_stored_sources_sql(wh, [partition_name(day)])})" if cross  # request_ids for the audit
+                   else "(SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS key, NULL::BIGINT AS line_no)")
+        query = ("SELECT s.request_id, d.* FROM cross_day d "
+                 f"LEFT JOIN {sources} s ON s.key = d.key AND s.line_no = d.line_no ORDER BY d.key, d.line_no")
         meta = manifest["meta"]
         billed = meta["first_in_date"] - cross
         summary = IngestSummary(
@@ -307,8 +309,8 @@ def _stored_sources_sql(wh: Warehouse, parts: list[str]) -> str:
             [path] = wh.local_paths([wh.store.url(f"{PRICED}/{part}/{stored}")])
             if name == "json_events":
                 selects.append(f"SELECT * FROM read_parquet('{_quote(path)}', hive_partitioning = false)")
-            elif name.startswith("landing-"):
-                file_idx = int(name.removeprefix("landing-"))
+            elif name.startswith(_COPY):
+                file_idx = int(name.removeprefix(_COPY))
                 fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
                 key = manifest["meta"]["files"][file_idx]
                 selects.append(event_sources_sql(f"({fields})", f"(SELECT {file_idx} AS file_idx, '{_quote(key)}' AS key)"))
