@@ -1,8 +1,10 @@
 """Ingest, quarantine, deduplicate and price landed events (SPEC §1), one landing date at a time.
 
 Two datasets per landing date:
-- `priced_events`: a pure function of that date's files and the config: every valid row, priced,
-  with `first_in_date`, and the quarantine with reasons.
+- `priced_events`: a pure function of that date's files and the config: what was decided for
+  every valid row (its price, `first_in_date`, the hash of its request_id), the quarantine with
+  reasons, and the rows' own fields: byte copies of the landed Parquet files and the parsed JSON
+  lines, joined back by billed_events_sql.
 - `billed_usage`: the final duplicate decision, which needs every earlier date: first occurrences
   whose request_id an earlier date already had are cross-day duplicates.
 Each records the fingerprint of what it was computed from, so any date can be (re)ingested in any
