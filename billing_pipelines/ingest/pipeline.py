@@ -213,12 +213,12 @@ def bill(zone: LandingZone, day: date) -> IngestSummary:
     con = duck.connect(zone.settings.scratch_dir())
     try:
         wh = zone.warehouse
-        today = _priced_relation(wh, [partition_name(day)])
-        earlier = _priced_relation(wh, [partition_name(d) for d in zone.dates if d < day], keys=False)
+        today = _priced_relation(con, wh, [partition_name(day)])
+        earlier = _priced_relation(con, wh, [partition_name(d) for d in zone.dates if d < day], keys=False)
         positions = paths.sql("ingest/cross_day_duplicates.sql").format(today=today, earlier=earlier)
         con.execute(f"CREATE TEMP TABLE cross_day AS {positions}")
         cross = con.execute("SELECT count(*) FROM cross_day").fetchone()[0]
-        sources = (f"({_stored_sources_sql(wh, [partition_name(day)])})" if cross  # request_ids for the audit
+        sources = (f"({_stored_sources_sql(con, wh, [partition_name(day)])})" if cross  # request_ids for the audit
                    else "(SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS key, NULL::BIGINT AS line_no)")
         query = ("SELECT s.request_id, d.* FROM cross_day d "
                  f"LEFT JOIN {sources} s ON s.key = d.key AND s.line_no = d.line_no ORDER BY d.key, d.line_no")
@@ -268,14 +268,14 @@ def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: l
     parts = [partition_name(d) for d in (zone.dates if days is None else days)]
     if not wh.file_paths(PRICED, "priced_events", parts):
         raise LookupError("no priced events: ingest some landing dates first")
-    priced = f"SELECT e.* FROM {_priced_relation(wh, parts)} e"
+    priced = f"SELECT e.* FROM {_priced_relation(con, wh, parts)} e"
     dup_paths = wh.file_paths(BILLED, "cross_day_duplicates", parts)
     if dup_paths:
         priced += f" ANTI JOIN {wh.relation(con, dup_paths)} d ON d.key = e.key AND d.line_no = e.line_no"
-    return priced_event_fields_sql(f"({priced} WHERE e.first_in_date)", f"({_stored_sources_sql(wh, parts)})")
+    return priced_event_fields_sql(f"({priced} WHERE e.first_in_date)", f"({_stored_sources_sql(con, wh, parts)})")
 
 
-def _priced_relation(wh: Warehouse, parts: list[str], keys: bool = True) -> str:
+def _priced_relation(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: list[str], keys: bool = True) -> str:
     """The stored priced events of `parts` with their landing date and (where `keys`) the key of
     their file, which priced_events.sql leaves to the manifest."""
     selects, files = [], []
@@ -283,9 +283,9 @@ def _priced_relation(wh: Warehouse, parts: list[str], keys: bool = True) -> str:
         manifest = wh.manifest(PRICED, part)
         if manifest is None:
             continue
-        [path] = wh.local_paths([wh.store.url(f"{PRICED}/{part}/{manifest['files']['priced_events']}")])
         day = manifest["meta"]["landing_date"]
-        selects.append(f"SELECT DATE '{day}' AS landing_date, * FROM read_parquet('{_quote(path)}', hive_partitioning = false)")
+        priced = wh.relation(con, wh.file_paths(PRICED, "priced_events", [part]))
+        selects.append(f"SELECT DATE '{day}' AS landing_date, * FROM {priced}")
         files += [f"(DATE '{day}', {i}, '{_quote(key)}')" for i, key in enumerate(manifest["meta"]["files"])]
     if not selects:
         selects = ["SELECT NULL::DATE AS landing_date, NULL::INTEGER AS file_idx, NULL::BIGINT AS line_no, "
@@ -299,7 +299,7 @@ def _priced_relation(wh: Warehouse, parts: list[str], keys: bool = True) -> str:
             f"JOIN (VALUES {', '.join(files)}) k(landing_date, file_idx, key) USING (landing_date, file_idx))")
 
 
-def _stored_sources_sql(wh: Warehouse, parts: list[str]) -> str:
+def _stored_sources_sql(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: list[str]) -> str:
     """event_sources.sql over what the warehouse keeps of `parts`: the copies of the landed Parquet
     files and the valid JSON lines, parsed (json_events)."""
     selects = []
@@ -307,11 +307,11 @@ def _stored_sources_sql(wh: Warehouse, parts: list[str]) -> str:
         manifest = wh.manifest(PRICED, part)
         if manifest is None:
             continue
-        for name, stored in sorted(manifest["files"].items()):
-            [path] = wh.local_paths([wh.store.url(f"{PRICED}/{part}/{stored}")])
+        for name in sorted(manifest["files"]):
             if name == "json_events":
-                selects.append(f"SELECT * FROM read_parquet('{_quote(path)}', hive_partitioning = false)")
+                selects.append(f"SELECT * FROM {wh.relation(con, wh.file_paths(PRICED, name, [part]))}")
             elif name.startswith(_COPY):
+                [path] = wh.local_paths(wh.file_paths(PRICED, name, [part]))
                 file_idx = int(name.removeprefix(_COPY))
                 fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
                 key = manifest["meta"]["files"][file_idx]
