@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from billing_pipelines.storage import Store, is_temporary
+from billing_pipelines.storage import Store, StoredFile, is_temporary
 
 MANIFEST = "_manifest.json"
 # A temporary file this old was left by a writer that died: no live write takes an hour.
@@ -56,10 +56,10 @@ class Warehouse:
         con: duckdb.DuckDBPyConnection,
         tables: dict[str, str],
         meta: dict[str, Any],
-        copies: dict[str, tuple[Store, str]] | None = None,
+        copies: dict[str, tuple[Store, StoredFile]] | None = None,
     ) -> dict[str, Any]:
         """Write each query of `tables` ({name: SQL}) as one Parquet file, copy each Parquet file
-        of `copies` ({name: (store, key)}), then write the manifest."""
+        of `copies` ({name: (store, file)}, see Store.copy_from), then write the manifest."""
         folder = f"{dataset}/{partition}"
         files = {}
         with tempfile.TemporaryDirectory(prefix="billing-commit-") as scratch:
@@ -69,10 +69,8 @@ class Warehouse:
                     f"COPY ({query}) TO '{local}' (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 262144)"
                 )
                 files[name] = self._put_file(local, folder, name)
-            for name, (source, key) in (copies or {}).items():
-                local = Path(scratch) / f"{name}.parquet"
-                source.get_file(key, local)
-                files[name] = self._put_file(local, folder, name)
+            for name, (source, landed) in (copies or {}).items():
+                files[name] = self._copy_file(source, landed, folder, name)
         manifest = {"files": files, "meta": meta}
         self.store.write_bytes(f"{folder}/{MANIFEST}", _canonical_json(manifest))
         self._manifests[f"{folder}/{MANIFEST}"] = json.loads(_canonical_json(manifest))
@@ -118,6 +116,15 @@ class Warehouse:
         stored = f"{name}-{_file_sha256(local)[:20]}.parquet"
         if not self.store.exists(f"{folder}/{stored}"):  # content-addressed: else the same bytes are there
             self.store.put_file(f"{folder}/{stored}", local)
+        return stored
+
+    def _copy_file(self, source: Store, landed: StoredFile, folder: str, name: str) -> str:
+        """Copy `landed` into `folder` under a name made of `name` and the file's identity (its
+        URL, size and modification time: what the stage fingerprint already trusts)."""
+        identity = hashlib.sha256(f"{source.url(landed.key)}\0{landed.size}\0{landed.mtime_ns}".encode())
+        stored = f"{name}-{identity.hexdigest()[:20]}.parquet"
+        if not self.store.exists(f"{folder}/{stored}"):
+            self.store.copy_from(source, landed.key, f"{folder}/{stored}")
         return stored
 
     def _sweep(self, folder: str, keep: set[str]) -> None:

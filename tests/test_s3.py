@@ -36,6 +36,22 @@ def test_store_on_s3_lists_reads_writes_and_deletes(s3_env):
     assert [f.key for f in store.list("dt=2026-11-03")] == ["dt=2026-11-03/b/a.jsonl"]
 
 
+def test_copies_between_stores_keep_the_bytes_and_move_none_where_they_can(tmp_path, s3_env, monkeypatch):
+    local, other, s3 = Store(tmp_path / "a"), Store(tmp_path / "b"), Store(f"s3://{s3_env}/a")
+    local.write_bytes("x.parquet", b"landed bytes")
+    other.copy_from(local, "x.parquet", "dt=1/x.parquet")
+    assert (tmp_path / "a/x.parquet").stat().st_ino == (tmp_path / "b/dt=1/x.parquet").stat().st_ino  # a hard link
+    s3.copy_from(local, "x.parquet", "up.parquet")
+    s3.copy_from(s3, "up.parquet", "dt=1/same.parquet")  # server-side
+    other.copy_from(s3, "dt=1/same.parquet", "down.parquet")
+    assert other.read_bytes("down.parquet") == s3.read_bytes("dt=1/same.parquet") == b"landed bytes"
+    monkeypatch.setattr("os.link", lambda *_: (_ for _ in ()).throw(OSError(18, "Invalid cross-device link")))
+    other.copy_from(local, "x.parquet", "copied.parquet")
+    assert (tmp_path / "b/copied.parquet").stat().st_ino != (tmp_path / "a/x.parquet").stat().st_ino
+    assert other.read_bytes("copied.parquet") == b"landed bytes"
+    assert not [f for f in other.list("") if f.key.endswith(".tmp")]
+
+
 def _settings(tmp_path, name: str, landing: str, warehouse: str | None = None) -> BillingSettings:
     env = {"BILLING_HOME": str(tmp_path / name), "BILLING_CONFIG": str(CONFORMANCE / "config"),
            "BILLING_LANDING": landing, "BILLING_GRACE_DAYS": "3"}

@@ -118,7 +118,7 @@ def stage(zone: LandingZone, day: date) -> dict:
             valid_json = ("(SELECT j.* FROM json_fields j SEMI JOIN classified c "
                           "ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NULL)")
             queries["json_events"] = event_sources_sql(valid_json, "files") + " ORDER BY f.file_idx, f.line_no"
-        copies = {_copy_name(i): (zone.store, f.key) for i, f in enumerate(files) if f.key.endswith(".parquet")}
+        copies = {_copy_name(i): (zone.store, f) for i, f in enumerate(files) if f.key.endswith(".parquet")}
         return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies)
     finally:
         con.close()
