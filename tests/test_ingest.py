@@ -157,6 +157,35 @@ def test_out_of_order_and_repeated_processing_is_byte_identical(tmp_path, config
     assert expected[D2]["duplicates"] == 1 and expected[D1]["duplicates"] == 2
 
 
+def test_outputs_do_not_depend_on_duckdb_keeping_the_landing_order(tmp_path, config_dir, landing, monkeypatch):
+    from billing_pipelines.ingest import pipeline
+    from billing_pipelines.resources import BillingSettings
+
+    landing.parquet(D1, "a.parquet", [event("a"), event("b"), event("a")])
+    landing.jsonl(D1, "b.jsonl", [event("c"), event("b"), "not json"])
+    landing.parquet(D1, "c.parquet", [event("d"), event("c")])
+    runs = {}
+    for name, keeps_order in (("kept", True), ("sorted", False)):
+        monkeypatch.setattr(pipeline, "_in_landing_order", lambda con, keeps=keeps_order: keeps)
+        settings = BillingSettings.from_env({"BILLING_HOME": str(tmp_path / name), "BILLING_CONFIG": str(config_dir),
+                                             "BILLING_LANDING": str(landing.root)})
+        runs[name] = (run(settings, D1)[D1], _priced_bytes(settings, [D1]))
+    assert runs["kept"] == runs["sorted"] and runs["kept"][0]["billed"] == 4
+
+
+def test_the_landing_order_check_finds_any_row_out_of_place():
+    import duckdb
+
+    from billing_pipelines.ingest.pipeline import _in_landing_order
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE classified AS SELECT * FROM (VALUES (0, 1), (0, 2), (1, 1)) t(file_idx, line_no)")
+    assert _in_landing_order(con)
+    for rows in ["(0, 2), (0, 1), (1, 1)", "(1, 1), (0, 1), (0, 2)", "(0, 1), (0, 1)"]:
+        con.execute(f"CREATE OR REPLACE TABLE classified AS SELECT * FROM (VALUES {rows}) t(file_idx, line_no)")
+        assert not _in_landing_order(con)
+
+
 def test_late_landed_file_for_an_earlier_date_rebills_later_dates(settings, landing):
     landing.jsonl(D2, "a.jsonl", [event("x"), event("y")])
     assert run(settings, D2)[D2]["billed"] == 2

@@ -94,14 +94,12 @@ def _utc(instant: str) -> str:
 
 def load_fields(con: duckdb.DuckDBPyConnection, store: Store, files: list[StoredFile]) -> None:
     """Create `files(file_idx, key)`, the table `json_fields` (the JSON lines of `files`, parsed
-    once) and the view `fields` (every row of `files`: JSON lines and Parquet rows)."""
+    once) and the view `fields` (every row of `files`: JSON lines and Parquet rows, in file order)."""
     con.register("files", pa.table({"file_idx": list(range(len(files))), "key": [f.key for f in files]}))
     _load_json_fields(con, store, [(i, f) for i, f in enumerate(files) if not f.key.endswith(".parquet")])
-    parts = ["SELECT * FROM json_fields"]
-    for i, f in enumerate(files):
-        if f.key.endswith(".parquet"):
-            parts.append(parquet_fields_sql(i, *_parquet_source(con, store, i, f)))
-    con.execute("CREATE OR REPLACE TEMP VIEW fields AS " + "\nUNION ALL BY NAME\n".join(parts))
+    parts = [parquet_fields_sql(i, *_parquet_source(con, store, i, f)) if f.key.endswith(".parquet")
+             else f"SELECT * FROM json_fields WHERE file_idx = {i}" for i, f in enumerate(files)]
+    con.execute("CREATE OR REPLACE TEMP VIEW fields AS " + "\nUNION ALL BY NAME\n".join(parts or ["SELECT * FROM json_fields"]))
 
 
 def _load_json_fields(con: duckdb.DuckDBPyConnection, store: Store, json_files: list[tuple[int, StoredFile]]) -> None:

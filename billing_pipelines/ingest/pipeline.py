@@ -21,6 +21,7 @@ from datetime import date
 from decimal import Decimal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -37,7 +38,6 @@ from billing_pipelines.warehouse import Warehouse
 PIPELINE_VERSION = "2"
 PRICED = "priced_events"
 BILLED = "billed_usage"
-_NO_END = date(9999, 12, 31)
 _COPY = "landing-"  # manifest names of the copies of landed Parquet files: landing-<file_idx>
 
 
@@ -131,14 +131,29 @@ def _copy_name(file_idx: int) -> str:
 
 def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store: Store, files: list[StoredFile],
                    day: date) -> None:
-    """Tables `classified` (every row of `files`, landed on `day`, with its quarantine reason or
-    its price) and `later_occurrences`; then priced_events_sql(day) selects the valid rows, priced."""
-    _register_config(con, config)
+    """Table `classified`: every row of `files`, landed on `day`, in landing order, with its
+    quarantine reason or its price and whether it is the first of its request_id on that date;
+    then priced_events_sql(day) selects the valid rows, priced."""
+    rate_periods = _register_config(con, config)
     load_fields(con, store, files)
     classify = paths.sql("ingest/classify.sql").format(
-        fields="fields", landing_date=day.isoformat(), request_hash=request_hash_sql("request_id"))
+        fields="fields", landing_date=day.isoformat(), request_hash=request_hash_sql("request_id"), **rate_periods)
     con.execute(f"CREATE TEMP TABLE classified AS {classify}")
+    if not _in_landing_order(con):
+        con.execute("CREATE OR REPLACE TEMP TABLE classified AS SELECT * FROM classified ORDER BY file_idx, line_no")
     con.execute(paths.sql("ingest/later_occurrences.sql"))
+
+
+def _in_landing_order(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `classified` came out in landing order. classify.sql uses no join, so DuckDB keeps
+    the order of its input; this check makes the outputs' bytes independent of that promise."""
+    last = -1
+    for batch in con.sql("SELECT file_idx::BIGINT << 40 | line_no FROM classified").to_arrow_reader(1 << 20):
+        order = batch.column(0).to_numpy()
+        if len(order) and (order[0] <= last or np.any(order[1:] <= order[:-1])):
+            return False
+        last = order[-1] if len(order) else last
+    return True
 
 
 def request_hash_sql(request_id: str) -> str:
@@ -173,7 +188,7 @@ def priced_event_fields_sql(priced: str, sources: str) -> str:
 def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
     rows_read, valid, first = con.execute(
         "SELECT count(*), count(*) FILTER (reason IS NULL), "
-        "count(*) FILTER (reason IS NULL) - (SELECT count(*) FROM later_occurrences) FROM classified"
+        "count(*) FILTER (first_in_date) FROM classified"
     ).fetchone()
     quarantined = dict(
         con.execute("SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
@@ -181,28 +196,37 @@ def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
     return {"rows_read": rows_read, "valid": valid, "first_in_date": first, "quarantined": quarantined}
 
 
-def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> None:
+def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> dict[str, str]:
+    """The config as classify.sql looks it up: ENUM types and list variables; returns the SQL of
+    the rate period of `day` and the number of periods, for its placeholders."""
     book = config.price_book
+    customers = sorted(config.customers.values(), key=lambda c: c.org_id)
+    _lookup(con, "org_key", [c.org_id for c in customers], org_start_date=("DATE", [c.start_date for c in customers]))
+    _lookup(con, "action_key", [a.action for a in book.actions],
+            action_credits=("BIGINT", [a.credits for a in book.actions]),
+            action_tokens_per_credit=("BIGINT", [a.tokens_per_credit for a in book.actions]))
+    models = _lookup(con, "model_key", book.model_names)
+    starts = sorted({r.effective_from for r in book.models})
     scale = Decimal(10) ** RATE_PLACES
-    con.register("customers", pa.table({
-        "org_id": [c.org_id for c in config.customers.values()],
-        "start_date": pa.array([c.start_date for c in config.customers.values()], pa.date32()),
-    }))
-    con.register("model_names", pa.table({"model": book.model_names}))
-    con.register("actions", pa.table({
-        "action": [a.action for a in book.actions],
-        "credits": pa.array([a.credits for a in book.actions], pa.int64()),
-        "tokens_per_credit": pa.array([a.tokens_per_credit for a in book.actions], pa.int64()),
-    }))
-    rates = sorted(book.models, key=lambda r: (r.model, r.effective_from))
-    until = [nxt.effective_from if nxt and nxt.model == r.model else _NO_END for r, nxt in zip(rates, [*rates[1:], None])]
-    con.register("rates", pa.table({
-        "model": [r.model for r in rates],
-        "effective_from": pa.array([r.effective_from for r in rates], pa.date32()),
-        "effective_until": pa.array(until, pa.date32()),
-        "input_e9": pa.array([int(r.input_usd_per_1k * scale) for r in rates], pa.int64()),
-        "output_e9": pa.array([int(r.output_usd_per_1k * scale) for r in rates], pa.int64()),
-    }))
+    rates = [book.rate_at(m, start) for m in models for start in starts]
+    con.execute("SET VARIABLE rate_input_e9 = CAST($1 AS BIGINT[])", [[r and int(r.input_usd_per_1k * scale) for r in rates]])
+    con.execute("SET VARIABLE rate_output_e9 = CAST($1 AS BIGINT[])", [[r and int(r.output_usd_per_1k * scale) for r in rates]])
+    periods = " ".join(f"WHEN day >= DATE '{start}' THEN {i}" for i, start in reversed(list(enumerate(starts))))
+    return {"rate_period": f"(CASE {periods} END)" if starts else "NULL::BIGINT", "rate_periods": str(len(starts))}
+
+
+def _lookup(con: duckdb.DuckDBPyConnection, enum: str, keys: list[str], **values: tuple[str, list]) -> list[str]:
+    """ENUM type `enum` of `keys` and, for each of `values` ({variable: (type, one per key)}), a
+    list variable indexed by the key's code + 1; returns the keys in code order."""
+    con.register("lookup_keys", pa.table({"key": pa.array(keys, pa.string())}))
+    con.execute(f"DROP TYPE IF EXISTS {enum}")
+    con.execute(f"CREATE TYPE {enum} AS ENUM (SELECT key FROM lookup_keys)")
+    con.unregister("lookup_keys")
+    ordered = con.execute(f"SELECT enum_range(NULL::{enum})").fetchone()[0] or []
+    position = {key: i for i, key in enumerate(keys)}
+    for variable, (sql_type, column) in values.items():
+        con.execute(f"SET VARIABLE {variable} = CAST($1 AS {sql_type}[])", [[column[position[k]] for k in ordered]])
+    return ordered
 
 
 def bill(zone: LandingZone, day: date) -> IngestSummary:

@@ -1,11 +1,15 @@
 -- Quarantine reasons of SPEC §1.2 (first matching, in order), then the price of every valid row
--- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or landing.parquet_fields_sql), and the config
--- tables customers(org_id, start_date), model_names(model), actions(action, credits,
--- tokens_per_credit), rates(model, effective_from, effective_until, input_e9, output_e9), one row
--- per period in which a rate applies, where *_e9 is USD per 1,000 tokens in units of 1e-9, so
--- tokens x rate_e9 is the exact cost in units of 1e-12 USD. Output: one row per row of {fields}
--- with its reason (NULL: valid), the 128-bit hash of its request_id (h1, h2) and, where
--- valid, its cost and credits.
+-- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or landing.parquet_fields_sql) and the config as
+-- lookups, not joins, so that rows keep the order of {fields} (a hash join reorders them): the
+-- ENUM types org_key, model_key and action_key, whose codes index the list variables
+-- org_start_date, action_credits and action_tokens_per_credit; {rate_period}, the number of the
+-- period of the price book (between two dates on which some rate changes) that contains the day
+-- `day`, or NULL before the first; and rate_input_e9, rate_output_e9, the rate of each model in
+-- each period (index model code x {rate_periods} + period + 1) in units of 1e-9 USD per 1,000
+-- tokens, so tokens x rate is the exact cost in units of 1e-12 USD. Output: one row per row of
+-- {fields}, in its order, with its reason (NULL: valid), the 128-bit hash of its request_id
+-- (h1, h2) and, where valid, its cost and credits; first_in_date starts true for every valid row
+-- (later_occurrences.sql turns it off for the repeats).
 WITH intrinsic AS (
     SELECT *,
         CASE
@@ -22,16 +26,19 @@ WITH intrinsic AS (
                 THEN 'bad_type'
         END AS intrinsic_reason
     FROM {fields}
+), keyed AS (
+    SELECT *, enum_code(try_cast(org_id AS org_key)) + 1 AS org_no,
+           enum_code(try_cast(model AS model_key)) AS model_code,
+           enum_code(try_cast(action AS action_key)) + 1 AS action_no,
+           CAST(ts AS DATE) AS day
+    FROM intrinsic
 ), configured AS (
-    SELECT i.*, c.start_date, m.model IS NOT NULL AS model_known,
-           a.credits AS action_credits, a.tokens_per_credit, a.action IS NOT NULL AS action_known,
-           r.input_e9, r.output_e9
-    FROM intrinsic i
-    LEFT JOIN customers c ON i.intrinsic_reason IS NULL AND c.org_id = i.org_id
-    LEFT JOIN model_names m ON i.intrinsic_reason IS NULL AND m.model = i.model
-    LEFT JOIN actions a ON i.intrinsic_reason IS NULL AND a.action = i.action
-    LEFT JOIN rates r ON i.intrinsic_reason IS NULL AND r.model = i.model
-        AND CAST(i.ts AS DATE) >= r.effective_from AND CAST(i.ts AS DATE) < r.effective_until
+    SELECT *, getvariable('org_start_date')[org_no] AS start_date, model_code IS NOT NULL AS model_known,
+           getvariable('action_credits')[action_no] AS action_credits,
+           getvariable('action_tokens_per_credit')[action_no] AS tokens_per_credit, action_no IS NOT NULL AS action_known,
+           getvariable('rate_input_e9')[model_code * {rate_periods} + {rate_period} + 1] AS input_e9,
+           getvariable('rate_output_e9')[model_code * {rate_periods} + {rate_period} + 1] AS output_e9
+    FROM keyed
 ), reasoned AS (
     SELECT *, coalesce(intrinsic_reason, CASE
         WHEN start_date IS NULL THEN 'unknown_org'
@@ -43,7 +50,7 @@ WITH intrinsic AS (
     END) AS reason
     FROM configured
 )
-SELECT file_idx, line_no, request_id, {request_hash}, reason,
+SELECT file_idx, line_no, request_id, {request_hash}, reason, reason IS NULL AS first_in_date,
     CASE WHEN reason IS NULL THEN
         CAST(CAST(input_tokens AS HUGEINT) * input_e9 + CAST(output_tokens AS HUGEINT) * output_e9
              AS DECIMAL(38, 0)) * CAST('1e-12' AS DECIMAL(38, 12))
