@@ -96,13 +96,26 @@ class Store:
         """Copy everything `source` yields to `key` atomically, in chunks."""
         self._write(key, lambda out: shutil.copyfileobj(source, out, 1 << 22))
 
-    def put_file(self, key: str, local: Path) -> None:
-        """Copy the local file `local` to `key` atomically (locally by the kernel's file copy)."""
+    def staging_path(self, key: str, scratch: Path) -> Path:
+        """Where to write a local file that `move_in` will then put at `key`: a temporary name
+        beside `key` in a local folder (see `is_temporary`), so the move is a rename; a file in
+        `scratch` for S3."""
         if self.is_s3:
-            with open(local, "rb") as source:
+            return scratch / f"{uuid.uuid4().hex}.tmp"
+        target = Path(self.path(key))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+
+    def move_in(self, key: str, staged: Path) -> None:
+        """Put the file written at staging_path(key) at `key` atomically: flushed to disk and
+        renamed locally; on S3 uploaded in one PUT (the staged file stays for its writer to delete)."""
+        if self.is_s3:
+            with open(staged, "rb") as source:
                 self.put_stream(key, source)
-        else:
-            self._write_local(key, lambda temp: shutil.copyfile(local, temp))
+            return
+        with open(staged, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staged, self.path(key))
 
     def copy_from(self, source: Store, source_key: str, key: str) -> None:
         """Copy `source_key` of `source` to `key` atomically, without moving its bytes where the
@@ -127,13 +140,9 @@ class Store:
         self._write_local(key, lambda temp: _fill(temp, fill))
 
     def _write_local(self, key: str, make: Callable[[Path], object]) -> None:
-        target = Path(self.path(key))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        temp = self.staging_path(key, Path())
         make(temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
+        self.move_in(key, temp)
 
     def delete(self, key: str) -> None:
         try:
