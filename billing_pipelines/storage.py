@@ -96,10 +96,10 @@ class Store:
         """Copy everything `source` yields to `key` atomically, in chunks."""
         self._write(key, lambda out: shutil.copyfileobj(source, out, 1 << 22))
 
-    def staging_path(self, key: str, scratch: Path) -> Path:
+    def staging_path(self, key: str, scratch: Path | None = None) -> Path:
         """Where to write a local file that `move_in` will then put at `key`: a temporary name
         beside `key` in a local folder (see `is_temporary`), so the move is a rename; a file in
-        `scratch` for S3."""
+        the local folder `scratch` for S3."""
         if self.is_s3:
             return scratch / f"{uuid.uuid4().hex}.tmp"
         target = Path(self.path(key))
@@ -140,7 +140,7 @@ class Store:
         self._write_local(key, lambda temp: _fill(temp, fill))
 
     def _write_local(self, key: str, make: Callable[[Path], object]) -> None:
-        temp = self.staging_path(key, Path())
+        temp = self.staging_path(key)
         make(temp)
         self.move_in(key, temp)
 

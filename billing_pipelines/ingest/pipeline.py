@@ -3,8 +3,8 @@
 Two datasets per landing date:
 - `priced_events`: a pure function of that date's files and the config: what was decided for
   every valid row (its price, `first_in_date`, the hash of its request_id), the quarantine with
-  reasons, and the rows' own fields: byte copies of the landed Parquet files and the parsed JSON
-  lines, joined back by billed_events_sql.
+  reasons, and the rows' own fields: copies of the landed Parquet files (hard links where they
+  can be) and the parsed JSON lines, joined back by billed_events_sql.
 - `billed_usage`: the final duplicate decision, which needs every earlier date: first occurrences
   whose request_id an earlier date already had are cross-day duplicates.
 Each records the fingerprint of what it was computed from, so any date can be (re)ingested in any
