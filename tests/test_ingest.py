@@ -173,6 +173,19 @@ def test_outputs_do_not_depend_on_duckdb_keeping_the_landing_order(tmp_path, con
     assert runs["kept"] == runs["sorted"] and runs["kept"][0]["billed"] == 4
 
 
+def test_a_value_by_day_holds_from_its_date_until_the_next():
+    import duckdb
+
+    from billing_pipelines.ingest.pipeline import _by_day
+
+    con = duckdb.connect()
+    value = _by_day(con, "v", {date(2026, 1, 10): 5, date(2026, 1, 1): 1, date(2026, 3, 1): 7}, "NULL::BIGINT")
+    days = ["2025-12-31", "2026-01-01", "2026-01-09", "2026-01-10", "2026-02-28", "2026-03-01", "2030-01-01"]
+    rows = con.execute(f"SELECT {value} FROM (SELECT unnest({days!r})::DATE AS day)").fetchall()
+    assert [v for (v,) in rows] == [None, 1, 1, 5, 5, 7, 7]
+    assert _by_day(con, "w", {}, "0") == "0"
+
+
 def test_the_landing_order_check_finds_any_row_out_of_place():
     import duckdb
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
+from itertools import accumulate
 
 import duckdb
 import numpy as np
@@ -148,11 +149,12 @@ def _in_landing_order(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether `classified` came out in landing order. classify.sql uses no join, so DuckDB keeps
     the order of its input; this check makes the outputs' bytes independent of that promise."""
     last = -1
-    for batch in con.sql("SELECT file_idx::BIGINT << 40 | line_no FROM classified").to_arrow_reader(1 << 20):
-        order = batch.column(0).to_numpy()
-        if len(order) and (order[0] <= last or np.any(order[1:] <= order[:-1])):
-            return False
-        last = order[-1] if len(order) else last
+    with con.sql("SELECT file_idx::BIGINT << 40 | line_no FROM classified").to_arrow_reader(1 << 20) as batches:
+        for batch in batches:
+            order = batch.column(0).to_numpy()
+            if len(order) and (order[0] <= last or np.any(order[1:] <= order[:-1])):
+                return False
+            last = order[-1] if len(order) else last
     return True
 
 
@@ -198,10 +200,12 @@ def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
 
 def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> dict[str, str]:
     """The config as classify.sql looks it up: ENUM types and list variables; returns the SQL of
-    the rate period of `day` and the number of periods, for its placeholders."""
+    its placeholders over `day` (see classify.sql)."""
     book = config.price_book
-    customers = sorted(config.customers.values(), key=lambda c: c.org_id)
-    _lookup(con, "org_key", [c.org_id for c in customers], org_start_date=("DATE", [c.start_date for c in customers]))
+    customers = sorted(config.customers.values(), key=lambda c: (c.start_date, c.org_id))
+    if _lookup(con, "org_key", [c.org_id for c in customers]) != [c.org_id for c in customers]:
+        raise RuntimeError("DuckDB did not keep the order of the customers' ENUM")
+    started = {c.start_date: i + 1 for i, c in enumerate(customers)}  # customers started by each start date
     _lookup(con, "action_key", [a.action for a in book.actions],
             action_credits=("BIGINT", [a.credits for a in book.actions]),
             action_tokens_per_credit=("BIGINT", [a.tokens_per_credit for a in book.actions]))
@@ -211,8 +215,22 @@ def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> d
     rates = [book.rate_at(m, start) for m in models for start in starts]
     con.execute("SET VARIABLE rate_input_e9 = CAST($1 AS BIGINT[])", [[r and int(r.input_usd_per_1k * scale) for r in rates]])
     con.execute("SET VARIABLE rate_output_e9 = CAST($1 AS BIGINT[])", [[r and int(r.output_usd_per_1k * scale) for r in rates]])
-    periods = " ".join(f"WHEN day >= DATE '{start}' THEN {i}" for i, start in reversed(list(enumerate(starts))))
-    return {"rate_period": f"(CASE {periods} END)" if starts else "NULL::BIGINT", "rate_periods": str(len(starts))}
+    return {"rate_period": _by_day(con, "rate_period", dict(zip(starts, range(len(starts)))), "NULL::BIGINT"),
+            "rate_periods": str(len(starts)), "customers_started": _by_day(con, "customers_started", started, "0")}
+
+
+def _by_day(con: duckdb.DuckDBPyConnection, variable: str, steps: dict[date, int], before: str) -> str:
+    """SQL of the value of `steps` ({from date: value}) in force on `day`, `before` before the
+    first date: a list variable with one value a day from the first date to the last (DuckDB
+    copies a list variable for every batch of rows, so it is only as long as that span)."""
+    if not steps:
+        return before
+    first, last = min(steps), max(steps)
+    days = (steps.get(first + timedelta(days=n)) for n in range((last - first).days + 1))
+    values = list(accumulate(days, lambda current, new: current if new is None else new))
+    con.execute(f"SET VARIABLE {variable} = CAST($1 AS BIGINT[])", [values])
+    return (f"(CASE WHEN day >= DATE '{last}' THEN {steps[last]} WHEN day < DATE '{first}' THEN {before} "
+            f"ELSE getvariable('{variable}')[day - DATE '{first}' + 1] END)")
 
 
 def _lookup(con: duckdb.DuckDBPyConnection, enum: str, keys: list[str], **values: tuple[str, list]) -> list[str]:
@@ -222,7 +240,8 @@ def _lookup(con: duckdb.DuckDBPyConnection, enum: str, keys: list[str], **values
     con.execute(f"DROP TYPE IF EXISTS {enum}")
     con.execute(f"CREATE TYPE {enum} AS ENUM (SELECT key FROM lookup_keys)")
     con.unregister("lookup_keys")
-    ordered = con.execute(f"SELECT enum_range(NULL::{enum})").fetchone()[0] or []
+    [(ordered,)] = con.execute(f"SELECT enum_range(NULL::{enum})").fetchall()
+    ordered = ordered or []
     position = {key: i for i, key in enumerate(keys)}
     for variable, (sql_type, column) in values.items():
         con.execute(f"SET VARIABLE {variable} = CAST($1 AS {sql_type}[])", [[column[position[k]] for k in ordered]])

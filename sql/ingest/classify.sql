@@ -1,15 +1,18 @@
 -- Quarantine reasons of SPEC §1.2 (first matching, in order), then the price of every valid row
 -- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or landing.parquet_fields_sql) and the config as
--- lookups, not joins, so that rows keep the order of {fields} (a hash join reorders them): the
--- ENUM types org_key, model_key and action_key, whose codes index the list variables
--- org_start_date, action_credits and action_tokens_per_credit; {rate_period}, the number of the
--- period of the price book (between two dates on which some rate changes) that contains the day
--- `day`, or NULL before the first; and rate_input_e9, rate_output_e9, the rate of each model in
--- each period (index model code x {rate_periods} + period + 1) in units of 1e-9 USD per 1,000
--- tokens, so tokens x rate is the exact cost in units of 1e-12 USD. Output: one row per row of
--- {fields}, in its order, with its reason (NULL: valid), the 128-bit hash of its request_id
--- (h1, h2) and, where valid, its cost and credits; first_in_date starts true for every valid row
--- (later_occurrences.sql turns it off for the repeats).
+-- lookups, not joins, so that rows keep the order of {fields} (a hash join reorders them):
+-- - org_key, an ENUM of the customers in order of start date, and {customers_started}, the number
+--   of customers who started on or before the day `day`: an org has not started on `day` when
+--   its code is at least that number;
+-- - the ENUM types model_key and action_key, whose codes index the list variables action_credits
+--   and action_tokens_per_credit, and rate_input_e9 and rate_output_e9: the rate of each model in
+--   each period of the price book (between two dates on which some rate changes; {rate_period}
+--   is the period of `day`, NULL before the first), at index model code x {rate_periods} +
+--   period + 1, in units of 1e-9 USD per 1,000 tokens, so tokens x rate is the exact cost in
+--   units of 1e-12 USD.
+-- Output: one row per row of {fields}, in its order, with its reason (NULL: valid), the 128-bit
+-- hash of its request_id (h1, h2) and, where valid, its cost and credits; first_in_date starts
+-- true for every valid row (later_occurrences.sql turns it off for the repeats).
 WITH intrinsic AS (
     SELECT *,
         CASE
@@ -27,13 +30,14 @@ WITH intrinsic AS (
         END AS intrinsic_reason
     FROM {fields}
 ), keyed AS (
-    SELECT *, enum_code(try_cast(org_id AS org_key)) + 1 AS org_no,
+    SELECT *, enum_code(try_cast(org_id AS org_key)) AS org_code,
            enum_code(try_cast(model AS model_key)) AS model_code,
            enum_code(try_cast(action AS action_key)) + 1 AS action_no,
            CAST(ts AS DATE) AS day
     FROM intrinsic
 ), configured AS (
-    SELECT *, getvariable('org_start_date')[org_no] AS start_date, model_code IS NOT NULL AS model_known,
+    SELECT *, org_code IS NOT NULL AS org_known, org_code >= {customers_started} AS not_started,
+           model_code IS NOT NULL AS model_known,
            getvariable('action_credits')[action_no] AS action_credits,
            getvariable('action_tokens_per_credit')[action_no] AS tokens_per_credit, action_no IS NOT NULL AS action_known,
            getvariable('rate_input_e9')[model_code * {rate_periods} + {rate_period} + 1] AS input_e9,
@@ -41,11 +45,11 @@ WITH intrinsic AS (
     FROM keyed
 ), reasoned AS (
     SELECT *, coalesce(intrinsic_reason, CASE
-        WHEN start_date IS NULL THEN 'unknown_org'
+        WHEN NOT org_known THEN 'unknown_org'
         WHEN NOT model_known THEN 'unknown_model'
         WHEN NOT action_known THEN 'unknown_action'
         WHEN input_e9 IS NULL THEN 'no_rate'
-        WHEN ts < start_date THEN 'before_customer_start'
+        WHEN not_started THEN 'before_customer_start'
         WHEN ts >= DATE '{landing_date}' + INTERVAL 2 DAY THEN 'future_timestamp'
     END) AS reason
     FROM configured
