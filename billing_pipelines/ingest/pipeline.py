@@ -213,8 +213,8 @@ def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> d
     starts = sorted({r.effective_from for r in book.models})
     scale = Decimal(10) ** RATE_PLACES
     rates = [book.rate_at(m, start) for m in models for start in starts]
-    con.execute("SET VARIABLE rate_input_e9 = CAST($1 AS BIGINT[])", [[r and int(r.input_usd_per_1k * scale) for r in rates]])
-    con.execute("SET VARIABLE rate_output_e9 = CAST($1 AS BIGINT[])", [[r and int(r.output_usd_per_1k * scale) for r in rates]])
+    _set_list(con, "rate_input_e9", "BIGINT", [r and int(r.input_usd_per_1k * scale) for r in rates])
+    _set_list(con, "rate_output_e9", "BIGINT", [r and int(r.output_usd_per_1k * scale) for r in rates])
     return {"rate_period": _by_day(con, "rate_period", dict(zip(starts, range(len(starts)))), "NULL::BIGINT"),
             "rate_periods": str(len(starts)), "customers_started": _by_day(con, "customers_started", started, "0")}
 
@@ -228,7 +228,7 @@ def _by_day(con: duckdb.DuckDBPyConnection, variable: str, steps: dict[date, int
     first, last = min(steps), max(steps)
     days = (steps.get(first + timedelta(days=n)) for n in range((last - first).days + 1))
     values = list(accumulate(days, lambda current, new: current if new is None else new))
-    con.execute(f"SET VARIABLE {variable} = CAST($1 AS BIGINT[])", [values])
+    _set_list(con, variable, "BIGINT", values)
     return (f"(CASE WHEN day >= DATE '{last}' THEN {steps[last]} WHEN day < DATE '{first}' THEN {before} "
             f"ELSE getvariable('{variable}')[day - DATE '{first}' + 1] END)")
 
@@ -244,8 +244,13 @@ def _lookup(con: duckdb.DuckDBPyConnection, enum: str, keys: list[str], **values
     ordered = ordered or []
     position = {key: i for i, key in enumerate(keys)}
     for variable, (sql_type, column) in values.items():
-        con.execute(f"SET VARIABLE {variable} = CAST($1 AS {sql_type}[])", [[column[position[k]] for k in ordered]])
+        _set_list(con, variable, sql_type, [column[position[k]] for k in ordered])
     return ordered
+
+
+def _set_list(con: duckdb.DuckDBPyConnection, variable: str, sql_type: str, values: list) -> None:
+    """The DuckDB variable `variable`: `values` as a list of `sql_type` (None: NULL)."""
+    con.execute(f"SET VARIABLE {variable} = CAST($1 AS {sql_type}[])", [values])
 
 
 def bill(zone: LandingZone, day: date) -> IngestSummary:

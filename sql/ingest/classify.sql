@@ -40,9 +40,8 @@ WITH intrinsic AS (
            model_code IS NOT NULL AS model_known,
            getvariable('action_credits')[action_no] AS action_credits,
            getvariable('action_tokens_per_credit')[action_no] AS tokens_per_credit, action_no IS NOT NULL AS action_known,
-           getvariable('rate_input_e9')[model_code * {rate_periods} + {rate_period} + 1] AS input_e9,
-           getvariable('rate_output_e9')[model_code * {rate_periods} + {rate_period} + 1] AS output_e9
-    FROM keyed
+           getvariable('rate_input_e9')[rate_no] AS input_e9, getvariable('rate_output_e9')[rate_no] AS output_e9
+    FROM (SELECT *, model_code * {rate_periods} + {rate_period} + 1 AS rate_no FROM keyed)
 ), reasoned AS (
     SELECT *, coalesce(intrinsic_reason, CASE
         WHEN NOT org_known THEN 'unknown_org'
