@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ MANIFEST = "_manifest.json"
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 262144, DICTIONARY_SIZE_LIMIT 4096"
 # A temporary file this old was left by a writer that died: no live write takes an hour.
 STALE_TEMPORARY_SECONDS = 3600
+
+
+class WarehouseError(RuntimeError):
+    """A stored file that no longer is what its manifest committed."""
 
 
 class Warehouse:
@@ -62,9 +67,11 @@ class Warehouse:
         copies: dict[str, tuple[Store, StoredFile]] | None = None,
     ) -> dict[str, Any]:
         """Write each query of `tables` ({name: SQL}) as one Parquet file, copy each Parquet file
-        of `copies` ({name: (store, file)}, see Store.copy_from), then write the manifest."""
+        of `copies` ({name: (store, file)}, see Store.copy_from), then write the manifest. On a
+        local filesystem the manifest also records each copy's size and modification time, which
+        copy_path checks."""
         folder = f"{dataset}/{partition}"
-        files = {}
+        files, stamps = {}, {}
         with tempfile.TemporaryDirectory(prefix="billing-commit-") as scratch:
             for name, query in tables.items():
                 staged = self.store.staging_path(f"{folder}/{name}.parquet", Path(scratch))
@@ -75,7 +82,9 @@ class Warehouse:
                     staged.unlink(missing_ok=True)  # moved in, or left by a failed write
             for name, (source, landed) in (copies or {}).items():
                 files[name] = self._copy_file(source, landed, folder, name)
-        manifest = {"files": files, "meta": meta}
+                if not self.store.is_s3:
+                    stamps[name] = _stamp(self.store.path(f"{folder}/{files[name]}"))
+        manifest = {"files": files, "meta": meta, **({"copies": stamps} if stamps else {})}
         self.store.write_bytes(f"{folder}/{MANIFEST}", _canonical_json(manifest))
         self._manifests[f"{folder}/{MANIFEST}"] = json.loads(_canonical_json(manifest))
         self._sweep(folder, set(files.values()))
@@ -89,6 +98,16 @@ class Warehouse:
             if manifest and name in manifest["files"]:
                 paths.append(self.store.url(f"{dataset}/{partition}/{manifest['files'][name]}"))
         return paths
+
+    def copy_path(self, dataset: str, partition: str, name: str) -> str:
+        """Local path of the copy `name` that commit made of a landed file. A local copy may be a
+        hard link, which follows its landed file: WarehouseError where it no longer has the size
+        and modification time it was committed with (the landed file was rewritten in place)."""
+        [path] = self.local_paths(self.file_paths(dataset, name, [partition]))
+        committed = self.manifest(dataset, partition).get("copies", {}).get(name)
+        if committed is not None and _stamp(path) != committed:
+            raise WarehouseError(f"{dataset}/{partition}/{name}: changed since it was committed")
+        return path
 
     def relation(self, con: duckdb.DuckDBPyConnection, paths: list[str]) -> str:
         """A FROM-clause source for DuckDB over Parquet files of this warehouse.
@@ -139,6 +158,12 @@ class Warehouse:
             name = stored.key.rsplit("/", 1)[-1]
             if (name.endswith(".parquet") and name not in keep) or (is_temporary(name) and stored.mtime_ns < stale):
                 self.store.delete(stored.key)
+
+
+def _stamp(path: str) -> list[int]:
+    """A local file's size and modification time (ns)."""
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _file_sha256(path: Path) -> str:

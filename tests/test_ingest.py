@@ -11,8 +11,9 @@ import pytest
 
 from billing_pipelines import duck
 from billing_pipelines.ingest.landing import LandingError
-from billing_pipelines.ingest.pipeline import PRICED, LandingZone, billed_events_sql, ingest
-from conftest import CONFORMANCE, event, shared_path
+from billing_pipelines.ingest.pipeline import PRICED, LandingZone, billed_events_sql, ingest, refresh_all
+from billing_pipelines.warehouse import WarehouseError
+from conftest import CONFORMANCE, Landing, event, shared_path
 
 D1, D2 = "2026-11-03", "2026-11-04"
 
@@ -305,3 +306,19 @@ def test_a_duckdb_whose_hashes_differ_restages_every_date(settings, landing, mon
     monkeypatch.setattr(pipeline, "hash_probe", lambda: "(1, 2)")  # as after a DuckDB upgrade
     assert not LandingZone(settings).is_staged(date.fromisoformat(D1))
     assert run(settings, D1) == first and LandingZone(settings).is_staged(date.fromisoformat(D1))
+
+
+def test_a_landed_file_rewritten_in_place_is_never_read_against_its_old_prices(tmp_path, settings, landing):
+    """The warehouse keeps a landed Parquet file as a hard link: a rewrite in place changes its copy
+    too. Readers refuse the changed copy until the date is ingested again (as the month close does
+    first), then bill the new rows."""
+    path = landing.parquet(D1, "p.parquet", [event("a"), event("b")])
+    run(settings, D1)
+    with open(path, "r+b") as rewrite:  # the same inode, as a producer re-exporting to the path does
+        rewrite.truncate(0)
+        rewrite.write(Landing(tmp_path / "new").parquet(D1, "p.parquet", [event("c", input_tokens=7), event("a")]).read_bytes())
+    with pytest.raises(WarehouseError, match=r"dt=2026-11-03.*p\.parquet.*billing ingest 2026-11-03"):
+        billed(settings)
+    refresh_all(settings)  # what the month close does first
+    assert sorted(billed(settings)) == ["a", "c"]
+    assert billed(settings)["c"]["input_tokens"] == 7

@@ -33,7 +33,7 @@ from billing_pipelines.ingest.landing import (
 )
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
-from billing_pipelines.warehouse import Warehouse
+from billing_pipelines.warehouse import Warehouse, WarehouseError
 
 # Bump when the content of priced_events changes for the same input, to restage everything.
 PIPELINE_VERSION = "2"
@@ -359,15 +359,24 @@ def _stored_sources_sql(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: li
             if name == "json_events":
                 selects.append(f"SELECT * FROM {wh.relation(con, wh.file_paths(PRICED, name, [part]))}")
             elif name.startswith(_COPY):
-                [path] = wh.local_paths(wh.file_paths(PRICED, name, [part]))
                 file_idx = int(name.removeprefix(_COPY))
-                fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
                 key = manifest["meta"]["files"][file_idx]
+                path = _landed_copy(wh, part, name, key)
+                fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
                 selects.append(event_sources_sql(f"({fields})", f"(SELECT {file_idx} AS file_idx, '{_quote(key)}' AS key)"))
     if not selects:  # no events at all: the same columns, no rows
         empty = parquet_fields_sql(0, "(SELECT 0 AS file_row_number WHERE false)", pa.schema([]))
         selects.append(event_sources_sql(f"({empty})", "(SELECT 0 AS file_idx, '' AS key)"))
     return "\nUNION ALL\n".join(selects)
+
+
+def _landed_copy(wh: Warehouse, part: str, name: str, key: str) -> str:
+    """Local path of the warehouse's copy of the landed Parquet file `key` of partition `part`."""
+    try:
+        return wh.copy_path(PRICED, part, name)
+    except WarehouseError as exc:
+        raise WarehouseError(f"{exc}: its landed file {key} was rewritten in place after it was ingested; "
+                             f"run `billing ingest {part[3:]}` to bill it as it is now") from exc
 
 
 def _quote(text: str) -> str:
