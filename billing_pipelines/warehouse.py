@@ -67,9 +67,9 @@ class Warehouse:
         copies: dict[str, tuple[Store, StoredFile]] | None = None,
     ) -> dict[str, Any]:
         """Write each query of `tables` ({name: SQL}) as one Parquet file, copy each Parquet file
-        of `copies` ({name: (store, file)}, see Store.copy_from), then write the manifest. On a
-        local filesystem the manifest also records each copy's size and modification time, which
-        copy_path checks."""
+        of `copies` ({name: (store, file)}, see Store.copy_from), then write the manifest. For a
+        copy that is a hard link, the manifest also records the size and modification time the
+        landed file had when it was listed, which copy_path checks."""
         folder = f"{dataset}/{partition}"
         files, stamps = {}, {}
         with tempfile.TemporaryDirectory(prefix="billing-commit-") as scratch:
@@ -82,8 +82,9 @@ class Warehouse:
                     staged.unlink(missing_ok=True)  # moved in, or left by a failed write
             for name, (source, landed) in (copies or {}).items():
                 files[name] = self._copy_file(source, landed, folder, name)
-                if not self.store.is_s3:
-                    stamps[name] = _stamp(self.store.path(f"{folder}/{files[name]}"))
+                if not (self.store.is_s3 or source.is_s3) and os.path.samefile(
+                        self.store.path(f"{folder}/{files[name]}"), source.path(landed.key)):
+                    stamps[name] = [landed.size, landed.mtime_ns]
         manifest = {"files": files, "meta": meta, **({"copies": stamps} if stamps else {})}
         self.store.write_bytes(f"{folder}/{MANIFEST}", _canonical_json(manifest))
         self._manifests[f"{folder}/{MANIFEST}"] = json.loads(_canonical_json(manifest))
@@ -100,9 +101,9 @@ class Warehouse:
         return paths
 
     def copy_path(self, dataset: str, partition: str, name: str) -> str:
-        """Local path of the copy `name` that commit made of a landed file. A local copy may be a
-        hard link, which follows its landed file: WarehouseError where it no longer has the size
-        and modification time it was committed with (the landed file was rewritten in place)."""
+        """Local path of the copy `name` that commit made of a landed file. A hard link follows
+        its landed file: WarehouseError where it no longer has the size and modification time the
+        landed file was priced with (the landed file was rewritten in place)."""
         [path] = self.local_paths(self.file_paths(dataset, name, [partition]))
         committed = self.manifest(dataset, partition).get("copies", {}).get(name)
         if committed is not None and _stamp(path) != committed:
