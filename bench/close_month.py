@@ -26,7 +26,7 @@ from billing_pipelines.config import CreditPurchase, Customer, load_config
 from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 
-CONFIG = Path(__file__).resolve().parents[2] / "shared" / "examples"  # the example price book and plans
+CONFIG = Path(__file__).resolve().parents[1] / "tests" / "data" / "examples"  # the example price book and plans
 MONTH = date(2026, 11, 1)
 PLAN_MIX = ("free", "pro", "pro", "pro", "enterprise")
 

@@ -5,8 +5,8 @@ Reports the wall time, the most runs at once and the run durations, and checks t
 are byte-identical to a sequential in-process ingest. Too slow for the test suite (a process per
 run): tests/test_backfill.py covers the same outcome with worker processes.
 
-    .venv/bin/python bench/daemon_backfill.py [--landing ../shared/conformance/landing]
-        [--config ../shared/conformance/config] [--from 2026-10-01 --to 2026-10-31]
+    .venv/bin/python bench/daemon_backfill.py [--landing tests/data/conformance/landing]
+        [--config tests/data/conformance/config] [--from 2026-10-01 --to 2026-10-31]
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def committed(settings) -> dict[str, bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--landing", default=str(ROOT.parent / "shared" / "conformance" / "landing"))
-    parser.add_argument("--config", default=str(ROOT.parent / "shared" / "conformance" / "config"))
+    parser.add_argument("--landing", default=str(ROOT / "tests" / "data" / "conformance" / "landing"))
+    parser.add_argument("--config", default=str(ROOT / "tests" / "data" / "conformance" / "config"))
     parser.add_argument("--from", dest="first", default="2026-10-01")
     parser.add_argument("--to", dest="last", default="2026-10-31")
     parser.add_argument("--timeout", type=float, default=3600)

@@ -15,9 +15,12 @@ import pytest
 
 from billing_pipelines.resources import BillingSettings
 
+# The contract's examples, copied from ../shared (test_shared_copies.py checks they still match).
+DATA = Path(__file__).resolve().parent / "data"
+EXAMPLES = DATA / "examples"
+CONFORMANCE = DATA / "conformance"
+CONFORMANCE_PLAN_CHANGES = DATA / "conformance-plan-changes"
 SHARED = Path(os.environ.get("BILLING_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
-EXAMPLES = SHARED / "examples"
-CONFORMANCE = SHARED / "conformance"
 
 
 def require_service(name: str, reason: str) -> None:
@@ -26,12 +29,6 @@ def require_service(name: str, reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI=true: services are required)")
     pytest.skip(message)
-
-
-def shared_path(path: Path) -> Path:
-    if not path.exists():
-        require_service("../shared", f"{path} is missing")
-    return path
 
 
 def event(rid: str, org: str = "acme", ts: str = "2026-11-03T10:00:00Z", model: str = "small-fast",
@@ -74,7 +71,7 @@ class Landing:
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
     target = tmp_path / "config"
-    shutil.copytree(shared_path(EXAMPLES), target)
+    shutil.copytree(EXAMPLES, target)
     for f in target.iterdir():
         f.chmod(0o644)
     return target
@@ -94,7 +91,7 @@ def settings(tmp_path: Path, config_dir: Path, landing: Landing) -> BillingSetti
 
 @pytest.fixture
 def conformance_settings(tmp_path: Path) -> BillingSettings:
-    root = shared_path(CONFORMANCE)
+    root = CONFORMANCE
     return BillingSettings.from_env({
         "BILLING_HOME": str(tmp_path / "home"), "BILLING_CONFIG": str(root / "config"),
         "BILLING_LANDING": str(root / "landing"), "BILLING_GRACE_DAYS": "3",

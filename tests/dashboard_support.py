@@ -1,5 +1,5 @@
-"""Helpers of the dashboard tests: settings on the conformance config (../shared, or
-BILLING_SHARED_DIR) with a fresh landing zone, events of right now, and a PostgreSQL database."""
+"""Helpers of the dashboard tests: settings on the conformance config (tests/data) with
+a fresh landing zone, events of right now, and a PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE, shared_path
+from conftest import CONFORMANCE
 from db_support import fresh_database
 
 
 def live_settings(root: Path, database_url: str | None = None, landing: Path | None = None) -> BillingSettings:
-    env = {"BILLING_HOME": str(root / "home"), "BILLING_CONFIG": str(shared_path(CONFORMANCE / "config")),
+    env = {"BILLING_HOME": str(root / "home"), "BILLING_CONFIG": str(CONFORMANCE / "config"),
            "BILLING_LANDING": str(landing or root / "landing")}
     if database_url:
         env["BILLING_DATABASE_URL"] = database_url

@@ -20,7 +20,7 @@ from billing_pipelines.periods import parse_month
 from billing_pipelines.resources import BillingSettings
 
 
-from conftest import EXAMPLES as CONFIG  # noqa: E402  (the example config in ../shared)
+from conftest import EXAMPLES as CONFIG  # noqa: E402  (tests/data/examples)
 
 
 def copy_config(folder: Path) -> Path:

@@ -18,7 +18,7 @@ from billing_pipelines.config import load_config
 from db_support import DATABASE_KINDS, fresh_database
 from reference_ingest import load_landing
 
-from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
+from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 
 
 @pytest.fixture(params=DATABASE_KINDS)

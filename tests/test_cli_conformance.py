@@ -8,14 +8,14 @@ import json
 import pytest
 
 from billing_pipelines import cli
-from conftest import CONFORMANCE, shared_path
+from conftest import CONFORMANCE
 
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 
 
 @pytest.fixture
 def conformance_env(tmp_path, monkeypatch):
-    root = shared_path(CONFORMANCE)
+    root = CONFORMANCE
     for name, value in {"BILLING_HOME": tmp_path / "home", "BILLING_CONFIG": root / "config",
                         "BILLING_LANDING": root / "landing", "BILLING_GRACE_DAYS": "3",
                         "DAGSTER_HOME": tmp_path / "dagster"}.items():

@@ -14,11 +14,11 @@ import pytest
 from billing_pipelines import cli
 from billing_pipelines.ledger.month_close import stored_month_close
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE, Landing, event, shared_path
+from conftest import CONFORMANCE, Landing, event
 
 @pytest.fixture
 def landing(tmp_path, monkeypatch) -> Landing:
-    root = shared_path(CONFORMANCE)
+    root = CONFORMANCE
     shutil.copytree(root / "landing", tmp_path / "landing")
     for name, value in {"BILLING_HOME": tmp_path / "home", "BILLING_CONFIG": root / "config",
                         "BILLING_LANDING": tmp_path / "landing", "BILLING_GRACE_DAYS": "3",

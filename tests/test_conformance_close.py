@@ -18,7 +18,7 @@ from billing_pipelines.ledger.checks import (
 )
 from reference_ingest import load_landing
 
-from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
+from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 

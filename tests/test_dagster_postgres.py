@@ -20,7 +20,7 @@ from production_support import dagster_home, pg_database  # noqa: F401  (fixture
 
 pytestmark = pytest.mark.postgres
 
-from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
+from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

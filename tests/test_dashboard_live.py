@@ -15,7 +15,7 @@ from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import ingest, refresh_all
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.month_close import run_month_close
-from conftest import Landing, shared_path
+from conftest import Landing
 from dashboard_support import CONFORMANCE, land, live_settings, now_event, postgres_database
 
 HELD_FROM = "dt=2026-11-24"  # landing dates from here on land one file at a time, after the daily ingest
@@ -32,7 +32,7 @@ def november(tmp_path_factory):
     file (at 2026-12-01T00:00), then November closed (which ingests the rest too)."""
     root = tmp_path_factory.mktemp("november")
     landing, held = root / "landing", root / "held"
-    for folder in shared_path(CONFORMANCE / "landing").iterdir():
+    for folder in CONFORMANCE / "landing".iterdir():
         shutil.copytree(folder, (held if folder.name >= HELD_FROM else landing) / folder.name)
     settings = live_settings(root, landing=landing)
     refresh_all(settings)

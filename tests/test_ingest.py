@@ -13,7 +13,7 @@ from billing_pipelines import duck
 from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import PRICED, LandingZone, billed_events_sql, ingest, refresh_all
 from billing_pipelines.warehouse import WarehouseError
-from conftest import CONFORMANCE, Landing, event, shared_path
+from conftest import CONFORMANCE, Landing, event
 
 D1, D2 = "2026-11-03", "2026-11-04"
 
@@ -264,7 +264,7 @@ def test_unreadable_file_fails_the_partition_naming_it(settings, landing, name, 
 
 
 def test_conformance_ingest_counts(conformance_settings):
-    expected = json.loads((shared_path(CONFORMANCE) / "expected.json").read_text())["ingest"]
+    expected = json.loads((CONFORMANCE / "expected.json").read_text())["ingest"]
     zone = LandingZone(conformance_settings)
     got = {s.landing_date: s.to_json() for s in ingest(conformance_settings, zone.dates)}
     assert got == expected

@@ -28,7 +28,7 @@ from billing_pipelines.partitions import billing_months
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation
 from billing_pipelines.resources import BillingSettings
 
-from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
+from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
 NAMES = {"acme": "Acme Corp", "globex": "Globex Corporation", "initech": "Initech"}

@@ -19,7 +19,7 @@ from s3_support import moto_s3, s3_env, upload_folder  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.s3
 
-from conftest import CONFORMANCE  # noqa: E402  (../shared/conformance)
+from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 OUTPUTS = [(PRICED, "priced_events"), (PRICED, "quarantine"), (BILLED, "cross_day_duplicates")]
 
 
