@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -128,15 +128,83 @@ class CreditPurchase:
 
 
 @dataclass(frozen=True)
+class PlanChange:
+    """From 00:00 UTC of `effective_from`, the customer is on `plan`; None ends the
+    subscription (a cancellation, SPEC §7)."""
+
+    org_id: str
+    effective_from: date
+    plan: str | None
+
+
+@dataclass(frozen=True)
+class PlanPeriod:
+    """A run of consecutive days [start, end) of one month on one plan (SPEC §7)."""
+
+    plan: Plan
+    start: date
+    end: date  # exclusive
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+
+@dataclass(frozen=True)
 class BillingConfig:
     price_book: PriceBook
     plans: dict[str, Plan]
     customers: dict[str, Customer]
     purchases: tuple[CreditPurchase, ...]
     fingerprint: str = field(default="", compare=False)
+    plan_changes: tuple[PlanChange, ...] = ()
 
     def plan_of(self, org_id: str) -> Plan:
+        """The plan the customer starts on (see plan_on for the plan of a given day)."""
         return self.plans[self.customers[org_id].plan]
+
+    def changes_of(self, org_id: str) -> list[PlanChange]:
+        """The customer's plan changes in effective order."""
+        return sorted((c for c in self.plan_changes if c.org_id == org_id), key=lambda c: c.effective_from)
+
+    def plan_on(self, org_id: str, day: date) -> Plan | None:
+        """The plan in effect on `day` (from its start_date's plan on), None from a cancellation."""
+        name: str | None = self.customers[org_id].plan
+        for change in self.changes_of(org_id):
+            if change.effective_from > day:
+                break
+            name = change.plan
+        return None if name is None else self.plans[name]
+
+    def cancelled_on(self, org_id: str) -> date | None:
+        """The first day without a subscription (the cancellation's effective_from), or None."""
+        return next((c.effective_from for c in self.changes_of(org_id) if c.plan is None), None)
+
+    def last_plan(self, org_id: str) -> Plan:
+        """The plan in effect last: the current one, or the one before the cancellation."""
+        names = [self.customers[org_id].plan] + [c.plan for c in self.changes_of(org_id) if c.plan]
+        return self.plans[names[-1]]
+
+    def plan_periods(self, org_id: str, month: date) -> list[PlanPeriod]:
+        """The plan periods of `month` (SPEC §7): runs of consecutive days on one plan, from the
+        month's first day (also in the customer's first month) to its end or the cancellation;
+        [] for a month the customer is not subscribed in."""
+        first = month.replace(day=1)
+        end = first.replace(day=28) + timedelta(days=4)
+        end = end.replace(day=1)
+        customer = self.customers[org_id]
+        if customer.start_date.replace(day=1) > first:
+            return []
+        cancelled = self.cancelled_on(org_id)
+        if cancelled is not None:
+            end = min(end, cancelled)
+        cuts = sorted({first, *(c.effective_from for c in self.changes_of(org_id) if first < c.effective_from < end)})
+        periods = []
+        for start, stop in zip(cuts, cuts[1:] + [end]):
+            plan = self.plan_on(org_id, start)
+            if plan is not None and start < stop:
+                periods.append(PlanPeriod(plan, start, stop))
+        return periods
 
 
 def load_config(folder: str | Path) -> BillingConfig:
@@ -160,8 +228,10 @@ def load_config(folder: str | Path) -> BillingConfig:
     purchases = tuple(
         map(_purchase, _items(cust_doc, "credit_purchases", "customers.yaml", required=False))
     )
+    changes = tuple(map(_plan_change, _items(cust_doc, "plan_changes", "customers.yaml", required=False)))
     _check_references(price_book, plans, customers, purchases)
-    return BillingConfig(price_book, plans, customers, purchases, digest.hexdigest())
+    _check_plan_changes(plans, customers, changes)
+    return BillingConfig(price_book, plans, customers, purchases, digest.hexdigest(), changes)
 
 
 def _items(doc: Any, key: str, file: str, required: bool = True) -> list[dict]:
@@ -312,6 +382,35 @@ def _purchase(item: dict) -> CreditPurchase:
         price=_decimal(item, "price"),
         expires_after_months=_int(item, "expires_after_months", minimum=1),
     )
+
+
+def _plan_change(item: dict) -> PlanChange:
+    if "plan" not in item:
+        raise ConfigError(f"{_where(item)}: `plan` is required (null for a cancellation)")
+    plan = item["plan"]
+    return PlanChange(org_id=str(_req(item, "org_id")), effective_from=_date(item, "effective_from"),
+                      plan=None if plan is None else str(plan))
+
+
+def _check_plan_changes(plans, customers, changes) -> None:
+    """SPEC §7: a change after the start, to a known plan, one per customer and date, none after
+    a cancellation."""
+    seen: dict[tuple[str, date], PlanChange] = {}
+    for change in sorted(changes, key=lambda c: (c.org_id, c.effective_from)):
+        where = f"customers.yaml: plan_changes entry for {change.org_id} from {change.effective_from}"
+        customer = customers.get(change.org_id)
+        if customer is None:
+            raise ConfigError(f"{where}: unknown org {change.org_id!r}")
+        if change.effective_from <= customer.start_date:
+            raise ConfigError(f"{where}: must be after the customer's start_date {customer.start_date}")
+        if change.plan is not None and change.plan not in plans:
+            raise ConfigError(f"{where}: unknown plan {change.plan!r}")
+        if (change.org_id, change.effective_from) in seen:
+            raise ConfigError(f"{where}: a second change of {change.org_id} on {change.effective_from}")
+        cancelled = [c for (org, _), c in seen.items() if org == change.org_id and c.plan is None]
+        if cancelled:
+            raise ConfigError(f"{where}: after the cancellation from {cancelled[0].effective_from}")
+        seen[(change.org_id, change.effective_from)] = change
 
 
 def _check_references(price_book, plans, customers, purchases) -> None:
