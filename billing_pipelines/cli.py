@@ -146,7 +146,7 @@ def cmd_generate(args: argparse.Namespace, settings: BillingSettings) -> None:
 
 def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
     """Generate a landing zone where there is none, ingest it, close last month and this one."""
-    from billing_pipelines.ingest.pipeline import LandingZone
+    from billing_pipelines.ingest.landing import landing_dates
     from billing_pipelines.periods import add_months, month_key
 
     today = date.today()
@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
     if not Path(settings.config_dir, "customers.yaml").exists():
         print(f"generating a landing zone from {start} to {today} in {settings.landing}, config in {settings.config_dir}")
         main(["generate", "--start", start.isoformat(), "--days", str((today - start).days + 1)])
-    days = LandingZone(settings).dates
+    days = sorted(landing_dates(settings.landing_store()))
     print(f"ingesting {len(days)} landing dates through Dagster ({days[0]}..{days[-1]})")
     main(["ingest", f"{days[0]}..{days[-1]}"])
     for month in (start, today.replace(day=1)):

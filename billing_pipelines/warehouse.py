@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from billing_pipelines.storage import Store, StoredFile, is_temporary
 
@@ -61,18 +62,22 @@ class Warehouse:
         self,
         dataset: str,
         partition: str,
-        con: duckdb.DuckDBPyConnection,
+        con: duckdb.DuckDBPyConnection | None,
         tables: dict[str, str],
         meta: dict[str, Any],
         copies: dict[str, tuple[Store, StoredFile]] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
     ) -> dict[str, Any]:
-        """Write each query of `tables` ({name: SQL}) as one Parquet file, copy each Parquet file
-        of `copies` ({name: (store, file)}, see Store.copy_from), then write the manifest. For a
-        copy that is a hard link, the manifest also records the size and modification time the
-        landed file had when it was listed, which copy_path checks."""
+        """Write each query of `tables` ({name: SQL}) as one Parquet file and each numpy array of
+        `arrays` as one memory-mappable `.npy` file, copy each Parquet file of `copies` ({name:
+        (store, file)}, see Store.copy_from), then write the manifest. For a copy that is a hard
+        link, the manifest also records the size and modification time the landed file had when
+        it was listed, which copy_path checks."""
         folder = f"{dataset}/{partition}"
         files, stamps = {}, {}
         with tempfile.TemporaryDirectory(prefix="billing-commit-") as scratch:
+            for name, array in (arrays or {}).items():
+                files[name] = self._put_array(array, folder, name, Path(scratch))
             for name, query in tables.items():
                 staged = self.store.staging_path(f"{folder}/{name}.parquet", Path(scratch))
                 try:
@@ -85,10 +90,27 @@ class Warehouse:
                 if not (self.store.is_s3 or source.is_s3) and os.path.samefile(
                         self.store.path(f"{folder}/{files[name]}"), source.path(landed.key)):
                     stamps[name] = [landed.size, landed.mtime_ns]
-        manifest = {"files": files, "meta": meta, **({"copies": stamps} if stamps else {})}
+        return self._write_manifest(folder, {"files": files, "meta": meta, **({"copies": stamps} if stamps else {})})
+
+    def commit_arrays(self, dataset: str, partition: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict:
+        """Write each numpy array of `arrays` as one `.npy` file, then the manifest."""
+        return self.commit(dataset, partition, None, {}, meta, arrays=arrays)
+
+    def recommit(self, dataset: str, partition: str, files: dict[str, str], meta: dict[str, Any]) -> dict:
+        """A new manifest naming some of the partition's committed files (the others are swept)."""
+        return self._write_manifest(f"{dataset}/{partition}", {"files": files, "meta": meta})
+
+    def drop(self, dataset: str, partition: str) -> None:
+        """Withdraw a partition: its manifest first (readers see nothing), then its files."""
+        folder = f"{dataset}/{partition}"
+        self.store.delete(f"{folder}/{MANIFEST}")
+        self._manifests.pop(f"{folder}/{MANIFEST}", None)
+        self._sweep(folder, set())
+
+    def _write_manifest(self, folder: str, manifest: dict[str, Any]) -> dict[str, Any]:
         self.store.write_bytes(f"{folder}/{MANIFEST}", _canonical_json(manifest))
         self._manifests[f"{folder}/{MANIFEST}"] = json.loads(_canonical_json(manifest))
-        self._sweep(folder, set(files.values()))
+        self._sweep(folder, set(manifest["files"].values()))
         return manifest
 
     def file_paths(self, dataset: str, name: str, partitions: list[str] | None = None) -> list[str]:
@@ -135,9 +157,18 @@ class Warehouse:
                 cache.put_stream(key, source)
         return cache.path(key)
 
-    def _put_file(self, staged: Path, folder: str, name: str) -> str:
+    def _put_array(self, array: np.ndarray, folder: str, name: str, scratch: Path) -> str:
+        staged = self.store.staging_path(f"{folder}/{name}.npy", scratch)
+        try:
+            with open(staged, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+            return self._put_file(staged, folder, name, ".npy")
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _put_file(self, staged: Path, folder: str, name: str, suffix: str = ".parquet") -> str:
         """Move `staged` into `folder` under a name made of `name` and its content hash."""
-        stored = f"{name}-{_file_sha256(staged)[:20]}.parquet"
+        stored = f"{name}-{_file_sha256(staged)[:20]}{suffix}"
         if not self.store.exists(f"{folder}/{stored}"):  # content-addressed: else the same bytes are there
             self.store.move_in(f"{folder}/{stored}", staged)
         return stored
@@ -157,7 +188,7 @@ class Warehouse:
         stale = time.time_ns() - STALE_TEMPORARY_SECONDS * 10**9
         for stored in self.store.list(folder, recursive=False):
             name = stored.key.rsplit("/", 1)[-1]
-            if (name.endswith(".parquet") and name not in keep) or (is_temporary(name) and stored.mtime_ns < stale):
+            if (name.endswith((".parquet", ".npy")) and name not in keep) or (is_temporary(name) and stored.mtime_ns < stale):
                 self.store.delete(stored.key)
 
 

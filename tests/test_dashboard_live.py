@@ -12,7 +12,8 @@ import pytest
 from billing_pipelines.dashboard import state
 from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.ingest.landing import LandingError
-from billing_pipelines.ingest.pipeline import ingest, refresh_all
+from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.month_close import run_month_close
 from conftest import Landing
@@ -35,7 +36,7 @@ def november(tmp_path_factory):
     for folder in CONFORMANCE / "landing".iterdir():
         shutil.copytree(folder, (held if folder.name >= HELD_FROM else landing) / folder.name)
     settings = live_settings(root, landing=landing)
-    refresh_all(settings)
+    ingest(settings, sorted(landing_dates(settings.landing_store())))
     batches = []
     for folder in sorted(held.iterdir()):
         shutil.copytree(folder, landing / folder.name)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from billing_pipelines import duck
-from billing_pipelines.ingest.landing import LandingError
-from billing_pipelines.ingest.pipeline import PRICED, LandingZone, billed_events_sql, ingest, refresh_all
+from billing_pipelines.ingest.landing import LandingError, landing_dates
+from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, billed_events_sql, ingest, summary_of
 from billing_pipelines.warehouse import WarehouseError
 from conftest import CONFORMANCE, Landing, event
 
@@ -34,7 +34,8 @@ def table(settings, name: str, day: str) -> list[dict]:
 
 def billed(settings) -> dict[str, dict]:
     con = duck.connect()
-    query = billed_events_sql(con, LandingZone(settings))
+    days = [date.fromisoformat(p[3:]) for p in settings.warehouse().partitions(BILLED)]
+    query = billed_events_sql(con, LandingZone(settings), days)
     cur = con.execute(query)
     cols = [c[0] for c in cur.description]
     return {r[cols.index("request_id")]: dict(zip(cols, r)) for r in cur.fetchall()}
@@ -204,10 +205,38 @@ def test_late_landed_file_for_an_earlier_date_rebills_later_dates(settings, land
     landing.jsonl(D2, "a.jsonl", [event("x"), event("y")])
     assert run(settings, D2)[D2]["billed"] == 2
     landing.jsonl(D1, "late.jsonl", [event("x")])  # a file lands in an earlier folder afterwards
-    run(settings, D1)
-    assert run(settings, D2)[D2] == {"landing_date": D2, "rows_read": 2, "billed": 1, "duplicates": 1,
-                                     "quarantined": {}}
+    run(settings, D1)  # that date alone: it rebills D2 in the same call
+    assert summary_of(settings, date.fromisoformat(D2)).to_json() == {
+        "landing_date": D2, "rows_read": 2, "billed": 1, "duplicates": 1, "quarantined": {}}
     assert billed(settings)["x"]["landing_date"] == date(2026, 11, 3)
+
+
+def test_a_redelivery_into_an_earlier_date_rebills_every_later_date_it_changes(tmp_path, settings, landing, monkeypatch):
+    """Issue 15, finding 3: a request_id added to an earlier date, then `billing ingest` of that
+    date alone: the later dates holding it are rebilled in the same command (and shown in Dagster)
+    and every count equals a from-scratch run."""
+    from dagster import AssetKey, DagsterInstance
+
+    from billing_pipelines import cli
+    from billing_pipelines.resources import BillingSettings
+
+    for name, value in {"BILLING_HOME": settings.home, "BILLING_CONFIG": settings.config_dir,
+                        "BILLING_LANDING": settings.landing, "DAGSTER_HOME": str(tmp_path / "dagster")}.items():
+        monkeypatch.setenv(name, value)
+    days = [f"2026-11-{d:02d}" for d in range(3, 10)]
+    for i, day in enumerate(days):
+        landing.jsonl(day, "a.jsonl", [event(f"r{i}", ts=f"{day}T01:00:00Z"), event("shared", ts=f"{day}T02:00:00Z")])
+    cli.main(["ingest", f"{days[0]}..{days[-1]}"])
+    landing.jsonl(days[0], "redelivered.jsonl", [event("r5", ts=f"{days[0]}T03:00:00Z")])
+    cli.main(["ingest", days[0]])
+    rebilled = DagsterInstance.get().fetch_materializations(AssetKey("billed_usage"), limit=100).records
+    assert sorted(r.partition_key for r in rebilled if r.asset_materialization.description) == [days[5]]
+    fresh = BillingSettings.from_env({"BILLING_HOME": str(tmp_path / "fresh"), "BILLING_CONFIG": settings.config_dir,
+                                      "BILLING_LANDING": str(landing.root)})
+    expected = run(fresh, *days)
+    assert {d: summary_of(settings, date.fromisoformat(d)).to_json() for d in days} == expected
+    assert expected[days[5]]["billed"] == 0 and expected[days[0]]["billed"] == 3
+    assert billed(settings) == billed(fresh)
 
 
 @pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz", "events.parquet", "strings.parquet"])
@@ -263,10 +292,14 @@ def test_unreadable_file_fails_the_partition_naming_it(settings, landing, name, 
     assert settings.warehouse().partitions(PRICED) == []
 
 
-def test_conformance_ingest_counts(conformance_settings):
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_conformance_ingest_counts(conformance_settings, newest_first):
+    """In order, and newest date first (each earlier date then rebills the later ones it affects)."""
     expected = json.loads((CONFORMANCE / "expected.json").read_text())["ingest"]
-    zone = LandingZone(conformance_settings)
-    got = {s.landing_date: s.to_json() for s in ingest(conformance_settings, zone.dates)}
+    days = sorted(landing_dates(conformance_settings.landing_store()), reverse=newest_first)
+    for day in days:
+        ingest(conformance_settings, [day])
+    got = {d.isoformat(): summary_of(conformance_settings, d).to_json() for d in days}
     assert got == expected
 
 
@@ -310,8 +343,7 @@ def test_a_duckdb_whose_hashes_differ_restages_every_date(settings, landing, mon
 
 def test_a_landed_file_rewritten_in_place_is_never_read_against_its_old_prices(tmp_path, settings, landing):
     """The warehouse keeps a landed Parquet file as a hard link: a rewrite in place changes its copy
-    too. Readers refuse the changed copy until the date is ingested again (as the month close does
-    first), then bill the new rows."""
+    too. Readers refuse the changed copy until the date is ingested again, then bill the new rows."""
     path = landing.parquet(D1, "p.parquet", [event("a"), event("b")])
     run(settings, D1)
     with open(path, "r+b") as rewrite:  # the same inode, as a producer re-exporting to the path does
@@ -319,6 +351,6 @@ def test_a_landed_file_rewritten_in_place_is_never_read_against_its_old_prices(t
         rewrite.write(Landing(tmp_path / "new").parquet(D1, "p.parquet", [event("c", input_tokens=7), event("a")]).read_bytes())
     with pytest.raises(WarehouseError, match=r"dt=2026-11-03.*p\.parquet.*billing ingest 2026-11-03"):
         billed(settings)
-    refresh_all(settings)  # what the month close does first
+    ingest(settings, [date.fromisoformat(D1)])  # what the error says to do
     assert sorted(billed(settings)) == ["a", "c"]
     assert billed(settings)["c"]["input_tokens"] == 7

@@ -38,22 +38,30 @@ def priced_events(context: dg.AssetExecutionContext, billing: BillingSettings) -
     deps=[priced_events],
     kinds={"duckdb", "parquet"},
     description="The duplicate decision across all history (SPEC §1.3): the first occurrence of a "
-    "request_id is billed, every later one, on any date, is a duplicate kept for audit.",
+    "request_id is billed, every later one, on any date, is a duplicate kept for audit. Checked against "
+    "the request index (the first occurrences of every earlier date); a date whose request_ids change "
+    "rebills, in the same run, every later date whose billed set that changes.",
     check_specs=[dg.AssetCheckSpec("rows_balance", asset="billed_usage", blocking=True,
                                    description="rows_read = billed + duplicates + quarantined")],
 )
 def billed_usage(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
-    summary = bill(LandingZone(billing), day)
+    result = bill(LandingZone(billing), day)
+    for later in result.rebilled:  # their billed set changed: the UI shows them materialized again
+        context.log_event(dg.AssetMaterialization(
+            asset_key=context.asset_key, partition=later.landing_date,
+            description=f"rebilled: {day} changed which of its request_ids were seen before",
+            metadata=_billed_metadata(later)))
     return dg.MaterializeResult(
-        metadata={
-            "rows_read": summary.rows_read,
-            "billed": summary.billed,
-            "duplicates": summary.duplicates,
-            "quarantined": sum(summary.quarantined.values()),
-        },
+        metadata={**_billed_metadata(result.summary),
+                  "rebilled_later_dates": dg.MetadataValue.json([s.landing_date for s in result.rebilled])},
         check_results=[rows_balance(billing, day)],
     )
+
+
+def _billed_metadata(summary) -> dict:
+    return {"rows_read": summary.rows_read, "billed": summary.billed, "duplicates": summary.duplicates,
+            "quarantined": sum(summary.quarantined.values())}
 
 
 def rows_balance(billing: BillingSettings, day: date) -> dg.AssetCheckResult:

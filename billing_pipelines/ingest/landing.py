@@ -47,10 +47,15 @@ def partition_name(day: date) -> str:
     return f"dt={day.isoformat()}"
 
 
-def landing_dates(store: Store) -> dict[date, list[StoredFile]]:
-    """Every landing date with its event files, from one listing of the landing zone."""
+def landed_files(store: Store, day: date) -> list[StoredFile]:
+    """The event files of one landing date, from a listing of its folder only."""
+    return landing_dates(store, partition_name(day)).get(day, [])
+
+
+def landing_dates(store: Store, prefix: str = "") -> dict[date, list[StoredFile]]:
+    """Every landing date (under `prefix`) with its event files, from one listing."""
     by_date: dict[date, list[StoredFile]] = {}
-    for stored in store.list(""):
+    for stored in store.list(prefix):
         folder, _, rest = stored.key.partition("/")
         if not folder.startswith("dt=") or not rest:
             continue

@@ -29,7 +29,10 @@ import pyarrow.parquet as pq
 from billing_pipelines import duck, paths
 from billing_pipelines.config import RATE_PLACES, BillingConfig
 from billing_pipelines.ingest.landing import (
-    files_fingerprint, landing_dates, load_fields, load_quarantined_raw, parquet_fields_sql, partition_name, read_parquet_sql,
+    files_fingerprint, landed_files, load_fields, load_quarantined_raw, parquet_fields_sql, partition_name, read_parquet_sql,
+)
+from billing_pipelines.ingest.request_index import (
+    Probe, RequestIndex, day_of, index_lock, sort_keys, symmetric_difference,
 )
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
@@ -39,6 +42,7 @@ from billing_pipelines.warehouse import Warehouse, WarehouseError
 PIPELINE_VERSION = "2"
 PRICED = "priced_events"
 BILLED = "billed_usage"
+FIRST_OCCURRENCES = "first_occurrences"  # priced_events file: the date's run of the request index
 _COPY = "landing-"  # manifest names of the copies of landed Parquet files: landing-<file_idx>
 
 
@@ -63,34 +67,36 @@ class IngestSummary:
 
 
 class LandingZone:
-    """One listing of the landing zone and the fingerprints that follow from it."""
+    """The landing zone, the config and the warehouse of one run. A date's files are listed when
+    that date is needed (never the whole landing zone: its listing grows with history)."""
 
     def __init__(self, settings: BillingSettings, config: BillingConfig | None = None):
         self.settings = settings
         self.config = config or settings.billing_config()
         self.store = settings.landing_store()
         self.warehouse = settings.warehouse()
-        self.files = landing_dates(self.store)
-        committed = {date.fromisoformat(p[3:]) for p in self.warehouse.partitions(PRICED)}
-        self.dates = sorted(set(self.files) | committed)
+        self._files: dict[date, list[StoredFile]] = {}
 
     def files_of(self, day: date) -> list[StoredFile]:
-        return self.files.get(day, [])
+        if day not in self._files:
+            self._files[day] = landed_files(self.store, day)
+        return self._files[day]
 
-    def stage_fingerprint(self, day: date) -> str:
-        return _sha(PIPELINE_VERSION, hash_probe(), self.config.fingerprint, files_fingerprint(self.files_of(day)))
+    def stage_fingerprint(self, day: date, scope: dict) -> str:
+        """What the priced events of `day` are a function of: its files, the pipeline and the
+        part of the config its rows can reach (`scope`, see config_scope)."""
+        return _sha(PIPELINE_VERSION, hash_probe(), scoped_config_digest(self.config, scope, day),
+                    files_fingerprint(self.files_of(day)))
 
-    def upstream_fingerprint(self, day: date) -> str:
-        """Fingerprint of every stage the billing of `day` depends on (all dates <= day)."""
-        return _sha(*(f"{d}:{self.stage_fingerprint(d)}" for d in self.dates if d <= day))
+    def staged(self, day: date) -> dict | None:
+        """The committed priced events of `day` where they are current, else None."""
+        manifest = self.warehouse.manifest(PRICED, partition_name(day))
+        if manifest and manifest["meta"]["fingerprint"] == self.stage_fingerprint(day, manifest["meta"]["scope"]):
+            return manifest
+        return None
 
     def is_staged(self, day: date) -> bool:
-        manifest = self.warehouse.manifest(PRICED, partition_name(day))
-        return bool(manifest) and manifest["meta"]["fingerprint"] == self.stage_fingerprint(day)
-
-    def is_billed(self, day: date) -> bool:
-        manifest = self.warehouse.manifest(BILLED, partition_name(day))
-        return bool(manifest) and manifest["meta"]["upstream"] == self.upstream_fingerprint(day)
+        return self.staged(day) is not None
 
 
 def _sha(*parts: str) -> str:
@@ -99,18 +105,16 @@ def _sha(*parts: str) -> str:
 
 def stage(zone: LandingZone, day: date) -> dict:
     """Validate, quarantine and price every row landed on `day`; no-op when already current."""
-    if day not in zone.dates:
-        zone.dates = sorted({*zone.dates, day})
-    if zone.is_staged(day):
-        return zone.warehouse.manifest(PRICED, partition_name(day))
+    if (current := zone.staged(day)) is not None:
+        return current
     files = zone.files_of(day)
     con = duck.connect(zone.settings.scratch_dir())
     try:
         classify_files(con, zone.config, zone.store, files, day)
         load_quarantined_raw(con, zone.store, files)
-        counts = _stage_counts(con)
-        meta = {"fingerprint": zone.stage_fingerprint(day), "landing_date": day.isoformat(),
-                "files": [f.key for f in files], **counts}
+        counts, scope = _stage_counts(con), config_scope(con)
+        meta = {"fingerprint": zone.stage_fingerprint(day, scope), "landing_date": day.isoformat(),
+                "files": [f.key for f in files], "scope": scope, **counts}
         queries = {
             "priced_events": priced_events_sql(day),
             "quarantine": paths.sql("ingest/quarantine.sql").replace("{landing_date}", day.isoformat()),
@@ -120,9 +124,51 @@ def stage(zone: LandingZone, day: date) -> dict:
                           "ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NULL)")
             queries["json_events"] = event_sources_sql(valid_json, "files") + " ORDER BY f.file_idx, f.line_no"
         copies = {_copy_name(i): (zone.store, f) for i, f in enumerate(files) if f.key.endswith(".parquet")}
-        return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies)
+        arrays = {FIRST_OCCURRENCES: first_occurrences(con)}
+        return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies, arrays)
     finally:
         con.close()
+
+
+def first_occurrences(con: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """The request hashes of the date's first occurrences (valid, first in date), sorted: the
+    date's run of the request index."""
+    h1, h2 = con.execute("SELECT h1, h2 FROM classified WHERE first_in_date").fetchnumpy().values()
+    return sort_keys(np.asarray(h1, np.uint64), np.asarray(h2, np.uint64))
+
+
+def config_scope(con: duckdb.DuckDBPyConnection) -> dict:
+    """The customers, models and actions the date's rows name (known ones; `all_*` where some
+    row names an unknown one, so that adding any of that kind can change the date)."""
+    orgs, models, actions, *unknown = con.execute(
+        "SELECT list(DISTINCT org_code), list(DISTINCT model_code), list(DISTINCT action_no), "
+        "bool_or(reason = 'unknown_org'), bool_or(reason = 'unknown_model'), bool_or(reason = 'unknown_action') "
+        "FROM classified").fetchone()
+    names = {enum: con.execute(f"SELECT enum_range(NULL::{enum})").fetchone()[0] or []
+             for enum in ("org_key", "model_key", "action_key")}
+    return {
+        "orgs": sorted(names["org_key"][c] for c in orgs or [] if c is not None),
+        "models": sorted(names["model_key"][c] for c in models or [] if c is not None),
+        "actions": sorted(names["action_key"][c - 1] for c in actions or [] if c is not None),
+        **{f"all_{kind}": bool(flag) for kind, flag in zip(("orgs", "models", "actions"), unknown)},
+    }
+
+
+def scoped_config_digest(config: BillingConfig, scope: dict, day: date) -> str:
+    """The digest of the config as the rows of `day` can see it (SPEC §1.2, §1.4): the start and
+    end of the customers they name, the rate rows of their models that can apply (effective by
+    the day after: a ts is before 00:00 two days after landing), their actions' credits; the
+    whole list of a kind where a row names an unknown one."""
+    book, last_rate_day = config.price_book, day + timedelta(days=1)
+    orgs = sorted(config.customers) if scope["all_orgs"] else scope["orgs"]
+    models = book.model_names if scope["all_models"] else scope["models"]
+    actions = [a.action for a in book.actions] if scope["all_actions"] else scope["actions"]
+    customers = [(o, str(config.customers[o].start_date), str(config.cancelled_on(o)))
+                 for o in orgs if o in config.customers]
+    rates = [(r.model, str(r.effective_from), str(r.input_usd_per_1k), str(r.output_usd_per_1k))
+             for r in book.models if r.model in models and r.effective_from <= last_rate_day]
+    tiers = [(a.action, a.credits, a.tokens_per_credit) for a in book.actions if a.action in actions]
+    return _sha(repr((orgs, customers, models, rates, actions, tiers)))
 
 
 def _copy_name(file_idx: int) -> str:
@@ -253,52 +299,105 @@ def _set_list(con: duckdb.DuckDBPyConnection, variable: str, sql_type: str, valu
     con.execute(f"SET VARIABLE {variable} = CAST($1 AS {sql_type}[])", [values])
 
 
-def bill(zone: LandingZone, day: date) -> IngestSummary:
-    """Stage `day` and every earlier date that needs it, then decide its cross-day duplicates."""
-    for earlier in [d for d in zone.dates if d < day]:
-        stage(zone, earlier)
-    manifest = stage(zone, day)
+@dataclass
+class Billing:
+    """What billing one landing date did: its summary and the later dates it rebilled (their
+    billed set changed with this date's request_ids)."""
+
+    summary: IngestSummary
+    rebilled: list[IngestSummary] = field(default_factory=list)
+
+
+def bill(zone: LandingZone, day: date) -> Billing:
+    """Stage `day`, update its run of the request index and decide its cross-day duplicates,
+    then rebill every later date whose billed set that changes. The index and the billed usage
+    change under one lock, so every reader sees each date decided against the index it holds."""
+    stage(zone, day)
+    with index_lock(zone.settings.home, zone.settings.database_url):
+        index = RequestIndex(zone.warehouse)
+        for earlier in index.pending():  # a bill killed before it rebilled later dates
+            _propagate(zone, index, earlier)
+        return _bill_locked(zone, index, day)
+
+
+def _bill_locked(zone: LandingZone, index: RequestIndex, day: date) -> Billing:
+    manifest = zone.warehouse.manifest(PRICED, partition_name(day))
+    keys = _first_occurrences_of(zone.warehouse, day)
+    held, source = index.date_run_keys(day), manifest["meta"]["fingerprint"]
+    if held is not None and np.array_equal(held, keys):
+        if index.source(day) != source:
+            index.set_source(day, source)
+    else:
+        index.put_date_run(day, keys, source, keys if held is None else symmetric_difference(held, keys))
+    billing = Billing(_decide(zone, index, day))
+    if day in index.pending():
+        billing.rebilled = _propagate(zone, index, day)
+    return billing
+
+
+def _propagate(zone: LandingZone, index: RequestIndex, day: date) -> list[IngestSummary]:
+    """Rebill the later dates that hold a request_id `day` gained or lost, then mark it done."""
+    delta, rebilled = index.delta(day), []
+    later = sorted({day_of(d) for run in index.runs_after(day) for d in run.lookup(Probe.of(delta))[1]})
+    for other in later:
+        if other > day and zone.warehouse.manifest(BILLED, partition_name(other)):
+            billing = _bill_locked(zone, index, other)
+            rebilled += [billing.summary, *billing.rebilled]
+    index.mark_propagated(day)
+    return rebilled
+
+
+def _first_occurrences_of(wh: Warehouse, day: date) -> np.ndarray:
+    [path] = wh.local_paths(wh.file_paths(PRICED, FIRST_OCCURRENCES, [partition_name(day)]))
+    return np.load(path)
+
+
+def _decide(zone: LandingZone, index: RequestIndex, day: date) -> IngestSummary:
+    """The cross-day duplicates of `day`: its first occurrences whose request hash an earlier
+    date's run holds, with the earliest such date; committed as billed usage."""
+    wh, part = zone.warehouse, partition_name(day)
+    keys = _first_occurrences_of(wh, day)
+    found, first = index.first_seen(keys, index.runs_before(day, build=True))
+    seen = pa.table({"h1": keys["h1"][found], "h2": keys["h2"][found],
+                     "original_landing_date": pa.array(first[found], pa.int32()).cast(pa.date32())})
     con = duck.connect(zone.settings.scratch_dir())
     try:
-        wh = zone.warehouse
-        today = _priced_relation(con, wh, [partition_name(day)])
-        earlier = _priced_relation(con, wh, [partition_name(d) for d in zone.dates if d < day], keys=False)
-        positions = paths.sql("ingest/cross_day_duplicates.sql").format(today=today, earlier=earlier)
-        con.execute(f"CREATE TEMP TABLE cross_day AS {positions}")
+        con.register("seen_before", seen)
+        today = _priced_relation(con, wh, [part])
+        con.execute(f"CREATE TEMP TABLE cross_day AS SELECT e.key, e.line_no, min(o.original_landing_date) AS "
+                    f"original_landing_date FROM {today} e JOIN seen_before o USING (h1, h2) "
+                    f"WHERE e.first_in_date GROUP BY ALL")
         cross = con.execute("SELECT count(*) FROM cross_day").fetchone()[0]
-        sources = (f"({_stored_sources_sql(con, wh, [partition_name(day)])})" if cross  # request_ids for the audit
+        sources = (f"({_stored_sources_sql(con, wh, [part])})" if cross  # request_ids for the audit
                    else "(SELECT NULL::VARCHAR AS request_id, NULL::VARCHAR AS key, NULL::BIGINT AS line_no)")
         query = ("SELECT s.request_id, d.* FROM cross_day d "
                  f"LEFT JOIN {sources} s ON s.key = d.key AND s.line_no = d.line_no ORDER BY d.key, d.line_no")
-        meta = manifest["meta"]
+        meta = wh.manifest(PRICED, part)["meta"]
         billed = meta["first_in_date"] - cross
-        summary = IngestSummary(
-            day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"]
-        )
-        wh.commit(BILLED, partition_name(day), con, {"cross_day_duplicates": query},
-                  {"upstream": zone.upstream_fingerprint(day), **summary.to_json()})
+        summary = IngestSummary(day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"])
+        wh.commit(BILLED, part, con, {"cross_day_duplicates": query}, {"stage": meta["fingerprint"], **summary.to_json()})
         return summary
     finally:
         con.close()
 
 
 def ingest(settings: BillingSettings, days: list[date]) -> list[IngestSummary]:
-    """Bill `days` (any order), then rebill later dates whose earlier inputs changed."""
+    """Bill `days` (any order); each also rebills the later dates whose billed set it changes."""
     zone = LandingZone(settings)
-    summaries = {day: bill(zone, day) for day in sorted(set(days))}
-    for later in [d for d in zone.dates if d > min(days, default=date.max)]:
-        if later not in summaries and zone.warehouse.manifest(BILLED, partition_name(later)) and not zone.is_billed(later):
-            bill(zone, later)
+    summaries = {day: bill(zone, day).summary for day in sorted(set(days))}
     return [summaries[d] for d in days]
 
 
-def refresh_all(settings: BillingSettings) -> LandingZone:
-    """Make every landing date's billed usage current (what a monthly close reads)."""
-    zone = LandingZone(settings)
-    for day in zone.dates:
-        if not zone.is_billed(day):
-            bill(zone, day)
-    return zone
+def stale_dates(zone: LandingZone, days: list[date]) -> list[date]:
+    """The dates among `days` whose billed usage is missing or older than their landed files or
+    the config: what to ingest before anything reads them."""
+    stale = []
+    for day in days:
+        staged, billed = zone.staged(day), zone.warehouse.manifest(BILLED, partition_name(day))
+        landed = bool(zone.files_of(day))
+        if (landed or billed) and (staged is None or billed is None or billed["meta"]["stage"] != staged["meta"]["fingerprint"]):
+            stale.append(day)
+    return stale
 
 
 def summary_of(settings: BillingSettings, day: date) -> IngestSummary | None:
@@ -310,10 +409,10 @@ def summary_of(settings: BillingSettings, day: date) -> IngestSummary | None:
     return IngestSummary(meta["landing_date"], meta["rows_read"], meta["billed"], meta["duplicates"], meta["quarantined"])
 
 
-def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: list[date] | None = None) -> str:
-    """A query of the billed events (valid, first occurrence ever) of `days` (default: all)."""
+def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: list[date]) -> str:
+    """A query of the billed events (valid, first occurrence ever) that landed on `days`."""
     wh = zone.warehouse
-    parts = [partition_name(d) for d in (zone.dates if days is None else days)]
+    parts = [partition_name(d) for d in days]
     if not wh.file_paths(PRICED, "priced_events", parts):
         raise LookupError("no priced events: ingest some landing dates first")
     priced = f"SELECT e.* FROM {_priced_relation(con, wh, parts)} e"

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from billing_pipelines import billing_db, duck
 from billing_pipelines.close import MonthClose, advise_tiers, close_month
-from billing_pipelines.ingest.pipeline import billed_events_sql, refresh_all
+from billing_pipelines.ingest.pipeline import BILLED, LandingZone, billed_events_sql
 from billing_pipelines.invoicing.adjustments import issue_adjustments
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.periods import add_months, month_key
@@ -40,14 +40,15 @@ def billed_history(settings: BillingSettings, month: date) -> pl.DataFrame:
 def billed_events(settings: BillingSettings, before: date, landed_before: date | None = None,
                   since: date | None = None) -> pl.DataFrame:
     """Billed events with `since` <= ts < `before` that landed before `landed_before`."""
-    zone = refresh_all(settings)
+    zone = LandingZone(settings)
+    dates = [date.fromisoformat(p[3:]) for p in zone.warehouse.partitions(BILLED)]
     where = f"ts < TIMESTAMP '{before.isoformat()}'"
     if since is not None:
         where += f" AND ts >= TIMESTAMP '{since.isoformat()}'"
     frames = [pl.DataFrame(schema=BILLED_EVENT_SCHEMA)]
     con = duck.connect(settings.scratch_dir())
     try:
-        for day in [d for d in zone.dates if landed_before is None or d < landed_before]:
+        for day in [d for d in dates if landed_before is None or d < landed_before]:
             # one landing date at a time: joining every event with its fields at once needs memory
             # in proportion to all of history
             with suppress(LookupError):

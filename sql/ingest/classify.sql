@@ -12,7 +12,8 @@
 --   units of 1e-12 USD.
 -- Output: one row per row of {fields}, in its order, with its reason (NULL: valid), the 128-bit
 -- hash of its request_id (h1, h2) and, where valid, its cost and credits; first_in_date starts
--- true for every valid row (later_occurrences.sql turns it off for the repeats).
+-- true for every valid row (later_occurrences.sql turns it off for the repeats); the codes of
+-- its org, model and action, which tell what part of the config the date's rows reach.
 WITH intrinsic AS (
     SELECT *,
         CASE
@@ -54,6 +55,7 @@ WITH intrinsic AS (
     FROM configured
 )
 SELECT file_idx, line_no, request_id, {request_hash}, reason, reason IS NULL AS first_in_date,
+    org_code, model_code, action_no,
     CASE WHEN reason IS NULL THEN
         CAST(CAST(input_tokens AS HUGEINT) * input_e9 + CAST(output_tokens AS HUGEINT) * output_e9
              AS DECIMAL(38, 0)) * CAST('1e-12' AS DECIMAL(38, 12))

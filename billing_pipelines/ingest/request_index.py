@@ -1,0 +1,344 @@
+"""The request index: the request_ids every landing date saw first, so that a date finds its
+cross-day duplicates (SPEC §1.3) by probing what landed before it, at a cost that does not grow
+with the length of history.
+
+A *run* holds 128-bit request hashes (h1, h2) sorted by h1, the landing day of each, and a
+blocked Bloom filter (one 64-bit word a hash, 8 bits set, 16 bits a hash: about 0.3 % false
+positives). There is a run per landing date (its first occurrences, from its priced events), and
+once later dates need them, one per landing month compacted from its date runs and one per
+landing year from its month runs. Checking ids against a run gathers one filter word per id (the
+ids sorted by h1 walk the filter in order) and confirms the few candidates by binary search, so a
+date probes at most one run per earlier year, per earlier month of its year and per earlier date
+of its month.
+
+Every run is a pure function of the landed files and the config, so the index is the same
+whatever order dates are billed in. It changes only under `index_lock` (billing a date); a change
+of a date's run invalidates the month and year runs that hold it (rebuilt from their children
+when next needed). Readers need no lock: a compacted run that is missing is read as its children.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import create_engine, text
+
+from billing_pipelines.warehouse import Warehouse
+
+DATASET = "request_index"
+KEYS = np.dtype([("h1", "<u8"), ("h2", "<u8")])
+BITS_PER_KEY = 16
+_EPOCH = date(1970, 1, 1)
+_CHUNK = 1 << 22  # hashes merged at a time when compacting (bounded memory)
+_LOCK_SPACE = 4_240_002  # PostgreSQL advisory lock key of the index (see billing_db for 4_240_001)
+
+
+def day_number(day: date) -> int:
+    return (day - _EPOCH).days
+
+
+def day_of(number: int) -> date:
+    return _EPOCH + timedelta(days=int(number))
+
+
+def sort_keys(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+    """Hashes as KEYS sorted by h1 (ties keep their order: runs are deterministic)."""
+    keys = np.empty(len(h1), KEYS)
+    keys["h1"], keys["h2"] = h1, h2
+    return keys[np.argsort(keys["h1"], kind="stable")]
+
+
+def filter_words(count: int) -> int:
+    """log2 of the filter's 64-bit words for `count` hashes (a pure function of the count)."""
+    return max(6, int(np.ceil(np.log2(max(count, 1) * BITS_PER_KEY / 64))))
+
+
+def hash_masks(h2: np.ndarray) -> np.ndarray:
+    """The 8 filter bits of each hash, from 48 bits of h2."""
+    masks = np.zeros(len(h2), np.uint64)
+    for i in range(8):
+        masks |= np.uint64(1) << ((h2 >> np.uint64(6 * i)) & np.uint64(63))
+    return masks
+
+
+def build_filter(keys: np.ndarray, log_words: int) -> np.ndarray:
+    """The Bloom filter of `keys` (sorted by h1), `2**log_words` words."""
+    words = np.zeros(1 << log_words, np.uint64)
+    _fill_filter(words, keys, log_words)
+    return words
+
+
+def _fill_filter(words: np.ndarray, keys: np.ndarray, log_words: int) -> None:
+    if not len(keys):
+        return
+    slot = keys["h1"] >> np.uint64(64 - log_words)  # sorted, since keys are
+    starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+    words[slot[starts].astype(np.int64)] |= np.bitwise_or.reduceat(hash_masks(keys["h2"]), starts)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Hashes to look up, sorted by h1, with their filter bits computed once for every run."""
+
+    keys: np.ndarray
+
+    @classmethod
+    def of(cls, keys: np.ndarray) -> "Probe":
+        return cls(keys if _sorted(keys) else keys[np.argsort(keys["h1"], kind="stable")])
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        return hash_masks(self.keys["h2"])
+
+
+def _sorted(keys: np.ndarray) -> bool:
+    return len(keys) < 2 or bool(np.all(keys["h1"][1:] >= keys["h1"][:-1]))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stored run: its partition name and arrays (memory-mapped)."""
+
+    name: str
+    keys: np.ndarray
+    days: np.ndarray
+    words: np.ndarray
+
+    def lookup(self, probe: Probe) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in probe, landing day numbers) of the probe's hashes found in this run, each
+        at the earliest day it has; the filter leaves only a few candidates to confirm."""
+        if not len(self.keys) or not len(probe.keys):
+            return np.empty(0, np.int64), np.empty(0, np.int32)
+        log_words = int(np.log2(len(self.words)))
+        slot = (probe.keys["h1"] >> np.uint64(64 - log_words)).astype(np.int64)
+        maybe = np.flatnonzero((self.words[slot] & probe.masks) == probe.masks)
+        return _confirm(self.keys, self.days, probe.keys, maybe)
+
+
+def _confirm(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of `maybe` in `wanted` whose hash `keys` holds, with the earliest day."""
+    h1 = wanted["h1"][maybe]
+    left, right = np.searchsorted(keys["h1"], h1, "left"), np.searchsorted(keys["h1"], h1, "right")
+    counts = right - left
+    owner = np.repeat(np.arange(len(maybe)), counts)
+    where = np.repeat(left, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    same = keys["h2"][where] == wanted["h2"][maybe][owner]
+    owner, first_day = owner[same], days[where[same]]
+    if not len(owner):
+        return np.empty(0, np.int64), np.empty(0, np.int32)
+    order = np.lexsort((first_day, owner))
+    owner, first_day = owner[order], first_day[order]
+    keep = np.r_[True, owner[1:] != owner[:-1]]
+    return maybe[owner[keep]], first_day[keep].astype(np.int32)
+
+
+class RequestIndex:
+    """The runs stored in a warehouse under DATASET: date runs `dt=YYYY-MM-DD`, month runs
+    `month=YYYY-MM`, year runs `year=YYYY`."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.wh = warehouse
+        self.names = set(warehouse.partitions(DATASET))
+
+    # -- reading
+    def run(self, name: str) -> Run:
+        manifest = self.wh.manifest(DATASET, name)
+        arrays = {n: np.load(self.wh.local_paths(self.wh.file_paths(DATASET, n, [name]))[0], mmap_mode="r")
+                  for n in ("keys", "days", "filter")}
+        if manifest["meta"]["level"] == "date":  # a date run's entries are all of its own day
+            arrays["days"] = np.full(len(arrays["keys"]), manifest["meta"]["day"], np.int32)
+        return Run(name, arrays["keys"], arrays["days"], arrays["filter"])
+
+    def date_runs(self) -> list[date]:
+        return sorted(date.fromisoformat(n[3:]) for n in self.names if n.startswith("dt="))
+
+    def _covering(self, days: list[date], build: bool) -> list[str]:
+        """Run names covering exactly the date runs of `days`: a whole landing year or month by its
+        compacted run (built where missing and `build`), the rest date by date."""
+        names, by_year = [], _group(days, lambda d: d.year)
+        present = set(self.date_runs())
+        for year, year_days in by_year.items():
+            year_all = [d for d in present if d.year == year]
+            if year_days == year_all and self._compacted(f"year={year}", build):
+                names.append(f"year={year}")
+                continue
+            for month, month_days in _group(year_days, lambda d: (d.year, d.month)).items():
+                key = f"month={month[0]:04d}-{month[1]:02d}"
+                month_all = [d for d in present if (d.year, d.month) == month]
+                if month_days == month_all and self._compacted(key, build):
+                    names.append(key)
+                else:
+                    names += [f"dt={d.isoformat()}" for d in month_days]
+        return names
+
+    def runs_before(self, day: date, build: bool = False) -> list[Run]:
+        """The runs of every date before `day`: whole earlier years and earlier months of its year
+        compacted (where present, or built under the index lock), the dates of its month one by one."""
+        earlier = [d for d in self.date_runs() if d < day]
+        whole = [d for d in earlier if (d.year, d.month) < (day.year, day.month)]
+        own = [d for d in earlier if (d.year, d.month) == (day.year, day.month)]
+        return [self.run(n) for n in self._covering(whole, build) + [f"dt={d}" for d in own]]
+
+    def runs_after(self, day: date) -> list[Run]:
+        """The runs of every date after `day` (compacted where already built)."""
+        later = [d for d in self.date_runs() if d > day]
+        own = [d for d in later if (d.year, d.month) == (day.year, day.month)]
+        rest = [d for d in later if (d.year, d.month) != (day.year, day.month)]
+        return [self.run(n) for n in [f"dt={d}" for d in own] + self._covering(rest, build=False)]
+
+    def first_seen(self, keys: np.ndarray, runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+        """Per hash of `keys` (sorted by h1): whether `runs` hold it and the earliest day number."""
+        probe = Probe.of(keys)
+        found = np.zeros(len(keys), bool)
+        first = np.full(len(keys), np.iinfo(np.int32).max, np.int32)
+        for run in runs:
+            positions, days = run.lookup(probe)
+            found[positions] = True
+            first[positions] = np.minimum(first[positions], days)
+        return found, first
+
+    def source(self, day: date) -> str | None:
+        """The stage fingerprint of the priced events `day`'s run was taken from."""
+        manifest = self.wh.manifest(DATASET, f"dt={day.isoformat()}")
+        return manifest["meta"]["source"] if manifest else None
+
+    def date_run_keys(self, day: date) -> np.ndarray | None:
+        name = f"dt={day.isoformat()}"
+        return np.asarray(self.run(name).keys) if name in self.names else None
+
+    # -- writing (under index_lock)
+    def put_date_run(self, day: date, keys: np.ndarray, source: str, delta: np.ndarray | None = None) -> None:
+        """Store `day`'s run (KEYS sorted by h1); `delta`: the hashes it gained or lost, kept until
+        mark_propagated, so a bill killed before rebilling later dates is completed by the next."""
+        name = f"dt={day.isoformat()}"
+        for parent in (f"month={day:%Y-%m}", f"year={day.year}"):
+            self._invalidate(parent)
+        arrays = {"keys": keys, "days": np.empty(0, np.int32), "filter": build_filter(keys, filter_words(len(keys)))}
+        meta = {"level": "date", "day": day_number(day), "entries": len(keys), "source": source}
+        if delta is not None and len(delta):
+            arrays["delta"] = delta
+            meta["pending_delta"] = True
+        self.wh.commit_arrays(DATASET, name, arrays, meta)
+        self.names.add(name)
+
+    def set_source(self, day: date, source: str) -> None:
+        """Record that `day`'s run (unchanged) now comes from the priced events of `source`."""
+        manifest = self.wh.manifest(DATASET, f"dt={day.isoformat()}")
+        self.wh.recommit(DATASET, f"dt={day.isoformat()}", manifest["files"], {**manifest["meta"], "source": source})
+
+    def pending(self) -> list[date]:
+        """Dates whose change was stored but not yet propagated to later dates."""
+        return [d for d in self.date_runs() if self.wh.manifest(DATASET, f"dt={d}")["meta"].get("pending_delta")]
+
+    def delta(self, day: date) -> np.ndarray:
+        return np.load(self.wh.local_paths(self.wh.file_paths(DATASET, "delta", [f"dt={day}"]))[0])
+
+    def mark_propagated(self, day: date) -> None:
+        name = f"dt={day.isoformat()}"
+        manifest = self.wh.manifest(DATASET, name)
+        files = {k: v for k, v in manifest["files"].items() if k != "delta"}
+        meta = {k: v for k, v in manifest["meta"].items() if k != "pending_delta"}
+        self.wh.recommit(DATASET, name, files, meta)
+
+    def _invalidate(self, name: str) -> None:
+        if name in self.names:
+            self.wh.drop(DATASET, name)
+            self.names.discard(name)
+
+    def _compacted(self, name: str, build: bool) -> bool:
+        """Whether the month or year run `name` is present (building it first where `build`)."""
+        if name in self.names:
+            return True
+        if not build:
+            return False
+        level, _, key = name.partition("=")
+        if level == "month":
+            children = [f"dt={d}" for d in self.date_runs() if f"{d:%Y-%m}" == key]
+        else:
+            months = sorted({f"{d:%Y-%m}" for d in self.date_runs() if d.year == int(key)})
+            children = [f"month={m}" for m in months if self._compacted(f"month={m}", build)]
+        self._compact(name, level, [self.run(c) for c in children])
+        return True
+
+    def _compact(self, name: str, level: str, children: list[Run]) -> None:
+        """Merge `children` (in day order) into one run, a range of h1 at a time."""
+        total = sum(len(c.keys) for c in children)
+        log_words = filter_words(total)
+        chunks = max(1, -(-total // _CHUNK))
+        bounds = [2**64 * i // chunks for i in range(chunks + 1)]
+        keys_out, days_out = np.empty(total, KEYS), np.empty(total, np.int32)
+        words = np.zeros(1 << log_words, np.uint64)
+        at = 0
+        for low, high in zip(bounds[:-1], bounds[1:]):
+            parts = [_slice(c, low, high) for c in children]
+            keys = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, KEYS)
+            days = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int32)
+            order = np.argsort(keys["h1"], kind="stable")
+            keys, days = keys[order], days[order]
+            keys_out[at:at + len(keys)], days_out[at:at + len(keys)] = keys, days
+            _fill_filter(words, keys, log_words)
+            at += len(keys)
+        children_meta = {c.name: self.wh.manifest(DATASET, c.name)["meta"].get("source", c.name) for c in children}
+        self.wh.commit_arrays(DATASET, name, {"keys": keys_out, "days": days_out, "filter": words},
+                              {"level": level, "entries": total, "children": children_meta})
+        self.names.add(name)
+
+
+def _slice(run: Run, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of `run` with low <= h1 < high."""
+    h1 = run.keys["h1"]
+    start = int(np.searchsorted(h1, np.uint64(low))) if low else 0
+    stop = len(h1) if high >= 2**64 else int(np.searchsorted(h1, np.uint64(high)))
+    return np.asarray(run.keys[start:stop]), np.asarray(run.days[start:stop])
+
+
+def _group(days: list[date], key) -> dict:
+    groups: dict = {}
+    for d in sorted(days):
+        groups.setdefault(key(d), []).append(d)
+    return groups
+
+
+def keys_digest(keys: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(keys).tobytes()).hexdigest()
+
+
+def symmetric_difference(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """The hashes in exactly one of two runs, as KEYS sorted by h1."""
+    def distinct(keys: np.ndarray) -> np.ndarray:
+        return np.unique(np.ascontiguousarray(keys, KEYS).view(np.dtype((np.void, KEYS.itemsize))))
+
+    once = np.setxor1d(distinct(old), distinct(new), assume_unique=True).view(KEYS)
+    return once[np.argsort(once["h1"], kind="stable")]
+
+
+@contextmanager
+def index_lock(home: str | Path, database_url: str) -> Iterator[None]:
+    """One biller of the index at a time: a PostgreSQL advisory lock where the billing database
+    is PostgreSQL (several machines), else a file lock in BILLING_HOME (one machine)."""
+    if database_url.startswith("postgresql"):
+        engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_SPACE})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_SPACE})
+        engine.dispose()
+        return
+    path = Path(home) / "locks" / "request_index.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
