@@ -166,13 +166,13 @@ class RequestIndex:
         names, by_year = [], _group(days, lambda d: d.year)
         present = set(self.date_runs())
         for year, year_days in by_year.items():
-            year_all = [d for d in present if d.year == year]
+            year_all = sorted(d for d in present if d.year == year)
             if year_days == year_all and self._compacted(f"year={year}", build):
                 names.append(f"year={year}")
                 continue
             for month, month_days in _group(year_days, lambda d: (d.year, d.month)).items():
                 key = f"month={month[0]:04d}-{month[1]:02d}"
-                month_all = [d for d in present if (d.year, d.month) == month]
+                month_all = sorted(d for d in present if (d.year, d.month) == month)
                 if month_days == month_all and self._compacted(key, build):
                     names.append(key)
                 else:

@@ -1,0 +1,135 @@
+"""The request index (billing_pipelines.ingest.request_index) against a brute-force set of every
+earlier date's hashes: runs of dates, months and years, their filters, compaction in chunks,
+invalidation, the recovery of a bill killed before it rebilled later dates, and the lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from billing_pipelines.ingest import request_index
+from billing_pipelines.ingest.request_index import RequestIndex, day_number, index_lock, sort_keys
+from billing_pipelines.warehouse import Warehouse
+from conftest import event
+from db_support import DATABASE_KINDS, fresh_database
+
+START = date(2025, 12, 20)
+
+
+def _dates_with_keys(seed: int, days: int, per_day: int) -> dict[date, np.ndarray]:
+    """Random hashes per date, a share of them repeating earlier dates' (some with equal h1 only)."""
+    rng = np.random.default_rng(seed)
+    out, pool = {}, []
+    for n in range(days):
+        h1 = rng.integers(0, 2**64 - 1, per_day, dtype=np.uint64)
+        h2 = rng.integers(0, 2**64 - 1, per_day, dtype=np.uint64)
+        if pool:
+            old = np.concatenate(pool)
+            pick = rng.integers(0, len(old), per_day // 10)
+            h1[: len(pick)], h2[: len(pick)] = old["h1"][pick], old["h2"][pick]
+            h1[len(pick): 2 * len(pick)] = old["h1"][pick]  # same h1, another h2: not a duplicate
+        keys = sort_keys(h1, h2)
+        out[START + timedelta(days=n)] = keys
+        pool.append(keys)
+    return out
+
+
+def _brute_force(runs: dict[date, np.ndarray], day: date, keys: np.ndarray):
+    earliest = {}
+    for d, held in sorted(runs.items()):
+        if d < day:
+            for k in held.tolist():
+                earliest.setdefault(k, day_number(d))
+    found = np.array([k in earliest for k in keys.tolist()])
+    return found, [earliest[k] for k in keys[found].tolist()]
+
+
+def test_every_date_finds_exactly_the_hashes_earlier_dates_hold(tmp_path, monkeypatch):
+    monkeypatch.setattr(request_index, "_CHUNK", 64)  # compaction merges many chunks
+    runs = _dates_with_keys(seed=3, days=45, per_day=300)  # across a year and three months
+    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
+    for day, keys in runs.items():
+        index.put_date_run(day, keys, source=str(day))
+    for day in [START + timedelta(days=n) for n in (0, 5, 12, 13, 30, 44)]:
+        before = index.runs_before(day, build=True)
+        found, first = index.first_seen(runs[day], before)
+        expected_found, expected_first = _brute_force(runs, day, runs[day])
+        assert (found == expected_found).all()
+        assert first[found].tolist() == expected_first
+    names = {run.name for run in index.runs_before(START + timedelta(days=44), build=True)}
+    assert names == {"year=2025", "month=2026-01", *(f"dt=2026-02-{d:02d}" for d in range(1, 2))}
+
+
+def test_a_changed_date_invalidates_its_month_and_year_runs(tmp_path):
+    runs = _dates_with_keys(seed=5, days=20, per_day=50)
+    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
+    for day, keys in runs.items():
+        index.put_date_run(day, keys, source="1")
+    later = date(2026, 1, 8)
+    index.runs_before(later, build=True)
+    assert {"year=2025", "month=2025-12"} <= RequestIndex(index.wh).names
+    changed = START + timedelta(days=3)
+    runs[changed] = sort_keys(np.array([7, 8], np.uint64), np.array([1, 2], np.uint64))
+    index.put_date_run(changed, runs[changed], source="2")
+    fresh = RequestIndex(Warehouse(str(tmp_path / "wh")))
+    assert not {"year=2025", "month=2025-12"} & fresh.names
+    probe = sort_keys(np.array([7, 8, 9], np.uint64), np.array([1, 2, 2], np.uint64))
+    found, first = fresh.first_seen(probe, fresh.runs_before(later, build=True))
+    assert found.tolist() == [True, True, False] and set(first[:2]) == {day_number(changed)}
+
+
+def test_the_filter_lets_few_strangers_through():
+    rng = np.random.default_rng(11)
+    keys = sort_keys(rng.integers(0, 2**64 - 1, 200_000, dtype=np.uint64),
+                     rng.integers(0, 2**64 - 1, 200_000, dtype=np.uint64))
+    run = request_index.Run("x", keys, np.zeros(len(keys), np.int32),
+                            request_index.build_filter(keys, request_index.filter_words(len(keys))))
+    strangers = request_index.Probe.of(sort_keys(rng.integers(0, 2**64 - 1, 200_000, dtype=np.uint64),
+                                                 rng.integers(0, 2**64 - 1, 200_000, dtype=np.uint64)))
+    slot = (strangers.keys["h1"] >> np.uint64(64 - int(np.log2(len(run.words))))).astype(np.int64)
+    false_positives = ((run.words[slot] & strangers.masks) == strangers.masks).mean()
+    assert false_positives < 0.01
+    assert len(run.lookup(strangers)[0]) == 0
+    assert len(run.lookup(request_index.Probe.of(keys))[0]) == len(keys)
+
+
+def test_a_bill_killed_before_rebilling_later_dates_is_completed_by_the_next(settings, landing, monkeypatch):
+    from billing_pipelines.ingest import pipeline
+    from billing_pipelines.ingest.pipeline import ingest, summary_of
+
+    landing.jsonl("2026-11-04", "a.jsonl", [event("x"), event("y")])
+    landing.jsonl("2026-11-05", "a.jsonl", [event("z", ts="2026-11-05T01:00:00Z")])
+    ingest(settings, [date(2026, 11, 4), date(2026, 11, 5)])
+    landing.jsonl("2026-11-03", "late.jsonl", [event("x")])
+    monkeypatch.setattr(pipeline, "_propagate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # killed after storing 2026-11-03's run
+        ingest(settings, [date(2026, 11, 3)])
+    assert summary_of(settings, date(2026, 11, 4)).duplicates == 0  # not rebilled yet
+    monkeypatch.undo()
+    ingest(settings, [date(2026, 11, 5)])  # any later bill finishes the pending one first
+    assert summary_of(settings, date(2026, 11, 4)).duplicates == 1
+    assert RequestIndex(settings.warehouse()).pending() == []
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+def test_the_index_has_one_biller_at_a_time(tmp_path, kind):
+    holding, overlaps = [], []
+
+    def biller(url: str):
+        with index_lock(str(tmp_path), url):
+            holding.append(1)
+            overlaps.append(len(holding))
+            time.sleep(0.2)
+            holding.pop()
+
+    with fresh_database(kind, tmp_path) as url:
+        threads = [threading.Thread(target=biller, args=(url,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert overlaps == [1, 1, 1]
