@@ -91,11 +91,24 @@ def parse_month_arg(text: str) -> date:
 
 
 def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None:
-    from billing_pipelines.ledger.month_close import stored_month_close
+    """Close the month through Dagster: first every earlier month whose close is missing or out of
+    date, in order; each month as its runs (collect, one per customer shard, documents)."""
+    from dagster import MultiPartitionKey
 
-    month = parse_month_arg(args.month)
-    run_job("billing_cycle", month.isoformat(), settings)
-    meta = stored_month_close(settings, month)
+    from billing_pipelines.month_close.chain import months_to_close
+    from billing_pipelines.month_close.documents import stored_month_close
+    from billing_pipelines.partitions import close_shard_count
+    from billing_pipelines.periods import month_key
+
+    month, shards = parse_month_arg(args.month), close_shard_count()
+    for each in months_to_close(settings.warehouse(), settings.billing_config(), month, shards, settings.grace_days):
+        run_job("collect_month_usage", month_key(each), settings)
+        for shard in range(shards):
+            run_job("close_credit_ledger", MultiPartitionKey({"month": month_key(each), "shard": str(shard)}), settings)
+        run_job("month_close", month_key(each), settings)
+        if each < month:
+            print(f"{month_key(each)} closed first (its close was missing or out of date)")
+    meta = stored_month_close(settings.warehouse(), month)
     total = sum(Decimal(i["total"]) for i in meta["invoices"])
     print(f"{args.month} closed: {len(meta['invoices'])} draft invoices, total {total:.2f}; "
           f"{sum(m['below_target'] for m in meta['margin'])} customers below the target ratio")
@@ -117,10 +130,10 @@ def cmd_invoices(args: argparse.Namespace, settings: BillingSettings) -> None:
 
 
 def cmd_margin(args: argparse.Namespace, settings: BillingSettings) -> None:
-    from billing_pipelines.ledger.month_close import stored_month_close
+    from billing_pipelines.month_close.documents import stored_month_close
 
     try:
-        margin = stored_month_close(settings, parse_month_arg(args.month))["margin"]
+        margin = stored_month_close(settings.warehouse(), parse_month_arg(args.month))["margin"]
     except LookupError as exc:
         raise SystemExit(f"billing: {exc}") from exc
     if args.format == "json":

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 
+import duckdb
 import polars as pl
 
 from billing_pipelines.config import BillingConfig
@@ -38,14 +39,14 @@ class MonthClose:
 
 def close_month(
     config: BillingConfig, billed_events: pl.DataFrame, month: date, grace_days: int = 3,
-    previous: MonthClose | None = None,
+    previous: MonthClose | None = None, opening: dict[str, list[Grant]] | None = None,
 ) -> MonthClose:
     """Close `month` for every customer billed in it (start month <= month), from the full
-    history of billed events, or from `previous` (the close of the month before, on the same
-    data) and the events billed in `month` (others are ignored): both give the same result."""
+    history of billed events, or from the state the month before closed with (`previous`, or its
+    `opening` grants per customer, see opening_grants) and the events billed in `month` (others
+    are ignored): all give the same result."""
     month = month.replace(day=1)
     events = with_ledger_time(billed_events, grace_days)
-    opening = None
     if previous is not None:
         if previous.month != add_months(month, -1):
             raise ValueError(f"closing {month:%Y-%m} needs the close of the month before, not {previous.month:%Y-%m}")
@@ -80,4 +81,6 @@ def advise_tiers(
     billed = events.filter(pl.col("billing_month") == closed.month)
     revenue = sum(recognized_revenue(closed.revenue_shares).values(), Fraction(0))
     tiers = {a.action: a.credits for a in config.price_book.actions}
-    return tier_advice(billed, revenue, config.price_book.target_credit_to_cost_ratio, tiers)
+    with duckdb.connect() as con:
+        con.register("billed", billed.to_arrow())
+        return tier_advice(con, "SELECT * FROM billed", revenue, config.price_book.target_credit_to_cost_ratio, tiers)

@@ -7,7 +7,7 @@ own characters, never through a binary float.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -158,6 +158,12 @@ class BillingConfig:
     purchases: tuple[CreditPurchase, ...]
     fingerprint: str = field(default="", compare=False)
     plan_changes: tuple[PlanChange, ...] = ()
+
+    def only(self, orgs: set[str]) -> "BillingConfig":
+        """This config with only the customers in `orgs`, their purchases and plan changes."""
+        return replace(self, customers={o: c for o, c in self.customers.items() if o in orgs},
+                       purchases=tuple(p for p in self.purchases if p.org_id in orgs),
+                       plan_changes=tuple(c for c in self.plan_changes if c.org_id in orgs))
 
     def plan_of(self, org_id: str) -> Plan:
         """The plan the customer starts on (see plan_on for the plan of a given day)."""

@@ -6,19 +6,18 @@ import dagster as dg
 
 from billing_pipelines.dashboard import assets as dashboard
 from billing_pipelines.ingest import assets as ingest
-from billing_pipelines.invoicing import assets as invoicing
-from billing_pipelines.ledger import assets as ledger
-from billing_pipelines.margin import assets as margin
-from billing_pipelines.ratelimit import assets as ratelimit
+from billing_pipelines.month_close import assets as month_close
 from billing_pipelines.resources import BillingSettings
 
 settings = BillingSettings.from_env()
 
 defs = dg.Definitions(
-    assets=[ingest.priced_events, ingest.billed_usage, ledger.month_close, ratelimit.rate_limit_simulation,
-            margin.margin_report_pdf, invoicing.invoice_pdfs, invoicing.finalized_invoices, dashboard.live_balances],
-    jobs=[ingest.ingest_job, ledger.month_close_job, invoicing.finalize_invoices, dashboard.live_balances_job],
-    sensors=[dashboard.landed_files_sensor],
-    schedules=[ingest.daily_ingest_schedule, ledger.monthly_close_schedule(settings.grace_days)],
+    assets=[ingest.priced_events, ingest.billed_usage, month_close.month_usage, month_close.credit_ledger,
+            month_close.month_documents, month_close.invoice_pdfs, month_close.finalized_invoices,
+            month_close.rate_limit_simulation, month_close.margin_report_pdf, dashboard.live_balances],
+    jobs=[ingest.ingest_job, month_close.month_usage_job, month_close.credit_ledger_job, month_close.month_close_job,
+          month_close.margin_report_job, month_close.finalize_invoices, dashboard.live_balances_job],
+    sensors=[dashboard.landed_files_sensor, month_close.month_close_automation],
+    schedules=[ingest.daily_ingest_schedule, month_close.month_close_schedule],
     resources={"billing": settings},
 )

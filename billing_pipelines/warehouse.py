@@ -192,6 +192,12 @@ class Warehouse:
                 self.store.delete(stored.key)
 
 
+def manifest_version(manifest: dict[str, Any]) -> str:
+    """The version of a committed partition: a digest of its manifest (its files are named by
+    their content, so equal versions hold equal data)."""
+    return hashlib.sha256(_canonical_json(manifest)).hexdigest()[:24]
+
+
 def _stamp(path: str) -> list[int]:
     """A local file's size and modification time (ns)."""
     stat = os.stat(path)

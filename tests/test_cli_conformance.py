@@ -45,17 +45,21 @@ def test_ingest_close_and_report_through_dagster(conformance_env, capsys):
     from dagster import DagsterInstance
 
     runs = DagsterInstance.get().get_runs()
-    assert {r.job_name for r in runs} == {"daily_ingest", "billing_cycle"}
-    assert len(runs) == 61 + 2 and all(r.is_success for r in runs)
+    assert {r.job_name for r in runs} == {"daily_ingest", "collect_month_usage", "close_credit_ledger", "month_close"}
+    # globex started in September: closing October closes September first, each month in 3 runs
+    assert len(runs) == 61 + 3 * 3 and all(r.is_success for r in runs)
 
 
-def test_closing_twice_and_after_reingesting_gives_identical_invoices(conformance_env, capsys):
+def test_a_close_never_ingests_and_names_the_dates_to_ingest(conformance_env, capsys):
+    with pytest.raises(SystemExit, match=r"run `billing ingest 2026-10-01\.\.2026-10-03` first"):
+        cli.main(["close-month", "2026-09"])
+    cli.main(["ingest", "2026-10-01..2026-11-30"])
     cli.main(["close-month", "2026-11"])
     capsys.readouterr()
     first = billing(capsys, "invoices", "2026-11", "--format", "json")
-    cli.main(["ingest", "2026-11-09", "2026-11-30"])
+    cli.main(["ingest", "2026-11-09", "2026-11-30"])  # again: nothing changes, nothing is closed again
     cli.main(["close-month", "2026-11"])
-    capsys.readouterr()
+    assert "closed first" not in capsys.readouterr().out
     assert billing(capsys, "invoices", "2026-11", "--format", "json") == first
 
 
@@ -75,9 +79,12 @@ def test_the_billing_cycle_finalizes_only_on_request(conformance_env, capsys):
     from billing_pipelines.resources import BillingSettings
 
     settings = BillingSettings.from_env()
-    cycle = defs.resolve_job_def("billing_cycle")
+    cli.main(["ingest", "2026-10-01..2026-11-03"])
+    cli.main(["close-month", "2026-10"])
+    capsys.readouterr()
+    cycle = defs.resolve_job_def("month_close")
     for tags, status in (({}, "draft"), ({"billing/finalize": "true"}, "final")):
-        result = cycle.execute_in_process(partition_key="2026-10-01", instance=cli.dagster_instance(settings),
+        result = cycle.execute_in_process(partition_key="2026-10", instance=cli.dagster_instance(settings),
                                           tags=tags, resources={"billing": settings})
         assert result.success
         assert {i["status"] for i in billing(capsys, "invoices", "2026-10", "--format", "json")} == {status}

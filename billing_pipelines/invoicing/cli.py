@@ -31,7 +31,7 @@ def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
     except ValueError as exc:
         raise SystemExit(f"billing: {exc}") from exc
     issue_date = args.issue_date.isoformat() if args.issue_date else ""
-    run_job("finalize_invoices", month.isoformat(), settings,
+    run_job("finalize_invoices", month_key(month), settings,
             {"ops": {"finalized_invoices": {"config": {"issue_date": issue_date}}}})
     documents = billing_db.list_invoices(billing_db.engine_from_url(settings.database_url), month_key(month))
     final = [d for d in documents if d["status"] == "final"]

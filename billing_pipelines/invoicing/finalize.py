@@ -13,26 +13,25 @@ from datetime import date
 
 from billing_pipelines import billing_db
 from billing_pipelines.invoicing.filing import Issuer, file_pdfs, store_pdfs, today
-from billing_pipelines.ledger.month_close import stored_month_close
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 
 
-def finalize_month(settings: BillingSettings, month: date, issue_date: date | None = None,
+def finalize_month(settings: BillingSettings, month: date, margins: dict[str, dict], issue_date: date | None = None,
                    workers: int = 2) -> list[dict]:
     """Finalize every draft invoice of `month`, issued on `issue_date` (default today, UTC; not
     before the month has ended): number and freeze them (number_drafts), then render, store and
-    record each PDF (file_pdfs). Returns the documents filed: org_id, kind, number, pdf_key,
-    pdf_sha256."""
-    number_drafts(settings, month, issue_date or today())
+    record each PDF (file_pdfs). `margins`: the month's margin rows by org (the usage its PDF
+    shows). Returns the documents filed: org_id, kind, number, pdf_key, pdf_sha256."""
+    number_drafts(settings, month, issue_date or today(), margins)
     return file_pdfs(settings, billing_db.engine_from_url(settings.database_url), month_key(month), workers)
 
 
-def number_drafts(settings: BillingSettings, month: date, issue_date: date) -> list[str]:
+def number_drafts(settings: BillingSettings, month: date, issue_date: date, margins: dict[str, dict]) -> list[str]:
     """In one transaction (all or none), give each draft of `month` the next number of the
     issue date's year and freeze it with the document its PDF will be made from."""
     check_issue_date(month, issue_date)
-    key, issuer, margins = month_key(month), Issuer.of(settings), _margins(settings, month)
+    key, issuer = month_key(month), Issuer.of(settings)
     with billing_db.invoicing_transaction(billing_db.engine_from_url(settings.database_url), key) as session:
         drafts = billing_db.draft_rows(session, key)
         numbers = billing_db.next_document_numbers(session, issue_date.year, len(drafts))
@@ -49,7 +48,7 @@ def check_issue_date(month: date, issue_date: date) -> None:
         raise ValueError(f"{month_key(month)} cannot be finalized before it has ended (issue date {issue_date})")
 
 
-def file_draft_pdfs(settings: BillingSettings, month: date, workers: int = 2) -> list[str]:
+def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, dict], workers: int = 2) -> list[str]:
     """Render and store the PDF of every draft invoice of `month` (DRAFT watermark, issue date
     the first day after the month) under its draft key; returns the keys."""
     from billing_pipelines.invoicing.pdf import pdf_key
@@ -59,12 +58,7 @@ def file_draft_pdfs(settings: BillingSettings, month: date, workers: int = 2) ->
     drafts = [i for i in billing_db.list_invoices(engine, key) if i["status"] == "draft"]
     if not drafts:
         return []
-    issuer, margins = Issuer.of(settings), _margins(settings, month)
+    issuer = Issuer.of(settings)
     return store_pdfs(settings, (
         (pdf_key(i["org_id"], key), issuer.document(i, issue_date, margins.get(i["org_id"]))) for i in drafts
     ), workers)
-
-
-def _margins(settings: BillingSettings, month: date) -> dict[str, dict]:
-    """The month close's margin rows (usage by model and action tier) per customer."""
-    return {row["org_id"]: row for row in stored_month_close(settings, month)["margin"]}

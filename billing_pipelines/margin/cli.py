@@ -1,5 +1,6 @@
 """`billing margin-report YYYY-MM [--out DIR]`: the monthly margin report (PDF and HTML) of a
-closed month, materialized as the `margin_report_pdf` asset in the Dagster instance."""
+closed month, materialized as the `margin_report_pdf` asset (job `render_margin_report`) in the Dagster
+instance."""
 
 from __future__ import annotations
 
@@ -10,24 +11,12 @@ from billing_pipelines.resources import BillingSettings
 
 
 def cmd_margin_report(args: argparse.Namespace, settings: BillingSettings) -> None:
-    import dagster as dg
-
-    from billing_pipelines.cli import dagster_instance, parse_month_arg
-    from billing_pipelines.ledger.month_close import stored_month_close
-    from billing_pipelines.margin.assets import margin_report_pdf
+    from billing_pipelines.cli import parse_month_arg, run_job
     from billing_pipelines.margin.report_document import report_key
+    from billing_pipelines.periods import month_key
 
     month = parse_month_arg(args.month)
-    try:
-        stored_month_close(settings, month)
-    except LookupError as exc:
-        raise SystemExit(f"billing: {exc}") from exc
-    result = dg.materialize([margin_report_pdf], partition_key=month.isoformat(), raise_on_error=False,
-                           instance=dagster_instance(settings), resources={"billing": settings},
-                           run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-    if not result.success:
-        raise SystemExit("billing: margin report failed: " + "; ".join(e.message for e in result.all_events
-                                                                       if e.is_failure))
+    run_job("render_margin_report", month_key(month), settings)
     store = settings.warehouse().store
     for suffix in ("pdf", "html"):
         key = report_key(month, suffix)

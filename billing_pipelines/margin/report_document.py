@@ -21,12 +21,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.invoicing.seller import Seller, load_seller
-from billing_pipelines.ledger.month_close import DATASET, stored_month_close
 from billing_pipelines.margin import charts
 from billing_pipelines.money import money
 from billing_pipelines.paths import resource_dir
 from billing_pipelines.periods import month_key, parse_month
-from billing_pipelines.ratelimit.assets import DATASET as SIMULATION_DATASET
+from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET
 from billing_pipelines.resources import BillingSettings
 
 TEMPLATE, STYLESHEET, LOGO = "margin_report.html.j2", "margin_report.css", "logo.svg"
@@ -238,16 +237,13 @@ def stored_simulation(settings: BillingSettings, month: date) -> pl.DataFrame | 
 
 
 def load_margin_report(
-    settings: BillingSettings, month: date, simulation: pl.DataFrame | Iterable[dict] | None = None
+    settings: BillingSettings, closes: list[dict], simulation: pl.DataFrame | Iterable[dict] | None = None
 ) -> MarginReport:
-    """The report of closed `month`, with the trend over up to TREND_MONTHS closed months and the
-    rate-limit simulation: `simulation` where given, else the one stored for the month, if any."""
-    current = stored_month_close(settings, month)
-    earlier = [p.removeprefix("month=") for p in settings.warehouse().partitions(DATASET)]
-    earlier = [m for m in earlier if m < month_key(month)][-(TREND_MONTHS - 1):]
-    closes = [stored_month_close(settings, parse_month(m)) for m in earlier] + [current]
+    """The report of the last of `closes` (the documents of closed months, oldest first: the
+    trend), with the rate-limit simulation: `simulation` where given, else the one stored for
+    the month, if any."""
     if simulation is None:
-        simulation = stored_simulation(settings, month)
+        simulation = stored_simulation(settings, parse_month(closes[-1]["month"]))
     issuer = load_seller(settings.config_dir).name
     return build_margin_report(settings.billing_config(), closes, simulation, issuer)
 
@@ -317,11 +313,12 @@ def report_key(month: date, suffix: str) -> str:
 
 
 def write_margin_report(
-    settings: BillingSettings, month: date, simulation: pl.DataFrame | Iterable[dict] | None = None
+    settings: BillingSettings, closes: list[dict], simulation: pl.DataFrame | Iterable[dict] | None = None
 ) -> tuple[MarginReport, dict[str, str]]:
-    """Render the report of closed `month` and store its HTML and PDF in the warehouse store;
-    returns the report and the stored keys by format."""
-    report = load_margin_report(settings, month, simulation)
+    """Render the report of the last of `closes` (see load_margin_report) and store its HTML and
+    PDF in the warehouse store; returns the report and the stored keys by format."""
+    report = load_margin_report(settings, closes, simulation)
+    month = parse_month(closes[-1]["month"])
     html = margin_report_html(report)
     store = settings.warehouse().store
     keys = {"html": report_key(month, "html"), "pdf": report_key(month, "pdf")}

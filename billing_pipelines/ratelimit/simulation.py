@@ -23,6 +23,7 @@ from billing_pipelines.ratelimit.backends import MemoryBackend
 from billing_pipelines.ratelimit.limiter import ALLOW, DEGRADE, REJECT, RateLimiter
 from billing_pipelines.ratelimit.policy import MICROS, SimClock
 
+SIMULATION_DATASET = "rate_limit_simulation"  # warehouse dataset of the monthly simulation
 EVENT_COLUMNS = ("org_id", "model", "ts", "latency_ms", "input_tokens", "output_tokens", "credits")
 MONEY_PLACES, COST_PLACES = 2, 4
 

@@ -1,0 +1,331 @@
+"""Dagster assets of the month close, by billing month (partitions.billing_months) and, for the
+credit ledger, by month and customer shard (partitions.month_shards: one run a shard, so
+Kubernetes runs them in parallel pods).
+
+    billed_usage (landing dates of the month) --> month_usage --> credit_ledger (each shard)
+    month_usage of the month before ------------^   credit_ledger of the month before --^
+    credit_ledger (all shards) --> draft_invoices --> invoice_pdfs, finalized_invoices
+                               \\-> margin_report ----> margin_report_pdf <-- rate_limit_simulation <-- month_usage
+
+Each month depends on the month before, so a backfill re-closes months in order and the UI
+shows a close stale once anything it reads changed.
+
+(No ``from __future__ import annotations``: Dagster reads the assets' annotations at runtime.)
+"""
+
+from datetime import date
+from decimal import Decimal
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from billing_pipelines import duck
+from billing_pipelines.ingest.assets import billed_usage
+from billing_pipelines.ingest.pipeline import LandingZone
+from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
+from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
+from billing_pipelines.ledger.consumption import CreditSummary
+from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
+from billing_pipelines.margin.report_document import MarginReport, TREND_MONTHS, write_margin_report
+from billing_pipelines.month_close.documents import close_documents, closed_months, stored_month_close
+from billing_pipelines.month_close.errors import MonthCloseError
+from billing_pipelines.month_close.ledger import bucket_batches, close_ledger_shard, stored_grants
+from billing_pipelines.month_close.usage import collect_month_usage, month_events_sql
+from billing_pipelines.partitions import billing_months, close_shard_count, month_shards, shard_buckets
+from billing_pipelines.periods import month_key, parse_month
+from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET, rate_limit_simulation as simulate
+from billing_pipelines.resources import BillingSettings
+from billing_pipelines.warehouse import manifest_version
+
+GROUP = "month_close"
+_MONTH_DAYS = dg.TimeWindowPartitionMapping()  # a billing month's landing dates (its window)
+_MONTH_BEFORE = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+_OF_MONTH = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="month")
+_SHARD_MONTH_BEFORE = dg.MultiPartitionMapping({
+    "month": dg.DimensionPartitionMapping("month", _MONTH_BEFORE),
+    "shard": dg.DimensionPartitionMapping("shard", dg.IdentityPartitionMapping()),
+})
+_EAGER = dg.AutomationCondition.eager()
+
+
+def _month(partition_key: str) -> date:
+    return parse_month(partition_key)
+
+
+def _failing_clearly(step):
+    """Run `step`; a MonthCloseError becomes a Dagster failure with its message (what to run)."""
+    try:
+        return step()
+    except MonthCloseError as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
+@dg.asset(
+    partitions_def=billing_months, group_name=GROUP, kinds={"duckdb", "parquet"},
+    deps=[dg.AssetDep(billed_usage, partition_mapping=_MONTH_DAYS),
+          dg.AssetDep("month_usage", partition_mapping=_MONTH_BEFORE)],
+    description="The events the billing month bills (SPEC §2), collected once: the billed usage of the "
+    "landing dates of its partition (from the end of the previous month's grace period to the end of its "
+    "own) and the events of this month the previous one took in before it closed. Fails, naming them, "
+    "where a landing date is not ingested as it is now.",
+)
+def month_usage(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
+    month = _month(context.partition_key)
+    manifest = _failing_clearly(lambda: collect_month_usage(LandingZone(billing), month, billing.grace_days))
+    meta = manifest["meta"]
+    return dg.MaterializeResult(
+        metadata={"events": meta["events"], "handed_over_to_next_month": meta["handed_over"],
+                  "landing_dates": len(meta["landing_dates"])},
+        data_version=dg.DataVersion(manifest_version(manifest)),
+    )
+
+
+LEDGER_CHECKS = [
+    dg.AssetCheckSpec("credits_conserved", asset="credit_ledger", blocking=True,
+                      description="opening + granted + purchased - (consumed - overage) - expired = closing"),
+    dg.AssetCheckSpec("no_grant_below_zero", asset="credit_ledger", blocking=True),
+]
+
+
+@dg.asset(
+    partitions_def=month_shards, group_name=GROUP, kinds={"polars", "parquet"}, check_specs=LEDGER_CHECKS,
+    deps=[dg.AssetDep(month_usage, partition_mapping=_OF_MONTH),
+          dg.AssetDep("credit_ledger", partition_mapping=_SHARD_MONTH_BEFORE)],
+    automation_condition=_EAGER,
+    description="Grants (plan, purchase, rollover), every event's consumption traced to its grants, overage "
+    "and expiry, and each customer's credit summary (SPEC §3), for one customer shard: from the grants "
+    "its close of the month before left alive and the month's events only.",
+)
+def credit_ledger(context: dg.AssetExecutionContext, billing: BillingSettings):
+    keys = context.partition_key.keys_by_dimension
+    month, shard, shards = _month(keys["month"]), int(keys["shard"]), close_shard_count()
+    manifest = _failing_clearly(lambda: close_ledger_shard(billing, billing.billing_config(), month, shard, shards))
+    summaries = {o: CreditSummary(**s) for o, s in manifest["meta"]["credit_summaries"].items()}
+    yield dg.MaterializeResult(
+        metadata={"customers": len(summaries),
+                  "consumed_credits": sum(s.consumed for s in summaries.values()),
+                  "overage_credits": sum(s.overage for s in summaries.values())},
+        data_version=dg.DataVersion(manifest_version(manifest)),
+    )
+    grants = stored_grants(billing.warehouse(), month, shards, only=shard)
+    yield _check("credit_ledger", "credits_conserved", conservation_problems(summaries))
+    yield _check("credit_ledger", "no_grant_below_zero", negative_grant_problems(grants))
+
+
+def _check(asset: str, name: str, problems: list[str]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=asset, check_name=name, passed=not problems,
+                               metadata={"problems": dg.MetadataValue.json(problems[:50])})
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("draft_invoices", group_name=GROUP, kinds={"sqlite", "postgres"}, automation_condition=_EAGER,
+                     deps=[dg.AssetDep(credit_ledger, partition_mapping=_OF_MONTH)],
+                     description="One draft invoice per customer (SPEC §4): plan fee, credit purchases, overage, "
+                     "tax; the union of the month's shards, stored in the billing database until finalized."),
+        dg.AssetSpec("margin_report", group_name=GROUP, kinds={"duckdb"}, automation_condition=_EAGER,
+                     deps=[dg.AssetDep(credit_ledger, partition_mapping=_OF_MONTH), month_usage],
+                     description="Recognized revenue, COGS, gross margin and credit-to-cost ratio per customer, "
+                     "by model and by action tier (SPEC §5), and the credit-tier advisor over the month's events."),
+    ],
+    partitions_def=billing_months,
+    check_specs=[dg.AssetCheckSpec("totals_add_up", asset="draft_invoices", blocking=True,
+                                   description="lines sum to subtotal; subtotal + tax = total")],
+)
+def month_documents(context: dg.AssetExecutionContext, billing: BillingSettings):
+    month = _month(context.partition_key)
+    documents = _failing_clearly(lambda: close_documents(billing, billing.billing_config(), month, close_shard_count()))
+    below = [m["org_id"] for m in documents["margin"] if m["below_target"]]
+    yield dg.MaterializeResult(asset_key="draft_invoices", metadata={
+        "invoices": len(documents["invoices"]),
+        "total": dg.MetadataValue.text(_money_total(documents["invoices"])),
+    })
+    yield dg.MaterializeResult(asset_key="margin_report", metadata={
+        "customers_below_target": len(below),
+        "summary": dg.MetadataValue.md(_margin_markdown(documents["margin"])),
+    })
+    yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents["invoices"]))
+
+
+def _money_total(invoices: list[dict]) -> str:
+    return str(sum((Decimal(i["total"]) for i in invoices), Decimal("0.00")))
+
+
+def _margin_markdown(margin: list[dict]) -> str:
+    rows = ["| customer | revenue | COGS | margin % | ratio | below target |", "|---|---:|---:|---:|---:|---|"]
+    rows += [f"| {m['org_id']} | {m['revenue']} | {m['cogs_usd']} | {m['margin_pct']} | "
+             f"{m['credit_to_cost_ratio']} | {'**yes**' if m['below_target'] else 'no'} |" for m in margin]
+    return "\n".join(rows)
+
+
+def _margins(billing: BillingSettings, month: date) -> dict[str, dict]:
+    """The month's margin rows by customer (the usage by model and action tier invoices show)."""
+    return {row["org_id"]: row for row in stored_month_close(billing.warehouse(), month)["margin"]}
+
+
+@dg.asset(partitions_def=billing_months, deps=["draft_invoices"], group_name=GROUP, kinds={"pdf"},
+          automation_condition=_EAGER,
+          description="The PDF of every draft invoice of the month (DRAFT watermark), for review before "
+          "finalization, stored as invoices/YYYY-MM/<org>/invoice-draft.pdf.")
+def invoice_pdfs(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
+    month = _month(context.partition_key)
+    keys = file_draft_pdfs(billing, month, _margins(billing, month))
+    return dg.MaterializeResult(metadata={"pdfs": len(keys), "store": billing.warehouse().store.url("invoices")})
+
+
+class FinalizeConfig(dg.Config):
+    issue_date: str = Field(default="", description="YYYY-MM-DD; empty: today (UTC). Its year numbers the invoices.")
+
+
+FINALIZE_TAG = "billing/finalize"
+
+
+@dg.asset(partitions_def=billing_months, deps=["draft_invoices"], group_name="invoice_finalization",
+          kinds={"pdf"}, output_required=False,
+          description="Finalize the month: number each draft invoice (INV-YYYY-NNNNNN), store its PDF and "
+          "sha256, and freeze it. Finalized invoices never change again. Runs in the finalize_invoices job, "
+          f"or in a month_close run tagged {FINALIZE_TAG}=true.")
+def finalized_invoices(context: dg.AssetExecutionContext, config: FinalizeConfig, billing: BillingSettings):
+    if context.run.job_name != "finalize_invoices" and context.run.tags.get(FINALIZE_TAG) != "true":
+        context.log.info(f"finalization not requested: tag the run {FINALIZE_TAG}=true to finalize")
+        return
+    month = _month(context.partition_key)
+    filed = finalize_month(billing, month, _margins(billing, month), _issue_date(config.issue_date))
+    numbers = [f["number"] for f in filed]
+    yield dg.MaterializeResult(metadata={
+        "documents": len(filed),
+        "numbers": dg.MetadataValue.text(f"{numbers[0]} .. {numbers[-1]}" if numbers else "none"),
+        "filed": dg.MetadataValue.json(filed[:200]),
+    })
+
+
+def _issue_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError as exc:
+        raise dg.Failure(f"issue_date must be YYYY-MM-DD, got {text!r}") from exc
+
+
+@dg.asset(
+    partitions_def=billing_months, group_name=GROUP, deps=[month_usage], kinds={"polars", "parquet"},
+    automation_condition=_EAGER,
+    description="The month's events (start = ts, end = ts + latency) replayed through each customer's "
+    "plan limits: requests that would have been degraded or rejected, COGS saved by degrading, "
+    "revenue at risk; a batch of customers at a time.",
+)
+def rate_limit_simulation(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
+    month, config, wh = _month(context.partition_key), billing.billing_config(), billing.warehouse()
+    counts = wh.manifest("month_usage", f"month={month_key(month)}")["meta"]["events_by_bucket"]
+    con = duck.connect(billing.scratch_dir())
+    try:
+        reports = [simulate(con.sql(month_events_sql(con, wh, month, buckets)).pl().cast(BILLED_EVENT_SCHEMA), config)
+                   for buckets in bucket_batches(shard_buckets(0, 1), counts)]
+        con.register("report", pl.concat(reports).to_arrow())
+        wh.commit(SIMULATION_DATASET, f"month={month_key(month)}", con,
+                  {"simulation": "SELECT * FROM report ORDER BY org_id"}, {"month": month_key(month)})
+    finally:
+        con.close()
+    report = pl.concat(reports)
+    return dg.MaterializeResult(metadata={
+        "requests": int(report["requests"].sum() or 0),
+        "degraded": int(report["degraded"].sum() or 0),
+        "rejected": int(report["rejected"].sum() or 0),
+        "cogs_saved_usd": str(sum(report["cogs_saved_usd"].to_list(), 0)),
+        "revenue_at_risk": str(sum(report["revenue_at_risk"].to_list(), 0)),
+    })
+
+
+MARGIN_CHECK = "customers_meet_target"
+
+
+@dg.asset(
+    partitions_def=billing_months, group_name=GROUP, deps=["margin_report", rate_limit_simulation],
+    kinds={"pdf", "html"}, automation_condition=_EAGER,
+    description="The monthly margin report for finance (PDF and HTML): recognized revenue, COGS and "
+    "credit-to-cost ratio against the target by customer, cost per credit by action tier and model, "
+    "breakage, the customers below target, the trend over past months and the rate-limit simulation.",
+    check_specs=[dg.AssetCheckSpec(MARGIN_CHECK, asset="margin_report_pdf",
+                                   description="Every customer's credit-to-cost ratio meets the price "
+                                   "book's target (warns, listing those below it).")],
+)
+def margin_report_pdf(context: dg.AssetExecutionContext, billing: BillingSettings):
+    month, wh = _month(context.partition_key), billing.warehouse()
+    closes = closed_months(wh, month, TREND_MONTHS - 1) + [stored_month_close(wh, month)]
+    report, keys = write_margin_report(billing, closes)
+    store = wh.store
+    yield dg.MaterializeResult(metadata={
+        "pdf": dg.MetadataValue.path(store.url(keys["pdf"])),
+        "html": dg.MetadataValue.path(store.url(keys["html"])),
+        "revenue": dg.MetadataValue.text(f"{report.totals.revenue:.2f}"),
+        "customers_below_target": len(report.below_target),
+        "summary": dg.MetadataValue.md(report_markdown(report)),
+    })
+    below = report.below_target
+    yield dg.AssetCheckResult(
+        check_name=MARGIN_CHECK, passed=not below, severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(below)} of {len(report.customers)} customers below the {report.target}× target",
+        metadata={"below_target": dg.MetadataValue.md(_below_target_markdown(report))},
+    )
+
+
+def report_markdown(report: MarginReport) -> str:
+    """The month's totals and its customers below target, as Markdown for the Dagster UI."""
+    t, cur = report.totals, report.currency
+    totals = [
+        f"**Margin report {t.month}** ({cur}, target {report.target}×)", "",
+        "| revenue | breakage | COGS | gross margin | margin % | ratio | below target |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {t.revenue:,.2f} | {t.breakage:,.2f} | {t.cogs:,.4f} | {t.gross_margin:,.2f} | "
+        f"{_or_dash(t.margin_pct)} | {_or_dash(t.ratio)} | {t.below_target} of {t.customers} |",
+        "", "**Customers below target**", "",
+    ]
+    return "\n".join(totals) + _below_target_markdown(report)
+
+
+def _below_target_markdown(report: MarginReport) -> str:
+    if not report.below_target:
+        return f"Every customer meets the {report.target}× target."
+    rows = ["| customer | plan | revenue | COGS | ratio | shortfall | largest cost |", "|---|---|---:|---:|---:|---:|---|"]
+    rows += [f"| {c.name} (`{c.org_id}`) | {c.plan} | {c.revenue:,.2f} | {c.cogs:,.4f} | {_or_dash(c.ratio)} | "
+             f"{c.shortfall:,.2f} | {c.costliest_model or '-'} |" for c in report.below_target]
+    return "\n".join(rows)
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else str(value)
+
+
+month_usage_job = dg.define_asset_job(
+    "collect_month_usage", selection=[month_usage], partitions_def=billing_months,
+    tags={"billing/lane": "month_close"},
+    description="Collect a billing month's events (the first step of its close).",
+)
+credit_ledger_job = dg.define_asset_job(
+    "close_credit_ledger", selection=[credit_ledger], partitions_def=month_shards,
+    description="Close the credit ledger of one customer shard of a month (shards run in parallel).",
+)
+month_close_job = dg.define_asset_job(
+    "month_close",
+    selection=dg.AssetSelection.assets("draft_invoices", "margin_report", invoice_pdfs, rate_limit_simulation,
+                                       margin_report_pdf, finalized_invoices),
+    partitions_def=billing_months, tags={"billing/lane": "month_close"},
+    description="A month's documents from its shards' ledgers: draft invoices and their PDFs, margin report, "
+    "rate-limit simulation; and, on request (tag billing/finalize=true), finalization.",
+)
+margin_report_job = dg.define_asset_job(
+    "render_margin_report", selection=[margin_report_pdf], partitions_def=billing_months,
+    description="The margin report (PDF and HTML) of a closed month, again.",
+)
+finalize_invoices = dg.define_asset_job(
+    "finalize_invoices", selection=[finalized_invoices], partitions_def=billing_months,
+    description="Finalize a billing month's invoices: numbers, PDFs and their sha256, frozen for good.",
+)
+# When the month's partition ends (its close time, SPEC §2), at 02:00 UTC: collect its events;
+# the automation conditions then close the shards and the documents.
+month_close_schedule = dg.build_schedule_from_partitioned_job(month_usage_job, hour_of_day=2, minute_of_hour=0,
+                                                              name="month_close_schedule")
+month_close_automation = dg.AutomationConditionSensorDefinition(
+    "month_close_automation", target=dg.AssetSelection.groups(GROUP), default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Closes each shard's ledger and then the month's documents once what they read is updated.",
+)

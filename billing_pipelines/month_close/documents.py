@@ -1,0 +1,85 @@
+"""The documents of a closed month: the union of its shards' closes, `month_close/month=YYYY-MM/`
+(credit summaries, invoices, invoice usage, margin and the credit-tier advisor as JSON, the
+document every reader of a closed month takes), and its draft invoices in the billing database,
+where finalization and numbering happen; a final invoice that changed gets its adjustment or
+credit note (billing_pipelines.invoicing.adjustments)."""
+
+from __future__ import annotations
+
+from datetime import date
+from fractions import Fraction
+
+from billing_pipelines import billing_db, duck
+from billing_pipelines.config import BillingConfig
+from billing_pipelines.invoicing.adjustments import issue_adjustments
+from billing_pipelines.margin.advisor import tier_advice
+from billing_pipelines.month_close.errors import MonthCloseError
+from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition, stored_grants
+from billing_pipelines.month_close.usage import month_events_sql
+from billing_pipelines.periods import month_key
+from billing_pipelines.resources import BillingSettings
+from billing_pipelines.warehouse import Warehouse, manifest_version
+
+MONTH_CLOSE = "month_close"
+
+
+def partition(month: date) -> str:
+    return f"month={month_key(month)}"
+
+
+def close_documents(settings: BillingSettings, config: BillingConfig, month: date, shards: int) -> dict:
+    """Join the shards' closes of `month` into its documents, store its draft invoices (and the
+    adjustments of final invoices that changed); returns the documents."""
+    month, wh = month.replace(day=1), settings.warehouse()
+    parts = _shard_closes(wh, month, shards)
+    documents = {
+        "month": month_key(month),
+        "credit_summaries": {o: s for p in parts for o, s in p["meta"]["credit_summaries"].items()},
+        "invoices": sorted((i for p in parts for i in p["meta"]["invoices"]), key=lambda i: i["org_id"]),
+        "invoice_usage": {o: u for p in parts for o, u in p["meta"]["invoice_usage"].items()},
+        "margin": sorted((m for p in parts for m in p["meta"]["margin"]), key=lambda m: m["org_id"]),
+        "advisor": _advice(settings, wh, config, month, parts),
+    }
+    wh.commit(MONTH_CLOSE, partition(month), None, {},
+              {**documents, "shards": [manifest_version(p) for p in parts]})
+    engine = billing_db.engine_from_url(settings.database_url)
+    billing_db.sync_config(engine, config)
+    billing_db.store_grants(engine, month_key(month), stored_grants(wh, month, shards))
+    billing_db.store_draft_invoices(engine, month_key(month), documents["invoices"])
+    issue_adjustments(settings, month, documents["invoices"])
+    return documents
+
+
+def _shard_closes(wh: Warehouse, month: date, shards: int) -> list[dict]:
+    parts = [wh.manifest(CREDIT_LEDGER, shard_partition(month, s, shards)) for s in range(shards)]
+    missing = [str(s) for s, p in enumerate(parts) if p is None or p["meta"]["month"] != month_key(month)]
+    if missing:
+        raise MonthCloseError(f"{month_key(month)}: the credit ledger of shard(s) {', '.join(missing)} of {shards} "
+                              f"is not closed yet: run `billing close-month {month_key(month)}`")
+    return parts
+
+
+def _advice(settings: BillingSettings, wh: Warehouse, config: BillingConfig, month: date, parts: list[dict]) -> dict:
+    revenue = sum((Fraction(p["meta"]["usage_revenue"]) for p in parts), Fraction(0))
+    tiers = {a.action: a.credits for a in config.price_book.actions}
+    con = duck.connect(settings.scratch_dir())
+    try:
+        return tier_advice(con, month_events_sql(con, wh, month), revenue,
+                           config.price_book.target_credit_to_cost_ratio, tiers)
+    finally:
+        con.close()
+
+
+def stored_month_close(wh: Warehouse, month: date) -> dict:
+    """The documents of a closed month; a clear error where it was never closed."""
+    manifest = wh.manifest(MONTH_CLOSE, partition(month))
+    if manifest is None:
+        raise LookupError(f"{month_key(month)} is not closed yet: run `billing close-month {month_key(month)}`")
+    return manifest["meta"]
+
+
+def closed_months(wh: Warehouse, before: date, count: int) -> list[dict]:
+    """The documents of the (up to) `count` closed months before `before`, oldest first."""
+    months = [p.removeprefix("month=") for p in wh.partitions(MONTH_CLOSE)]
+    earlier = [m for m in months if m < month_key(before)][-count:]
+    return [wh.manifest(MONTH_CLOSE, f"month={m}")["meta"] for m in earlier]
