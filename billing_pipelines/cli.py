@@ -44,8 +44,13 @@ def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_co
     """Launch one partition of a job in this process, recorded in the Dagster instance."""
     from billing_pipelines.definitions import defs
 
+    job = defs.resolve_job_def(job_name)
+    if not job.partitions_def.has_partition_key(partition_key):
+        keys = job.partitions_def.get_partition_keys()
+        raise SystemExit(f"billing: {partition_key} is not a partition of {job_name} yet"
+                         f"{f' (from {keys[0]} to {keys[-1]})' if keys else ''}")
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = defs.resolve_job_def(job_name).execute_in_process(
+    result = job.execute_in_process(
         partition_key=partition_key,
         instance=dagster_instance(settings),
         run_config={**quiet, **(run_config or {})},

@@ -9,13 +9,12 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import yaml
 from pypdf import PdfReader
 
 from billing_pipelines import billing_db
 from billing_pipelines.invoicing.finalize import finalize_month
-from billing_pipelines.ledger.month_close import DATASET, partition
+from billing_pipelines.month_close.documents import MONTH_CLOSE, partition
 from billing_pipelines.periods import parse_month
 from billing_pipelines.resources import BillingSettings
 
@@ -54,12 +53,8 @@ def plan_fee_invoice(org_id: str, month: str) -> dict:
 
 def seed_month(settings: BillingSettings, month: str, org_ids: list[str]) -> None:
     """What closing `month` leaves for finalization: drafts in the billing database and the
-    month close manifest (no usage)."""
-    con = duckdb.connect()
-    try:
-        settings.warehouse().commit(DATASET, partition(parse_month(month)), con, {}, {"month": month, "margin": []})
-    finally:
-        con.close()
+    month's documents (no usage)."""
+    settings.warehouse().commit(MONTH_CLOSE, partition(parse_month(month)), None, {}, {"month": month, "margin": []})
     engine = billing_db.engine_from_url(settings.database_url)
     billing_db.store_draft_invoices(engine, month, [plan_fee_invoice(org_id, month) for org_id in org_ids])
     engine.dispose()
@@ -70,7 +65,7 @@ def finalize_months(env: dict, jobs: list[tuple[str, str]], barrier) -> None:
     settings = BillingSettings.from_env(env)
     barrier.wait()
     for month, issue_date in jobs:
-        finalize_month(settings, parse_month(month), date.fromisoformat(issue_date), workers=1)
+        finalize_month(settings, parse_month(month), {}, date.fromisoformat(issue_date), workers=1)
 
 
 def pdf_text(pdf: bytes) -> str:

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from billing_pipelines import cli
-from billing_pipelines.ledger.month_close import stored_month_close
+from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.resources import BillingSettings
 from conftest import CONFORMANCE, Landing, event
 
@@ -34,6 +34,7 @@ def invoices(capsys, month: str) -> list[dict]:
 
 
 def test_finalize_then_backfill_lists_one_adjustment(landing, capsys):
+    cli.main(["ingest", "2026-10-01..2026-11-03"])
     cli.main(["close-month", "2026-10"])
     cli.main(["finalize", "2026-10", "--issue-date", "2026-11-05"])
     assert "INV-2026-000002" in capsys.readouterr().out
@@ -43,13 +44,16 @@ def test_finalize_then_backfill_lists_one_adjustment(landing, capsys):
 
     late = [event(f"late-{i}", "acme", "2026-10-05T12:00:00Z", action="complex") for i in range(500)]
     landing.jsonl("2026-10-05", "late-backfill.jsonl", late)  # 2,500 credits: beyond the balance
+    with pytest.raises(SystemExit, match="run `billing ingest 2026-10-05` first"):
+        cli.main(["close-month", "2026-10"])
+    cli.main(["ingest", "2026-10-05"])
     cli.main(["close-month", "2026-10"])
-    cli.main(["close-month", "2026-10"])
+    cli.main(["close-month", "2026-10"])  # current: closes nothing, issues nothing
 
     listed = invoices(capsys, "2026-10")
     assert listed[:2] == final
     [adjustment] = listed[2:]
-    recomputed = next(i for i in stored_month_close(BillingSettings.from_env(), date(2026, 10, 1))["invoices"]
+    recomputed = next(i for i in stored_month_close(BillingSettings.from_env().warehouse(), date(2026, 10, 1))["invoices"]
                       if i["org_id"] == "acme")
     assert (adjustment["kind"], adjustment["refers_to"]) == ("adjustment", "INV-2026-000001")
     assert Decimal(adjustment["total"]) == Decimal(recomputed["total"]) - Decimal(final[0]["total"]) > 0
@@ -57,4 +61,5 @@ def test_finalize_then_backfill_lists_one_adjustment(landing, capsys):
     assert overage["kind"] == "overage" and overage["quantity"] == str(recomputed["credits"]["overage"])
     from dagster import DagsterInstance
 
-    assert {r.job_name for r in DagsterInstance.get().get_runs()} == {"billing_cycle", "finalize_invoices"}
+    assert {r.job_name for r in DagsterInstance.get().get_runs()} == {
+        "daily_ingest", "collect_month_usage", "close_credit_ledger", "month_close", "finalize_invoices"}

@@ -14,7 +14,8 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 
 from billing_pipelines import billing_db
 from billing_pipelines.definitions import defs
-from billing_pipelines.ingest.pipeline import summary_of
+from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.pipeline import ingest, summary_of
 from billing_pipelines.resources import BillingSettings
 from production_support import dagster_home, pg_database  # noqa: F401  (fixtures)
 
@@ -59,11 +60,13 @@ def test_daily_ingest_and_month_close_through_the_postgres_instance(tmp_path, da
         ).records
         assert materialized[0].asset_materialization.metadata["billed"].value == EXPECTED["ingest"][day]["billed"]
 
-        close = defs.resolve_job_def("billing_cycle").execute_in_process(
-            partition_key="2026-10-01", instance=instance, resources={"billing": settings}, run_config=QUIET,
-        )
-        assert close.success
-        assert len(instance.get_runs()) == 2
+        ingest(settings, sorted(landing_dates(settings.landing_store())))
+        for month in ("2026-09", "2026-10"):  # globex started in September
+            for job, key in (("collect_month_usage", month), ("close_credit_ledger", f"{month}|0"), ("month_close", month)):
+                close = defs.resolve_job_def(job).execute_in_process(
+                    partition_key=key, instance=instance, resources={"billing": settings}, run_config=QUIET)
+                assert close.success, (job, key)
+        assert len(instance.get_runs()) == 1 + 2 * 3
 
     invoices = billing_db.list_invoices(billing_db.engine_from_url(settings.database_url), "2026-10")
     assert {i["org_id"]: i["total"] for i in invoices} == {

@@ -15,7 +15,10 @@ from billing_pipelines import billing_db
 from billing_pipelines.invoicing.filing import today as issue_day
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
 from billing_pipelines.invoicing.pdf import render_invoice_pdf
-from billing_pipelines.ledger.month_close import run_month_close
+from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.pipeline import ingest
+from billing_pipelines.month_close.documents import margins_by_org
+from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
 from conftest import event
 from db_support import DATABASE_KINDS, fresh_database
@@ -46,6 +49,16 @@ def billing(tmp_path, config_dir, landing, database_url) -> BillingSettings:
                                      "BILLING_LANDING": str(landing.root), "BILLING_DATABASE_URL": database_url})
 
 
+def close_october(billing: BillingSettings) -> dict:
+    """What an operator does: ingest what landed, then close October; returns its documents."""
+    ingest(billing, sorted(landing_dates(billing.landing_store())))
+    return close_months(billing, OCTOBER)
+
+
+def finalize_october(billing: BillingSettings, issue_date: date) -> list[dict]:
+    return finalize_month(billing, OCTOBER, margins_by_org(billing.warehouse(), OCTOBER), issue_date)
+
+
 def land_late_usage(landing, name: str, complex_events: int) -> None:
     """A file of acme's October usage that shows up late, in an earlier October folder."""
     landing.jsonl("2026-10-03", name, [event(f"{name}-{i}", "acme", "2026-10-03T08:00:00Z", action="complex")
@@ -66,13 +79,14 @@ def stored_rows(billing: BillingSettings) -> dict[str, billing_db.InvoiceRow]:
 
 
 def test_finalizing_numbers_freezes_and_files_each_invoice(billing):
-    run_month_close(billing, OCTOBER)
+    close_october(billing)
     store = billing.warehouse().store
-    assert file_draft_pdfs(billing, OCTOBER) == ["invoices/2026-10/acme/invoice-draft.pdf",
-                                                 "invoices/2026-10/globex/invoice-draft.pdf"]
+    drafted = file_draft_pdfs(billing, OCTOBER, margins_by_org(billing.warehouse(), OCTOBER))
+    assert drafted == ["invoices/2026-10/acme/invoice-draft.pdf",
+                       "invoices/2026-10/globex/invoice-draft.pdf"]
     assert "DRAFT" in pdf_text(store.read_bytes("invoices/2026-10/acme/invoice-draft.pdf"))
 
-    filed = finalize_month(billing, OCTOBER, ISSUED)
+    filed = finalize_october(billing, ISSUED)
 
     assert [(f["org_id"], f["kind"], f["number"], f["pdf_key"]) for f in filed] == [
         ("acme", "invoice", "INV-2026-000001", "invoices/2026-10/acme/INV-2026-000001.pdf"),
@@ -89,27 +103,27 @@ def test_finalizing_numbers_freezes_and_files_each_invoice(billing):
         assert "5 November 2026" in text and "5 December 2026" in text  # issue and due date
         assert not store.exists(f"invoices/2026-10/{f['org_id']}/invoice-draft.pdf")
     assert "2,165.00" in pdf_text(store.read_bytes(filed[1]["pdf_key"]))
-    assert finalize_month(billing, OCTOBER, ISSUED) == []
+    assert finalize_october(billing, ISSUED) == []
 
 
 def test_a_month_is_finalized_only_after_it_ends(billing):
-    run_month_close(billing, OCTOBER)
+    close_october(billing)
     with pytest.raises(ValueError, match="2026-10 cannot be finalized before it has ended"):
-        finalize_month(billing, OCTOBER, date(2026, 10, 31))
+        finalize_october(billing, date(2026, 10, 31))
     assert {i["status"] for i in listed(billing)} == {"draft"}
 
 
 def test_a_final_invoice_pdf_never_changes(billing, landing, config_dir):
-    run_month_close(billing, OCTOBER)
-    filed = finalize_month(billing, OCTOBER, ISSUED)
+    close_october(billing)
+    filed = finalize_october(billing, ISSUED)
     store = billing.warehouse().store
     before = {f["number"]: store.read_bytes(f["pdf_key"]) for f in filed}
     invoices_before = listed(billing)
 
     land_late_usage(landing, "late.jsonl", 100)
     (config_dir / "seller.yaml").write_text("name: Renamed Seller Ltd\npayment_terms_days: 14\n")
-    run_month_close(billing, OCTOBER)
-    assert finalize_month(billing, OCTOBER, date(2026, 11, 20)) == []
+    close_october(billing)
+    assert finalize_october(billing, date(2026, 11, 20)) == []
 
     assert listed(billing)[:2] == invoices_before
     rows = stored_rows(billing)
@@ -120,12 +134,12 @@ def test_a_final_invoice_pdf_never_changes(billing, landing, config_dir):
 
 
 def test_a_backfill_after_finalization_issues_exactly_one_adjustment(billing, landing):
-    run_month_close(billing, OCTOBER)
-    finalize_month(billing, OCTOBER, ISSUED)
+    close_october(billing)
+    finalize_october(billing, ISSUED)
     land_late_usage(landing, "late.jsonl", 1100)  # 50 + 5,500 credits: 550 beyond the 5,000 included
 
-    corrected = run_month_close(billing, OCTOBER).invoices
-    run_month_close(billing, OCTOBER)
+    corrected = close_october(billing)["invoices"]
+    close_october(billing)
 
     [adjustment] = adjustments(billing)
     today = issue_day()
@@ -149,16 +163,16 @@ def test_a_backfill_after_finalization_issues_exactly_one_adjustment(billing, la
 
 
 def test_each_further_change_is_adjusted_relative_to_all_earlier_documents(billing, landing, config_dir):
-    run_month_close(billing, OCTOBER)
-    finalize_month(billing, OCTOBER, ISSUED)
+    close_october(billing)
+    finalize_october(billing, ISSUED)
     land_late_usage(landing, "late-1.jsonl", 1100)
-    run_month_close(billing, OCTOBER)
+    close_october(billing)
     land_late_usage(landing, "late-2.jsonl", 100)  # 500 credits more
-    run_month_close(billing, OCTOBER)
+    close_october(billing)
     plans = config_dir / "plans.yaml"
     plans.write_text(plans.read_text().replace('monthly_fee: "49.00"', 'monthly_fee: "39.00"'))
-    corrected = run_month_close(billing, OCTOBER).invoices
-    run_month_close(billing, OCTOBER)
+    corrected = close_october(billing)["invoices"]
+    close_october(billing)
 
     first, second, credit_note = adjustments(billing)
     assert second["lines"] == [{"kind": "overage", "description": "Overage: 1,050 credits (550 invoiced before)",
@@ -179,12 +193,12 @@ def test_each_further_change_is_adjusted_relative_to_all_earlier_documents(billi
 
 
 def test_a_failed_finalization_takes_no_number(billing, config_dir):
-    run_month_close(billing, OCTOBER)
+    close_october(billing)
     customers = config_dir / "customers.yaml"
     original = customers.read_text()
     customers.write_text(original.replace("org_id: globex", "org_id: globex-renamed"))
     with pytest.raises(LookupError, match="'globex' has an invoice of 2026-10 but is not in customers.yaml"):
-        finalize_month(billing, OCTOBER, ISSUED)
+        finalize_october(billing, ISSUED)
     assert {i["status"] for i in listed(billing)} == {"draft"}
     customers.write_text(original)
-    assert [f["number"] for f in finalize_month(billing, OCTOBER, ISSUED)] == ["INV-2026-000001", "INV-2026-000002"]
+    assert [f["number"] for f in finalize_october(billing, ISSUED)] == ["INV-2026-000001", "INV-2026-000002"]

@@ -17,7 +17,7 @@ import pytest
 from sqlmodel import Session, select
 
 from billing_pipelines import billing_db
-from billing_pipelines.invoicing import assets
+from billing_pipelines.month_close import assets
 from billing_pipelines.invoicing.cli import register
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
 from billing_pipelines.resources import BillingSettings
@@ -115,8 +115,8 @@ def test_numbering_transactions_serialize_and_rollbacks_leave_no_gap(env):
 def test_org_ids_with_path_characters_cannot_leave_the_invoice_folder(env):
     org_ids = ["../../escape", "a/b", "..", "c\\d", "/etc/passwd", "Acme", "acme", "日本"]
     settings = seeded(env, org_ids, ["2026-01"])
-    drafts = file_draft_pdfs(settings, date(2026, 1, 1))
-    filed = finalize_month(settings, date(2026, 1, 1), date(2026, 2, 1))
+    drafts = file_draft_pdfs(settings, date(2026, 1, 1), {})
+    filed = finalize_month(settings, date(2026, 1, 1), {}, date(2026, 2, 1))
 
     root = Path(settings.warehouse_root).resolve() / "invoices" / "2026-01"
     keys = drafts + [f["pdf_key"] for f in filed]
@@ -138,7 +138,7 @@ def test_draft_pdfs_asset_and_finalize_job_through_dagster(env, tmp_path):
     settings = seeded(env, ORGS[:2], ["2026-03"])
     defs = definitions(settings)
     instance = dg.DagsterInstance.ephemeral()
-    drafts = dg.materialize([assets.invoice_pdfs], partition_key="2026-03-01", resources={"billing": settings},
+    drafts = dg.materialize([assets.invoice_pdfs], partition_key="2026-03", resources={"billing": settings},
                             instance=instance)
     assert drafts.success
     store = settings.warehouse().store
@@ -147,7 +147,7 @@ def test_draft_pdfs_asset_and_finalize_job_through_dagster(env, tmp_path):
 
     config = {"ops": {"finalized_invoices": {"config": {"issue_date": "2026-04-02"}}}}
     result = defs.resolve_job_def("finalize_invoices").execute_in_process(
-        partition_key="2026-03-01", run_config=config, instance=instance)
+        partition_key="2026-03", run_config=config, instance=instance)
     assert result.success
     metadata = result.asset_materializations_for_node("finalized_invoices")[0].metadata
     assert metadata["documents"].value == 2

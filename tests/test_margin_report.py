@@ -16,15 +16,20 @@ import polars as pl
 import pytest
 from pypdf import PdfReader
 
-from billing_pipelines.ledger.month_close import billed_events, run_month_close, stored_month_close
+from billing_pipelines import duck
+from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.pipeline import ingest
+from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.margin import cli as margin_cli
-from billing_pipelines.margin.assets import CHECK, margin_report_pdf
+from billing_pipelines.month_close.assets import MARGIN_CHECK as CHECK, margin_report_pdf
+from billing_pipelines.month_close.documents import closes_through, stored_month_close
+from billing_pipelines.month_close.run import close_months
+from billing_pipelines.month_close.usage import month_events_sql
 from billing_pipelines.margin.examples import example_closes, example_config
 from billing_pipelines.margin.report_document import (
-    CHART_CUSTOMERS, build_margin_report, load_margin_report, margin_report_html, margin_report_pdf as print_pdf, report_key,
+    CHART_CUSTOMERS, TREND_MONTHS, build_margin_report, load_margin_report, margin_report_html, margin_report_pdf as print_pdf, report_key,
     stored_simulation, write_margin_report,
 )
-from billing_pipelines.partitions import billing_months
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation
 from billing_pipelines.resources import BillingSettings
 
@@ -37,7 +42,7 @@ NAMES = {"acme": "Acme Corp", "globex": "Globex Corporation", "initech": "Initec
 @pytest.fixture(scope="module")
 def closed(tmp_path_factory) -> BillingSettings:
     """Settings over the conformance landing zone (as conftest's conformance_settings, from the
-    shared folder) with October and November 2026 closed by the real month close, shared by
+    tests/data) with September to November 2026 closed by the real month close, shared by
     this module's tests."""
     root = CONFORMANCE
     settings = BillingSettings.from_env({
@@ -45,9 +50,13 @@ def closed(tmp_path_factory) -> BillingSettings:
         "BILLING_CONFIG": str(root / "config"), "BILLING_LANDING": str(root / "landing"),
         "BILLING_GRACE_DAYS": "3",
     })
-    run_month_close(settings, OCT)
-    run_month_close(settings, NOV)
+    ingest(settings, sorted(landing_dates(settings.landing_store())))
+    close_months(settings, NOV)  # and the months before it, from September (globex's start)
     return settings
+
+
+def trend(settings: BillingSettings, month: date) -> list[dict]:
+    return closes_through(settings.warehouse(), month, TREND_MONTHS)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +68,7 @@ def expected_margin() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def november_pdf(closed) -> list[str]:
     """Text of each page of November's PDF, as written to the warehouse store."""
-    _, keys = write_margin_report(closed, NOV)
+    _, keys = write_margin_report(closed, trend(closed, NOV))
     reader = PdfReader(io.BytesIO(closed.warehouse().store.read_bytes(keys["pdf"])))
     return [" ".join(page.extract_text().split()) for page in reader.pages]
 
@@ -95,16 +104,16 @@ def test_first_page_lists_the_customer_below_target(november_pdf, expected_margi
 
 
 def test_totals_foot_the_customer_rows(closed, expected_margin):
-    report = load_margin_report(closed, NOV)
+    report = load_margin_report(closed, trend(closed, NOV))
     assert report.totals.revenue == sum(Decimal(m["revenue"]) for m in expected_margin.values())
     assert report.totals.cogs == sum(Decimal(m["cogs_usd"]) for m in expected_margin.values())
     assert report.totals.ratio == Decimal("31.15")  # 1045.57 / 33.5647
-    assert [t.month for t in report.trend] == ["2026-10", "2026-11"]
+    assert [t.month for t in report.trend] == ["2026-09", "2026-10", "2026-11"]
     assert [c.org_id for c in report.below_target] == ["initech"]
 
 
 def test_html_embeds_the_charts_as_svg(closed):
-    html = margin_report_html(load_margin_report(closed, NOV))
+    html = margin_report_html(load_margin_report(closed, trend(closed, NOV)))
     images = re.findall(r'<img class="chart[^"]*" src="data:image/svg\+xml;base64,([^"]+)" alt="([^"]+)"', html)
     assert [alt.split(" ")[0] for _, alt in images] == ["Credit-to-cost", "Revenue,", "Revenue,", "Cost"]
     ratio_chart = base64.b64decode(images[0][0]).decode()
@@ -117,14 +126,14 @@ def test_html_embeds_the_charts_as_svg(closed):
 
 
 def test_rendering_is_deterministic(closed):
-    report = load_margin_report(closed, NOV)
-    first, second = margin_report_html(report), margin_report_html(load_margin_report(closed, NOV))
+    report = load_margin_report(closed, trend(closed, NOV))
+    first, second = margin_report_html(report), margin_report_html(load_margin_report(closed, trend(closed, NOV)))
     assert first == second
     assert print_pdf(first) == print_pdf(second)
 
 
 def test_advisor_lines_give_per_tier_advice(closed):
-    report = load_margin_report(closed, NOV)
+    report = load_margin_report(closed, trend(closed, NOV))
     tiers = {t["action"]: t for t in report.tiers}
     assert set(tiers) == {"complex", "document", "embedding", "simple"}
     for tier in tiers.values():
@@ -136,9 +145,10 @@ def test_advisor_lines_give_per_tier_advice(closed):
 
 
 def test_rate_limit_simulation_is_shown_when_given(closed):
-    month_events = billed_events(closed, before=date(2026, 12, 1), since=NOV)
+    con = duck.connect()
+    month_events = con.sql(month_events_sql(con, closed.warehouse(), NOV)).pl().cast(BILLED_EVENT_SCHEMA)
     simulation = rate_limit_simulation(month_events, closed.billing_config())
-    html = margin_report_html(load_margin_report(closed, NOV, simulation))
+    html = margin_report_html(load_margin_report(closed, trend(closed, NOV), simulation))
     assert html.count('<img class="chart') == 5
     text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(io.BytesIO(print_pdf(html))).pages)
     section = text[text.index("Rate-limit simulation"):]
@@ -150,18 +160,18 @@ def test_rate_limit_simulation_is_shown_when_given(closed):
 
 def test_a_simulation_without_its_columns_is_refused(closed):
     with pytest.raises(ValueError, match="lacks column.*degraded"):
-        load_margin_report(closed, NOV, [{"org_id": "acme", "requests": 1}])
+        load_margin_report(closed, trend(closed, NOV), [{"org_id": "acme", "requests": 1}])
     with pytest.raises(ValueError, match="lacks column.*revenue_at_risk"):
-        load_margin_report(closed, NOV, pl.DataFrame(schema={"org_id": pl.String, "requests": pl.Int64}))
+        load_margin_report(closed, trend(closed, NOV), pl.DataFrame(schema={"org_id": pl.String, "requests": pl.Int64}))
 
 
 def test_a_month_not_closed_is_a_clear_error(closed):
     with pytest.raises(LookupError, match="2026-12 is not closed yet"):
-        load_margin_report(closed, date(2026, 12, 1))
+        load_margin_report(closed, trend(closed, date(2026, 12, 1)))
 
 
 def test_every_customer_meeting_the_target_is_said_so(closed):
-    close = stored_month_close(closed, NOV)
+    close = stored_month_close(closed.warehouse(), NOV)
     close = {**close, "margin": [m for m in close["margin"] if not m["below_target"]]}
     report = build_margin_report(closed.billing_config(), [close])
     assert report.totals.below_target == 0
@@ -169,7 +179,7 @@ def test_every_customer_meeting_the_target_is_said_so(closed):
 
 
 def test_asset_stores_the_report_and_warns_on_customers_below_target(closed):
-    result = dg.materialize([margin_report_pdf], partition_key=NOV.isoformat(), resources={"billing": closed},
+    result = dg.materialize([margin_report_pdf], partition_key="2026-11", resources={"billing": closed},
                             instance=dg.DagsterInstance.ephemeral())
     assert result.success
     [check] = result.get_asset_check_evaluations()
@@ -201,27 +211,23 @@ def test_cli_writes_the_pdf_and_html_into_a_folder(closed, tmp_path, monkeypatch
 
 def test_cli_refuses_a_month_not_closed(closed, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    with pytest.raises(SystemExit, match="2026-12 is not closed yet"):
+    with pytest.raises(SystemExit, match="2026-12"):
         run_cli(closed, "margin-report", "2026-12")
 
 
-def test_monthly_close_job_runs_the_report_after_the_close_and_the_simulation(closed):
-    from billing_pipelines.ledger.assets import month_close
-    from billing_pipelines.ratelimit.assets import rate_limit_simulation as simulation_asset
+def test_the_month_close_job_runs_the_report_after_the_documents_and_the_simulation(closed):
+    from billing_pipelines.definitions import defs
 
-    cycle = dg.define_asset_job("monthly_close", selection=dg.AssetSelection.groups("month_close"),
-                                partitions_def=billing_months)
-    defs = dg.Definitions(assets=[month_close, simulation_asset, margin_report_pdf], jobs=[cycle],
-                          resources={"billing": closed})
-    assert defs.resolve_asset_graph().get(dg.AssetKey("margin_report_pdf")).parent_keys == {
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("margin_report_pdf")).parent_keys == {
         dg.AssetKey("margin_report"), dg.AssetKey("rate_limit_simulation")}
     try:
-        result = defs.resolve_job_def("monthly_close").execute_in_process(
-            partition_key=NOV.isoformat(), instance=dg.DagsterInstance.ephemeral())
+        result = defs.resolve_job_def("month_close").execute_in_process(
+            partition_key="2026-11", instance=dg.DagsterInstance.ephemeral(), resources={"billing": closed})
         assert result.success
         materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
         assert materialized[-1] == "margin_report_pdf"
-        assert {"credit_ledger", "margin_report", "rate_limit_simulation"} < set(materialized)
+        assert {"draft_invoices", "margin_report", "rate_limit_simulation"} < set(materialized)
         stored = stored_simulation(closed, NOV)
         assert stored["org_id"].to_list() == ["acme", "globex", "initech"]
         html = closed.warehouse().store.read_bytes(report_key(NOV, "html")).decode()

@@ -1,7 +1,8 @@
 """Current balances from the credit ledger (pure: no I/O).
 
-The balance of a customer at instant `at` is the ledger of `at`'s month (SPEC §3, run over the
-full history by `run_ledger`, so consumption order, expiry and rollover are the ledger's own):
+The balance of a customer at instant `at` is the ledger of `at`'s month (SPEC §3, run by
+`run_ledger` from the last closed month's snapshot, month by month, or from the customer's start
+where no month is closed, so consumption order, expiry and rollover are the ledger's own):
 the credits left in every grant active at `at` (start <= at < expiry), the month's consumption
 and overage, and its usage by model and action tier. At the first instant of month M+1, the
 grants other than M+1's plan grant hold exactly the closing balance of M's invoice.
@@ -9,18 +10,17 @@ grants other than M+1's plan grant hold exactly the closing balance of M's invoi
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import polars as pl
 
 from billing_pipelines.config import BillingConfig
-from billing_pipelines.ledger.consumption import run_ledger
+from billing_pipelines.ledger.consumption import opening_grants, run_ledger
 from billing_pipelines.ledger.events import with_ledger_time
-from billing_pipelines.ledger.grants import utc_naive
+from billing_pipelines.ledger.grants import Grant, utc_naive
 from billing_pipelines.money import money
-from billing_pipelines.periods import month_key
+from billing_pipelines.periods import add_months, month_key
 
 
 @dataclass(frozen=True)
@@ -61,25 +61,26 @@ class Balance:
         return sum(g.credits_left for g in self.grants)
 
 
-def scoped_config(config: BillingConfig, orgs: set[str]) -> BillingConfig:
-    """`config` with only the customers in `orgs` and their purchases."""
-    return dataclasses.replace(
-        config,
-        customers={o: c for o, c in config.customers.items() if o in orgs},
-        purchases=type(config.purchases)(p for p in config.purchases if p.org_id in orgs),
-    )
+@dataclass(frozen=True)
+class Snapshot:
+    """The grants each customer closed `month` with (its opening of the next month); `month`
+    None: no month closed yet."""
+
+    month: date | None
+    opening: dict[str, list[Grant]]
 
 
 def current_balances(
-    config: BillingConfig, history: pl.DataFrame, orgs: set[str], at: datetime, grace_days: int
+    config: BillingConfig, history: pl.DataFrame, orgs: set[str], at: datetime, grace_days: int,
+    snapshot: Snapshot = Snapshot(None, {}),
 ) -> dict[str, Balance]:
-    """The balance at `at` of each customer of `orgs` billed by then, from `history` (billed
-    events, BILLED_EVENT_SCHEMA, any customers)."""
+    """The balance at `at` of each customer of `orgs` billed by then, from the `snapshot` and
+    `history` (the billed events since, BILLED_EVENT_SCHEMA, any customers)."""
     at = utc_naive(at)
     month = at.date().replace(day=1)
-    scoped = scoped_config(config, orgs)
+    scoped = config.only(orgs)
     events = with_ledger_time(history.filter(pl.col("org_id").is_in(list(scoped.customers))), grace_days)
-    ledger = run_ledger(scoped, events, month)
+    ledger = _ledger_at(scoped, events, month, snapshot)
     this_month = events.filter(pl.col("billing_month") == month)
     usage = _usage_lines(this_month)
     newest = dict(events.group_by("org_id").agg(pl.col("ts").max()).iter_rows())
@@ -101,6 +102,18 @@ def current_balances(
             as_of=newest.get(org_id),
         )
     return balances
+
+
+def _ledger_at(config: BillingConfig, events: pl.DataFrame, month: date, snapshot: Snapshot):
+    """The ledger of `month`, walked month by month from the snapshot's (or from the start)."""
+    if snapshot.month is None:
+        return run_ledger(config, events, month)
+    opening, at = snapshot.opening, add_months(snapshot.month, 1)
+    while at < month:
+        walked = run_ledger(config, events, at, opening)
+        opening = opening_grants(at, list(walked.summaries), walked.grants)
+        at = add_months(at, 1)
+    return run_ledger(config, events, month, opening)
 
 
 def _grant_balance(grant) -> GrantBalance:

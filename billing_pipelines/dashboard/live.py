@@ -1,10 +1,13 @@
 """The micro-batch: price one landed file exactly as the daily ingest does, count its events not
-seen before, and recompute the balances of the customers it touched from the full history.
+seen before, and recompute the balances of the customers it touched from the last month close.
 
-History = the billed events of every landing date the daily ingest has billed (the warehouse)
-plus the events the micro-batch counted whose request_id the warehouse does not have yet. Nothing
-here takes a lock the daily or monthly assets hold: DuckDB is in memory, the warehouse is only
-read, and the billing database sees short transactions on the dashboard's own tables.
+A balance starts from the grants the latest closed month left alive (its credit ledger, the
+customer's shard) and the events billed since: those that month handed over to the next, the
+billed usage of every landing date after its partition, and the events the micro-batch counted
+whose request_id the request index does not hold yet. So its cost is that of the months not yet
+closed, never of the whole history. Nothing here takes a lock the daily or monthly assets hold:
+DuckDB is in memory, the warehouse is only read, and the billing database sees short
+transactions on the dashboard's own tables.
 """
 
 from __future__ import annotations
@@ -14,17 +17,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.dashboard import state
-from billing_pipelines.dashboard.balances import Balance, current_balances
-from billing_pipelines.ingest.landing import LandingError, partition_name
+from billing_pipelines.dashboard.balances import Balance, Snapshot, current_balances
+from billing_pipelines.dashboard.since_close import billed_since, last_snapshot
+from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import (
-    BILLED, PRICED, LandingZone, billed_events_sql, classify_files, event_sources_sql, priced_event_fields_sql, priced_events_sql,
-    request_hash_sql,
+    classify_files, event_sources_sql, priced_event_fields_sql, priced_events_sql, request_hash_sql,
 )
+from billing_pipelines.ingest.request_index import RequestIndex, sort_keys
+from billing_pipelines.ledger.grants import utc_naive
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
@@ -56,51 +62,39 @@ def landed_file(store: Store, key: str) -> tuple[StoredFile, date]:
     return StoredFile(key, info.size, info.mtime_ns or 0), day
 
 
-def _billed_days(settings: BillingSettings) -> list[date]:
-    """Landing dates the daily ingest has billed (their duplicates decided across all history)."""
-    return [date.fromisoformat(p[3:]) for p in settings.warehouse().partitions(BILLED)]
-
-
-def _seen_ids_sql(con, settings: BillingSettings, days: list[date]) -> str | None:
-    """A query of the hashes (h1, h2) of every valid request_id of `days` in the warehouse (None
-    where there is none)."""
-    wh = settings.warehouse()
-    paths = wh.file_paths(PRICED, "priced_events", [partition_name(d) for d in days])
-    return f"SELECT h1, h2 FROM {wh.relation(con, paths)}" if paths else None
+def _unseen(con, settings: BillingSettings, query: str) -> str:
+    """`query` (with h1, h2) without the rows whose request hash a billed landing date holds."""
+    keys = con.execute(f"SELECT h1, h2 FROM ({query})").fetchnumpy()
+    index = RequestIndex(settings.warehouse())
+    found, _ = index.first_seen(sort_keys(keys["h1"], keys["h2"]), index.runs_before(date.max))
+    seen = sort_keys(keys["h1"], keys["h2"])[found]
+    con.register("seen_hashes", pa.table({"h1": seen["h1"], "h2": seen["h2"]}))
+    return f"SELECT * FROM ({query}) ANTI JOIN seen_hashes USING (h1, h2)"
 
 
 def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
     """The billable events of one file (valid, first in the file) that the warehouse has not seen."""
     classify_files(con, config, settings.landing_store(), [stored], day)
-    priced = f"SELECT DATE '{day}' AS landing_date, k.key, e.* FROM ({priced_events_sql(day)}) e JOIN files k USING (file_idx)"
-    seen = _seen_ids_sql(con, settings, _billed_days(settings))
-    if seen:
-        priced += f" ANTI JOIN ({seen}) s USING (h1, h2)"
-    priced += " WHERE e.first_in_date"
-    query = priced_event_fields_sql(f"({priced})", f"({event_sources_sql('fields', 'files')})")
+    priced = (f"SELECT DATE '{day}' AS landing_date, k.key, e.* FROM ({priced_events_sql(day)}) e "
+              f"JOIN files k USING (file_idx) WHERE e.first_in_date")
+    query = priced_event_fields_sql(f"({_unseen(con, settings, priced)})", f"({event_sources_sql('fields', 'files')})")
     return con.sql(f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({query})").pl().cast(LIVE_EVENT_SCHEMA)
 
 
-def history(con, settings: BillingSettings, config: BillingConfig, live: pl.DataFrame, orgs: set[str]) -> tuple[pl.DataFrame, list[str]]:
-    """Billed events of `orgs`: the warehouse's, plus the `live` ones it does not have yet; and
-    the request_ids of the `live` events the warehouse has by now (the daily ingest caught up)."""
+def history(con, settings: BillingSettings, config: BillingConfig, live: pl.DataFrame, orgs: set[str],
+            at: datetime) -> tuple[Snapshot, pl.DataFrame, list[str]]:
+    """The last close's snapshot of `orgs` and their events billed since: the warehouse's, plus the
+    `live` ones it does not have yet; and the request_ids of the `live` events the warehouse has
+    by now (the daily ingest caught up)."""
+    snapshot = last_snapshot(settings, config, orgs, utc_naive(at).date())
     con.register("live_events", live.to_arrow())
-    con.register("orgs", pl.DataFrame({"org_id": sorted(orgs)}, schema={"org_id": pl.Utf8}).to_arrow())
     exact = [f"CAST({c} AS DECIMAL(38, 12)) AS {c}" if c == "cost_usd" else c for c in BILLED_EVENT_SCHEMA]
-    live_sql = f"SELECT {', '.join(exact)} FROM live_events"
-    days = _billed_days(settings)
-    if not days:
-        return con.sql(live_sql).pl().cast(BILLED_EVENT_SCHEMA), []
-    billed = billed_events_sql(con, LandingZone(settings, config), days)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE absorbed AS SELECT l.request_id FROM "
-                f"(SELECT request_id, {request_hash_sql('request_id')} FROM live_events) l "
-                f"SEMI JOIN ({_seen_ids_sql(con, settings, days)}) s USING (h1, h2)")
-    query = (
-        f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM ({billed}) WHERE org_id IN (SELECT org_id FROM orgs) "
-        f"UNION ALL SELECT * FROM ({live_sql}) WHERE request_id NOT IN (SELECT request_id FROM absorbed)"
-    )
-    absorbed = [r for (r,) in con.execute("SELECT request_id FROM absorbed").fetchall()]
-    return con.sql(query).pl().cast(BILLED_EVENT_SCHEMA), absorbed
+    live_hashed = f"SELECT {', '.join(exact)}, {request_hash_sql('request_id')} FROM live_events"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE not_absorbed AS {_unseen(con, settings, live_hashed)}")
+    absorbed = sorted(set(live["request_id"].to_list()) - {r for (r,) in con.execute("SELECT request_id FROM not_absorbed").fetchall()})
+    billed = billed_since(con, settings, config, snapshot, orgs)
+    query = f"{billed} UNION ALL SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM not_absorbed"
+    return snapshot, con.sql(query).pl().cast(BILLED_EVENT_SCHEMA), absorbed
 
 
 def refresh_balances(con, settings: BillingSettings, config: BillingConfig, orgs: set[str], at: datetime) -> LiveBatch:
@@ -109,8 +103,8 @@ def refresh_balances(con, settings: BillingSettings, config: BillingConfig, orgs
     engine = state.dashboard_engine(settings.database_url)
     generation = state.current_generation(engine)
     live = state.live_events(engine, orgs, BILLED_EVENT_SCHEMA)  # before the warehouse: see history()
-    events, absorbed = history(con, settings, config, live, orgs)
-    balances = current_balances(config, events, orgs, at, settings.grace_days)
+    snapshot, events, absorbed = history(con, settings, config, live, orgs, at)
+    balances = current_balances(config, events, orgs, at, settings.grace_days, snapshot)
     written = state.store_balances(engine, balances, generation)
     state.forget_live_events(engine, absorbed)
     return LiveBatch(None, generation, balances=balances, written=written)

@@ -28,7 +28,7 @@ from billing_pipelines.ledger.checks import conservation_problems, invoice_total
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.margin.report_document import MarginReport, TREND_MONTHS, write_margin_report
-from billing_pipelines.month_close.documents import close_documents, closed_months, stored_month_close
+from billing_pipelines.month_close.documents import close_documents, closes_through, margins_by_org
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.ledger import bucket_batches, close_ledger_shard, stored_grants
 from billing_pipelines.month_close.usage import collect_month_usage, month_events_sql
@@ -159,18 +159,13 @@ def _margin_markdown(margin: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _margins(billing: BillingSettings, month: date) -> dict[str, dict]:
-    """The month's margin rows by customer (the usage by model and action tier invoices show)."""
-    return {row["org_id"]: row for row in stored_month_close(billing.warehouse(), month)["margin"]}
-
-
 @dg.asset(partitions_def=billing_months, deps=["draft_invoices"], group_name=GROUP, kinds={"pdf"},
           automation_condition=_EAGER,
           description="The PDF of every draft invoice of the month (DRAFT watermark), for review before "
           "finalization, stored as invoices/YYYY-MM/<org>/invoice-draft.pdf.")
 def invoice_pdfs(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
     month = _month(context.partition_key)
-    keys = file_draft_pdfs(billing, month, _margins(billing, month))
+    keys = file_draft_pdfs(billing, month, margins_by_org(billing.warehouse(), month))
     return dg.MaterializeResult(metadata={"pdfs": len(keys), "store": billing.warehouse().store.url("invoices")})
 
 
@@ -191,7 +186,7 @@ def finalized_invoices(context: dg.AssetExecutionContext, config: FinalizeConfig
         context.log.info(f"finalization not requested: tag the run {FINALIZE_TAG}=true to finalize")
         return
     month = _month(context.partition_key)
-    filed = finalize_month(billing, month, _margins(billing, month), _issue_date(config.issue_date))
+    filed = finalize_month(billing, month, margins_by_org(billing.warehouse(), month), _issue_date(config.issue_date))
     numbers = [f["number"] for f in filed]
     yield dg.MaterializeResult(metadata={
         "documents": len(filed),
@@ -251,8 +246,7 @@ MARGIN_CHECK = "customers_meet_target"
 )
 def margin_report_pdf(context: dg.AssetExecutionContext, billing: BillingSettings):
     month, wh = _month(context.partition_key), billing.warehouse()
-    closes = closed_months(wh, month, TREND_MONTHS - 1) + [stored_month_close(wh, month)]
-    report, keys = write_margin_report(billing, closes)
+    report, keys = write_margin_report(billing, closes_through(wh, month, TREND_MONTHS))
     store = wh.store
     yield dg.MaterializeResult(metadata={
         "pdf": dg.MetadataValue.path(store.url(keys["pdf"])),

@@ -78,8 +78,15 @@ def stored_month_close(wh: Warehouse, month: date) -> dict:
     return manifest["meta"]
 
 
-def closed_months(wh: Warehouse, before: date, count: int) -> list[dict]:
-    """The documents of the (up to) `count` closed months before `before`, oldest first."""
+def margins_by_org(wh: Warehouse, month: date) -> dict[str, dict]:
+    """The closed month's margin rows by customer (the usage by model and action tier invoices show)."""
+    return {row["org_id"]: row for row in stored_month_close(wh, month)["margin"]}
+
+
+def closes_through(wh: Warehouse, month: date, count: int) -> list[dict]:
+    """The documents of closed `month` and of up to `count` - 1 closed months before it, oldest
+    first (a margin report's trend); a clear error where `month` is not closed."""
+    last = stored_month_close(wh, month)
     months = [p.removeprefix("month=") for p in wh.partitions(MONTH_CLOSE)]
-    earlier = [m for m in months if m < month_key(before)][-count:]
-    return [wh.manifest(MONTH_CLOSE, f"month={m}")["meta"] for m in earlier]
+    earlier = [m for m in months if m < month_key(month)][-(count - 1):] if count > 1 else []
+    return [wh.manifest(MONTH_CLOSE, f"month={m}")["meta"] for m in earlier] + [last]

@@ -50,7 +50,7 @@ def collect_month_usage(zone: LandingZone, month: date, grace_days: int) -> dict
         if previous is not None:
             handed = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(add_months(month, -1))]))
             selects.append(f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = DATE '{month}'")
-        events = "\nUNION ALL\n".join(selects) or _no_events()
+        events = "\nUNION ALL\n".join(selects) or no_events_sql()
         query = f"SELECT * FROM ({events}) ORDER BY billing_month, bucket, org_id, ts, request_id"
         con.execute(f"CREATE TEMP TABLE month_events AS {query}")
         counts = dict(con.execute("SELECT bucket, count(*) FROM month_events WHERE billing_month = $1 GROUP BY 1",
@@ -111,7 +111,8 @@ def _buckets(config: BillingConfig) -> pa.Table:
                      "bucket": pa.array([customer_bucket(o) for o in orgs], pa.int16())})
 
 
-def _no_events() -> str:
+def no_events_sql() -> str:
+    """A query of no collected events, with their columns."""
     casts = {"request_id": "VARCHAR", "org_id": "VARCHAR", "user_id": "VARCHAR", "ts": "TIMESTAMP",
              "landing_date": "DATE", "model": "VARCHAR", "action": "VARCHAR", "input_tokens": "BIGINT",
              "output_tokens": "BIGINT", "latency_ms": "BIGINT", "cost_usd": "DECIMAL(38, 12)", "credits": "BIGINT",
