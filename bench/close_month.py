@@ -1,148 +1,138 @@
-"""Benchmark of issue 3: close a month of DAYS x EVENTS_PER_DAY billed events for CUSTOMERS.
+"""Benchmark of issue 14: close one month of EVENTS billed events (default 100 M) for CUSTOMERS
+(default 10,000), in 1 customer shard and in SHARDS (default 4), each shard in a fresh process
+(its peak RSS from the OS), then the month's documents (union of the shards, tier advisor).
 
-The billed events are generated directly as the ledger's input DataFrame (seeded, so every run
-sees the same data) with the example price book and plans; customers start the month before,
-so the month opens with rollover grants, and some buy credits mid-month. Prints the wall and CPU
-time of close_month and the peak resident memory (ru_maxrss) after generating and closing.
+The month's collected events (`month_usage`) are generated directly with DuckDB (seeded; the
+ingest and its collection are benchmarked in bench/year_bench.py): customers start the month
+before (whose close, without events, gives them rollover grants to open with), one in ten buys
+credits mid-month, 1 in 1,000 events is late usage (at the month's first instant).
 
-    python bench/close_month.py [--events-per-day 1000000] [--customers 10000] [--days 30]
+    .venv/bin/python bench/close_month.py [--events 100000000] [--customers 10000] [--shards 4]
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import shutil
+import subprocess
 import sys
 import time
-from dataclasses import replace
-from datetime import date, datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 
-import polars as pl
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MONTH, BEFORE = "2026-11", "2026-10"
 
-from billing_pipelines.close import close_month
-from billing_pipelines.config import CreditPurchase, Customer, load_config
-from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems
-from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
-
-CONFIG = Path(__file__).resolve().parents[1] / "tests" / "data" / "examples"  # the example price book and plans
-MONTH = date(2026, 11, 1)
-PLAN_MIX = ("free", "pro", "pro", "pro", "enterprise")
-
-
-def bench_config(customers: int, seed: int):
-    """The example price book and plans with `customers` customers and a purchase for 1 in 10."""
-    base = load_config(CONFIG)
-    start = date(2026, 10, 1)
-    people = {
-        f"org-{i:05d}": Customer(f"org-{i:05d}", f"Org {i}", PLAN_MIX[(i * 7 + seed) % 5], start, Decimal("0.10"))
-        for i in range(customers)
-    }
-    purchases = tuple(
-        CreditPurchase(f"p-{i:05d}", f"org-{i:05d}",
-                       datetime(2026, 11, 1 + i % 28, 12, tzinfo=timezone.utc), 10000, Decimal("100.00"), 12)
-        for i in range(0, customers, 10)
-    )
-    return replace(base, customers=people, purchases=purchases)
+CLOSE = """
+import json, resource, sys, time
+from datetime import date
+from billing_pipelines.resources import BillingSettings
+settings = BillingSettings.from_env(json.loads(sys.argv[1]))
+step, month, shard, shards = sys.argv[2], date.fromisoformat(sys.argv[3] + "-01"), int(sys.argv[4]), int(sys.argv[5])
+config = settings.billing_config()
+start = time.perf_counter()
+if step == "ledger":
+    from billing_pipelines.month_close.ledger import close_ledger_shard
+    meta = close_ledger_shard(settings, config, month, shard, shards)["meta"]
+    what = {"customers": len(meta["customers"]), "consumed": sum(s["consumed"] for s in meta["credit_summaries"].values())}
+else:
+    from billing_pipelines.month_close.documents import close_documents
+    documents = close_documents(settings, config, month, shards)
+    what = {"invoices": len(documents["invoices"]), "total": str(sum(__import__("decimal").Decimal(i["total"]) for i in documents["invoices"]))}
+print(json.dumps({"seconds": time.perf_counter() - start,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "what": what}))
+"""
 
 
-def _uniform(column: str, seed: int, modulo: int) -> pl.Expr:
-    return (pl.col(column).hash(seed) % modulo).cast(pl.Int64)
+def write_config(folder: Path, customers: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("pricebook.yaml", "plans.yaml"):
+        shutil.copy(ROOT / "tests" / "data" / "examples" / name, folder / name)
+    plans = ["free", "pro", "pro", "pro", "enterprise"]
+    lines = ["customers:"] + [f"  - {{org_id: org-{i:05d}, name: Org {i}, plan: {plans[(i * 7) % 5]}, "
+                              f"start_date: {BEFORE}-01, tax_rate: '0.10'}}" for i in range(customers)]
+    lines += ["credit_purchases:"] + [
+        f"  - {{purchase_id: p-{i:05d}, org_id: org-{i:05d}, purchased_at: '{MONTH}-{1 + i % 28:02d}T12:00:00Z', "
+        f"credits: 10000, price: '100.00', expires_after_months: 12}}" for i in range(0, customers, 10)]
+    (folder / "customers.yaml").write_text("\n".join(lines) + "\n")
 
 
-def _pick(column: str, seed: int, names: list[str]) -> pl.Expr:
-    return _uniform(column, seed, len(names)).replace_strict(dict(enumerate(names)), return_dtype=pl.Utf8)
+def write_month_usage(settings, events: int, customers: int) -> None:
+    """The collected events of MONTH (and an empty collection of the month before)."""
+    from billing_pipelines import duck
+    from billing_pipelines.month_close.usage import MONTH_USAGE, EVENTS, no_events_sql
+    from billing_pipelines.partitions import customer_bucket
+
+    wh = settings.warehouse()
+    con = duck.connect(settings.scratch_dir())
+    con.create_function("bucket_of", customer_bucket, ["VARCHAR"], "SMALLINT")
+    con.execute(f"""CREATE TABLE orgs AS SELECT n AS org_no, 'org-' || lpad(n::VARCHAR, 5, '0') AS org_id,
+                    bucket_of('org-' || lpad(n::VARCHAR, 5, '0')) AS bucket FROM range({customers}) t(n)""")
+    days = 30
+    query = f"""
+        SELECT 'req-' || i AS request_id, o.org_id, 'u-' || (hash(i, 1) % 50) AS user_id,
+               CASE WHEN hash(i, 9) % 1000 = 0 THEN TIMESTAMP '{BEFORE}-05' + to_seconds((hash(i, 2) % 86400)::BIGINT)
+                    ELSE TIMESTAMP '{MONTH}-01' + to_days((i // ({events} // {days}))::INTEGER)
+                         + to_microseconds((hash(i, 2) % 86400000000)::BIGINT) END AS ts,
+               DATE '{MONTH}-05' AS landing_date,
+               ['frontier-large', 'balanced-medium', 'small-fast', 'embed-v3'][(hash(i, 3) % 4 + 1)::BIGINT] AS model,
+               ['simple', 'complex', 'document', 'embedding'][(hash(i, 4) % 4 + 1)::BIGINT] AS action,
+               (hash(i, 5) % 4000)::BIGINT AS input_tokens, (hash(i, 6) % 1000)::BIGINT AS output_tokens,
+               (hash(i, 7) % 5000)::BIGINT AS latency_ms,
+               CAST(((hash(i, 5) % 4000) * 800 + (hash(i, 6) % 1000) * 3200)::DECIMAL(38, 0) * 1e-12 AS DECIMAL(38, 12)) AS cost_usd,
+               CASE hash(i, 4) % 4 WHEN 1 THEN 5 WHEN 2 THEN greatest(1, ((hash(i, 5) % 4000) + (hash(i, 6) % 1000) + 999) // 1000) ELSE 1 END::BIGINT AS credits,
+               o.bucket, DATE '{MONTH}-01' AS billing_month
+        FROM range({events}) t(i) JOIN orgs o ON o.org_no = hash(i, 8) % {customers}
+        ORDER BY billing_month, bucket, org_id, ts, request_id"""
+    counts = dict(con.execute("SELECT bucket, count(*) FROM (SELECT hash(i, 8) % $1 AS org_no FROM range($2) t(i)) "
+                              "JOIN orgs USING (org_no) GROUP BY 1", [customers, events]).fetchall())
+    for month, select, n in ((BEFORE, no_events_sql(), {}), (MONTH, query, counts)):
+        meta = {"month": month, "landing_dates": {}, "previous": None, "events": sum(n.values()), "handed_over": 0,
+                "events_by_bucket": {str(b): c for b, c in sorted(n.items())}}
+        wh.commit(MONTH_USAGE, f"month={month}", con, {EVENTS: select}, meta)
+    con.close()
 
 
-def _cost_e12(config) -> pl.Expr:
-    """Exact COGS in 1e-12 USD: tokens x rate in 1e-9 USD per 1,000 tokens (SPEC §1.4)."""
-    expr = pl.lit(None, dtype=pl.Int64)
-    for rate in sorted(config.price_book.models, key=lambda r: r.effective_from):
-        applies = (pl.col("model") == rate.model) & (pl.col("ts").dt.date() >= rate.effective_from)
-        cost = (pl.col("input_tokens") * int(rate.input_usd_per_1k.scaleb(9))
-                + pl.col("output_tokens") * int(rate.output_usd_per_1k.scaleb(9)))
-        expr = pl.when(applies).then(cost).otherwise(expr)
-    return expr
-
-
-def _credits(config) -> pl.Expr:
-    expr = pl.lit(None, dtype=pl.Int64)
-    for tier in config.price_book.actions:
-        credits = pl.lit(tier.credits, dtype=pl.Int64)
-        if tier.tokens_per_credit:
-            tokens = pl.col("input_tokens") + pl.col("output_tokens")
-            credits = pl.max_horizontal(credits, (tokens + tier.tokens_per_credit - 1) // tier.tokens_per_credit)
-        expr = pl.when(pl.col("action") == tier.action).then(credits).otherwise(expr)
-    return expr
-
-
-def billed_events(config, days: int, per_day: int, seed: int) -> pl.DataFrame:
-    """days x per_day billed events landing in MONTH: 1 in 100 lands a day after its ts (inside
-    the grace), 1 in 1,000 happened 30 days before landing (late usage from the month before,
-    billed in MONTH at its first instant where it landed after the grace period)."""
-    orgs = sorted(config.customers)
-    models = sorted({r.model for r in config.price_book.models})
-    actions = [a.action for a in config.price_book.actions]
-    n = days * per_day
-    frame = pl.DataFrame({"i": pl.int_range(n, eager=True, dtype=pl.Int64)}).with_columns(
-        request_id=pl.format("req-{}", pl.col("i")),
-        org_id=_pick("i", seed, orgs),
-        user_id=pl.format("u-{}", _uniform("i", seed + 1, 50)),
-        ts=pl.lit(datetime(MONTH.year, MONTH.month, 1))
-        + pl.duration(days=pl.col("i") // per_day, microseconds=_uniform("i", seed + 2, 86_400_000_000)),
-        model=_pick("i", seed + 3, models),
-        action=_pick("i", seed + 4, actions),
-        input_tokens=_uniform("i", seed + 5, 4000),
-        output_tokens=_uniform("i", seed + 6, 1000),
-        latency_ms=_uniform("i", seed + 7, 5000),
-    )
-    late = (_uniform("i", seed + 8, 100) == 0).cast(pl.Int32)
-    backdated = _uniform("i", seed + 9, 1000) == 0
-    return frame.with_columns(
-        landing_date=pl.col("ts").dt.date() + pl.duration(days=late),
-        ts=pl.when(backdated).then(pl.col("ts") - pl.duration(days=30)).otherwise("ts"),
-    ).with_columns(
-        cost_usd=_cost_e12(config).cast(pl.Decimal(38, 0))
-        * pl.lit(Decimal("1e-12"), dtype=pl.Decimal(38, 12)),
-        credits=_credits(config),
-    ).select(list(BILLED_EVENT_SCHEMA)).cast(BILLED_EVENT_SCHEMA)
-
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process (all threads): comparable on a busy machine."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def run(env: dict, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CLOSE, json.dumps(env), *args], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        sys.exit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events-per-day", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=100_000_000)
     parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "close"))
     args = parser.parse_args(argv)
 
-    config = bench_config(args.customers, args.seed)
-    started = time.perf_counter()
-    events = billed_events(config, args.days, args.events_per_day, args.seed)
-    generated = time.perf_counter() - started
-    print(f"generated {events.height:,} billed events for {args.customers:,} customers "
-          f"in {generated:.1f} s; peak RSS {peak_mib():,.0f} MiB ({events.estimated_size('mb'):,.0f} MB of events)")
+    from billing_pipelines.resources import BillingSettings
 
-    started, cpu = time.perf_counter(), cpu_seconds()
-    close = close_month(config, events, MONTH, grace_days=3)
-    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-    problems = conservation_problems(close.credit_summaries) + invoice_total_problems(close.invoices)
-    print(f"close_month {MONTH:%Y-%m}: {elapsed:.1f} s wall, {cpu:.1f} s CPU; peak RSS {peak_mib():,.0f} MiB; "
-          f"{len(close.invoices):,} invoices, {close.allocations.height:,} allocation rows, "
-          f"{len(problems)} check problems")
-    if problems:
-        sys.exit("; ".join(problems[:5]))
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    env = {"BILLING_HOME": str(out / "home"), "BILLING_CONFIG": str(out / "config"),
+           "BILLING_LANDING": str(out / "landing")}
+    write_config(out / "config", args.customers)
+    started = time.perf_counter()
+    write_month_usage(BillingSettings.from_env(env), args.events, args.customers)
+    print(f"collected {args.events:,} events of {MONTH} for {args.customers:,} customers "
+          f"(generated in {time.perf_counter() - started:.0f} s)", flush=True)
+    report = {}
+    for shards in (1, args.shards):
+        for shard in range(shards):
+            run(env, "ledger", BEFORE, str(shard), str(shards))
+        ledger = [run(env, "ledger", MONTH, str(shard), str(shards)) for shard in range(shards)]
+        documents = run(env, "documents", MONTH, "0", str(shards))
+        report[shards] = {"ledger": ledger, "documents": documents}
+        print(f"{shards} shard(s): ledger {[round(r['seconds'], 1) for r in ledger]} s, "
+              f"peak RSS {[r['peak_rss_mib'] for r in ledger]} MiB; documents {documents['seconds']:.1f} s, "
+              f"{documents['peak_rss_mib']:,} MiB; {documents['what']}", flush=True)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    one, many = report[1]["documents"]["what"], report[args.shards]["documents"]["what"]
+    print("same invoices in 1 and", args.shards, "shards:", one == many)
 
 
 if __name__ == "__main__":
