@@ -44,7 +44,7 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
 
 
-class _ConfigLoader(yaml.SafeLoader):
+class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml parses 4x faster
     """SafeLoader for config files: floats are Decimals from their text, integers only in plain
     decimal notation (`010` or `0x10` stay text), dates and times stay text, so that the schema
     parses them and a bad one is reported with its file and field."""
