@@ -179,7 +179,8 @@ def test_rates_and_money_are_parsed_from_their_text(env):
 
 
 @pytest.mark.parametrize("args, first", [(["close-month", "2030-01"], "2030-01 not a billing month partition"),
-                                         (["ingest", "1999-01-01"], "1999-01-01 not a landing date partition")])
+                                         (["ingest", "1999-01-01"], "1999-01-01 not a landing date partition"),
+                                         (["backfill", "1999-01-01"], "1999-01-01 not a landing date partition")])
 def test_an_unknown_partition_says_which_are_valid_and_how_to_go_further_back(env, args, first):
     from billing_pipelines.partitions import billing_months, landing_dates
 
