@@ -4,10 +4,10 @@ bound to the key that acquired them, the plan in effect."""
 from __future__ import annotations
 
 import pytest
-from ratelimit_support import NOV_4, NOV_2026, write_config
+from ratelimit_support import NOV_4, NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, write_config
 from starlette.testclient import TestClient
 
-from billing_pipelines.ratelimit import MemoryBackend, RateLimiter, SimClock
+from billing_pipelines.ratelimit import MemoryBackend, RateLimiter, RedisBackend, SimClock
 from billing_pipelines.ratelimit.http import Callers, create_app
 
 KEYS = {"bgk_a_secret": "a", "bgk_b_secret": "b"}  # gateway key -> its id
@@ -22,8 +22,15 @@ def clock():
 
 
 @pytest.fixture
-def limiter(tmp_path, clock):
-    return RateLimiter(write_config(tmp_path), MemoryBackend(clock), clock=clock, credits_left=lambda org: 0)
+def limiter(request, tmp_path, clock):
+    """In process, or on the real Redis where a test asks for ``limiter`` "redis" (indirect)."""
+    if getattr(request, "param", "memory") == "memory":
+        backend = MemoryBackend(clock)
+    else:
+        prefix = redis_prefix_or_skip()
+        request.addfinalizer(lambda: drop_keys(prefix))
+        backend = RedisBackend(REDIS_URL, prefix=prefix, clock=clock)
+    return RateLimiter(write_config(tmp_path), backend, clock=clock, credits_left=lambda org: 0)
 
 
 @pytest.fixture
@@ -68,6 +75,7 @@ def test_only_a_gateway_key_may_call(client, limiter, route, authorization, stat
     assert limiter.backend.active_leases("acme") == 0
 
 
+@pytest.mark.parametrize("limiter", ["memory", pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
 def test_a_caller_without_a_key_cannot_take_an_orgs_slots(client, limiter):
     """Issue 15 finding 4: unauthenticated decides took all 50 of globex's slots."""
     anonymous = TestClient(client.app)
@@ -77,6 +85,7 @@ def test_a_caller_without_a_key_cannot_take_an_orgs_slots(client, limiter):
     assert decide(client, "globex", "small-fast").status_code == 200
 
 
+@pytest.mark.parametrize("limiter", ["memory", pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
 def test_another_key_can_neither_release_nor_renew_a_lease(client, clock):
     lease = decide(client, "solo", "embed-v3").json()["lease"]
     edited = [dict(lease, id="0" * 32), dict(lease, model="small-fast"), dict(lease, org_id="acme")]
