@@ -15,11 +15,11 @@ where a plain server buffers all of it before any app sees the request) and the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from functools import partial
 
-import anyio
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -72,8 +72,8 @@ class LimitedRequests:
             raise Refused(400, "Content-Length must be a number of bytes")
         if int(declared) > limits.max_body_bytes:
             raise _too_large(limits.max_body_bytes)
-        try:
-            with anyio.fail_after(limits.receive_seconds):
+        try:  # asyncio's own timeout: anyio's cancel scope costs ~100 µs a request
+            async with asyncio.timeout(limits.receive_seconds):
                 body = await _read_body(receive, limits.max_body_bytes)
         except TimeoutError:
             raise Refused(408, f"the request body did not arrive within {limits.receive_seconds:g} s") from None

@@ -15,7 +15,10 @@ from billing_pipelines.dashboard.app import create_app, live_limiter, serve_app
 from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.dashboard.models import ApiTokenRow, GatewayKeyRow
 from billing_pipelines.dashboard.state import dashboard_engine
-from billing_pipelines.dashboard.tokens import create_gateway_key, create_token, revoke_gateway_key, revoke_token
+from billing_pipelines.dashboard.tokens import (
+    LiveGatewayKeys, create_gateway_key, create_token, gateway_key_id, revoke_gateway_key, revoke_token,
+)
+from billing_pipelines.ratelimit import SimClock
 from dashboard_support import land, live_settings, now_event
 
 
@@ -26,7 +29,7 @@ def served(tmp_path):
         now_event("a-1", action="complex"), now_event("g-1", org="globex", model="frontier-large"),
     ]))
     engine = dashboard_engine(settings.database_url)
-    client = TestClient(create_app(engine, live_limiter(settings.billing_config(), engine)))
+    client = TestClient(create_app(engine, live_limiter(settings.billing_config(), engine), key_seconds=0))
     return settings, engine, client
 
 
@@ -121,6 +124,19 @@ def test_the_rate_limiter_takes_live_gateway_keys_and_refuses_customer_tokens(se
     assert key not in repr(stored) and len(stored[0]["key_sha256"]) == 64
 
 
+def test_live_gateway_keys_are_remembered_for_seconds_only(served):
+    _, engine, _ = served
+    key_id, key = create_gateway_key(engine, "gateway-1")
+    clock = SimClock(0)
+    live = LiveGatewayKeys(engine, seconds=5, clock=clock)
+    assert live(key) == key_id and live("bgk_unknown_x") is None
+    revoke_gateway_key(engine, key_id)
+    clock.advance(4.9)
+    assert live(key) == key_id, "remembered: no database read"
+    clock.advance(0.1)
+    assert live(key) is None and live(key) is None
+
+
 def test_the_limiter_sees_the_live_balance_of_a_plan_without_overage(tmp_path):
     settings = live_settings(tmp_path)
     process_landed_file(settings, land(settings, "a.jsonl", [
@@ -167,7 +183,7 @@ def test_gateway_keys_commands(tmp_path, capsys):
     assert key_id in listed and "gateway-eu-1" in listed and "live" in listed and key not in listed
     run("gateway-keys", "revoke", key)
     assert "revoked a gateway key of gateway-eu-1" in capsys.readouterr().out
-    assert client.post("/v1/ratelimit/decide", json={"org_id": "acme", "model": "small-fast"}).status_code == 401
+    assert gateway_key_id(dashboard_engine(settings.database_url), key) is None
     run("gateway-keys", "list", "gateway-eu-1")
     assert "revoked" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no live gateway key"):

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from billing_pipelines.dashboard import state
-from billing_pipelines.dashboard.tokens import gateway_key_id, org_of_token
+from billing_pipelines.dashboard.tokens import LiveGatewayKeys, org_of_token
 from billing_pipelines.paths import resource_dir
 from billing_pipelines.ratelimit.http import Callers, ratelimit_routes
 from billing_pipelines.ratelimit.limiter import RateLimiter
@@ -33,9 +33,11 @@ REFRESH_SECONDS = 3
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="billing"'}
 
 
-def create_app(engine: Engine, limiter: RateLimiter | None = None, limits: RequestLimits = RequestLimits()) -> Starlette:
-    """The app over the billing database `engine`; with a limiter, its routes too (for the
-    gateway keys of `engine`); every route under `limits`."""
+def create_app(engine: Engine, limiter: RateLimiter | None = None, limits: RequestLimits = RequestLimits(),
+               key_seconds: float = 5.0) -> Starlette:
+    """The app over the billing database `engine`; with a limiter, its routes too, for the
+    gateway keys of `engine` (a revoked one is refused within `key_seconds`); every route under
+    `limits`."""
     templates = Environment(loader=FileSystemLoader(resource_dir("templates")), autoescape=select_autoescape())
 
     async def balance(request: Request) -> JSONResponse:
@@ -59,7 +61,7 @@ def create_app(engine: Engine, limiter: RateLimiter | None = None, limits: Reque
         Mount("/static", StaticFiles(directory=resource_dir("assets") / "dashboard"), name="static"),
     ]
     if limiter:
-        routes += ratelimit_routes(limiter, Callers(partial(gateway_key_id, engine), partial(org_of_token, engine)))
+        routes += ratelimit_routes(limiter, Callers(LiveGatewayKeys(engine, key_seconds), partial(org_of_token, engine)))
     return Starlette(routes=routes, middleware=[Middleware(LimitedRequests, limits=limits)])
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 from sqlalchemy import Column, Engine, Table, insert, select, update
 
@@ -86,3 +88,25 @@ def gateway_key_id(engine: Engine, key: str) -> str | None:
     """The id of the live gateway key `key` is, else None."""
     live = GATEWAY_KEYS.live(engine, key)
     return None if live is None else live[0]
+
+
+class LiveGatewayKeys:
+    """`gateway_key_id` with the keys found live remembered for `seconds`, so an admission
+    decision costs no database read; a revoked key stops working within `seconds`. Only live
+    keys are remembered, so unknown keys cannot fill it."""
+
+    def __init__(self, engine: Engine, seconds: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self._engine, self._seconds, self._clock = engine, seconds, clock
+        self._live: dict[str, tuple[str, float]] = {}  # SHA-256 -> (key id, when found live)
+
+    def __call__(self, key: str) -> str | None:
+        digest, now = _digest(key), self._clock()
+        known = self._live.get(digest)
+        if known is not None and now - known[1] < self._seconds:
+            return known[0]
+        key_id = gateway_key_id(self._engine, key)
+        if key_id is None:
+            self._live.pop(digest, None)
+        else:
+            self._live[digest] = (key_id, now)
+        return key_id

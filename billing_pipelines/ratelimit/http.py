@@ -16,6 +16,7 @@ Bad input (unknown org or model, malformed body) answers 400 {"error": "..."}.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Callable
 
@@ -58,24 +59,23 @@ class Unauthorized(Exception):
 def ratelimit_routes(limiter: RateLimiter, callers: Callers, prefix: str = "/v1/ratelimit") -> list[Route]:
     """The three routes, for mounting into an existing Starlette app."""
 
-    async def decide(request: Request, key_id: str) -> JSONResponse:
-        body = await _body(request)
+    def decide(body: dict, key_id: str) -> JSONResponse:
         org, model, est = body.get("org_id"), body.get("model"), body.get("est_credits", 1)
         if not isinstance(org, str) or not isinstance(model, str):
             raise BadRequest("`org_id` and `model` are required strings")
         if isinstance(est, bool) or not isinstance(est, int) or est < 0:
             raise BadRequest("`est_credits` must be an integer >= 0")
-        decision = await run_in_threadpool(lambda: limiter.decide(org, model, est, holder=key_id))
+        decision = limiter.decide(org, model, est, holder=key_id)
         status = 200 if decision.admitted else REJECT_STATUS.get(decision.reason, 429)
         return JSONResponse(decision.to_json(), status, headers=response_headers(decision))
 
-    async def release(request: Request, key_id: str) -> JSONResponse:
-        released = await run_in_threadpool(limiter.release, _lease(await _body(request), key_id))
-        return JSONResponse({"released": True} if released else {"released": False, "error": NO_SLOT},
-                            200 if released else 404)
+    def release(body: dict, key_id: str) -> JSONResponse:
+        if limiter.release(_lease(body, key_id)):
+            return JSONResponse({"released": True})
+        return JSONResponse({"released": False, "error": NO_SLOT}, 404)
 
-    async def heartbeat(request: Request, key_id: str) -> JSONResponse:
-        renewed = await run_in_threadpool(limiter.heartbeat, _lease(await _body(request), key_id))
+    def heartbeat(body: dict, key_id: str) -> JSONResponse:
+        renewed = limiter.heartbeat(_lease(body, key_id))
         if renewed is None:
             return JSONResponse({"error": NO_SLOT}, 404)
         return JSONResponse({"lease": renewed.to_json()})
@@ -90,15 +90,23 @@ def create_app(limiter: RateLimiter, callers: Callers, limits: RequestLimits = R
 
 
 def _guarded(endpoint, callers: Callers):
+    """The route: the caller's key, then the endpoint on the body, in one worker thread (both
+    may wait on the database or Redis)."""
+
     async def guarded(request: Request) -> JSONResponse:
-        try:
-            return await endpoint(request, await run_in_threadpool(_gateway_key, callers, bearer_token(request)))
-        except Unauthorized as exc:
-            return JSONResponse({"error": str(exc)}, exc.status, headers=UNAUTHORIZED if exc.status == 401 else None)
-        except (BadRequest, UnknownOrg, UnknownModel) as exc:
-            return JSONResponse({"error": str(exc.args[0] if exc.args else exc)}, 400)
+        return await run_in_threadpool(_answer, endpoint, callers, bearer_token(request), await request.body())
 
     return guarded
+
+
+def _answer(endpoint, callers: Callers, bearer: str | None, body: bytes) -> JSONResponse:
+    try:
+        key_id = _gateway_key(callers, bearer)
+        return endpoint(_json_object(body), key_id)
+    except Unauthorized as exc:
+        return JSONResponse({"error": str(exc)}, exc.status, headers=UNAUTHORIZED if exc.status == 401 else None)
+    except (BadRequest, UnknownOrg, UnknownModel) as exc:
+        return JSONResponse({"error": str(exc.args[0] if exc.args else exc)}, 400)
 
 
 def _gateway_key(callers: Callers, bearer: str | None) -> str:
@@ -111,14 +119,14 @@ def _gateway_key(callers: Callers, bearer: str | None) -> str:
     raise Unauthorized(401, "a live gateway key is required (Authorization: Bearer bgk_...)")
 
 
-async def _body(request: Request) -> dict:
+def _json_object(body: bytes) -> dict:
     try:
-        body = await request.json()
-    except ValueError as exc:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # too deep: where mounted without LimitedRequests
         raise BadRequest("the body must be JSON") from exc
-    if not isinstance(body, dict):
+    if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
-    return body
+    return document
 
 
 def _lease(body: dict, key_id: str) -> Lease:
