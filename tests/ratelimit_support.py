@@ -44,8 +44,10 @@ customers:
   - {org_id: climber, plan: solo, start_date: 2026-01-01}
   - {org_id: saver, plan: free, start_date: 2026-01-01}
   - {org_id: leaver, plan: pro, start_date: 2026-01-01}
+  - {org_id: sinker, plan: pro, start_date: 2026-01-01}
 plan_changes:  # SPEC §7: from 00:00 UTC of 2026-11-04, the day after NOV_2026
   - {org_id: climber, effective_from: 2026-11-04, plan: pro}
+  - {org_id: sinker, effective_from: 2026-11-04, plan: solo}
   - {org_id: saver, effective_from: 2026-11-04, plan: pro}
   - {org_id: leaver, effective_from: 2026-11-04, plan: null}
 """
