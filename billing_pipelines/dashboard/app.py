@@ -73,8 +73,9 @@ def serve_app(settings, limits: RequestLimits = RequestLimits()) -> Starlette:
 
 
 def app_from_env() -> Starlette:
-    """serve_app of the environment's settings (SPEC §6), as a uvicorn factory:
-    `uvicorn --factory billing_pipelines.dashboard.app:app_from_env`."""
+    """serve_app of the environment's settings (SPEC §6), as a uvicorn factory: `uvicorn --factory
+    billing_pipelines.dashboard.app:app_from_env --http billing_pipelines.web:LimitedHttpProtocol`
+    (the protocol bounds request heads as `billing serve` does)."""
     from billing_pipelines.resources import BillingSettings
 
     return serve_app(BillingSettings.from_env())
