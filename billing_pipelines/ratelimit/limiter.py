@@ -127,7 +127,7 @@ class RateLimiter:
 
     def release(self, lease: Lease) -> bool:
         """Give the slot back; False when it had already lapsed or been released, or when the
-        lease's holder, id, org, model or store is not that of a slot held."""
+        lease's holder, id, org or model is not that of a slot held."""
         return self.backend.release(lease)
 
     def heartbeat(self, lease: Lease) -> Lease | None:
