@@ -207,6 +207,7 @@ Results (BILLING_HOME={settings.home}):
   margin:    .venv/bin/billing margin {month_key(start)}
   finalize:  .venv/bin/billing finalize {month_key(start)}
   balances:  .venv/bin/billing tokens create <org_id>; .venv/bin/billing serve
+  gateway:   .venv/bin/billing gateway-keys create <name> (for /v1/ratelimit/)
   Dagster UI on the same instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml""")
 
 
