@@ -235,6 +235,7 @@ def main() -> None:
         processes.append(start([str(BIN / "dagster-webserver"), *workspace, "-h", "127.0.0.1", "-p", str(web_port)],
                                env, work / "webserver.log"))
         processes.append(start([sys.executable, "-m", "uvicorn", "--factory", "billing_pipelines.dashboard.app:app_from_env",
+                                "--http", "billing_pipelines.web:LimitedHttpProtocol",
                                 "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
                                env, work / "serve.log"))
 

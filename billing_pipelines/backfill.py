@@ -70,10 +70,12 @@ def _run_partition(partition_key: str) -> PartitionRun:
 
 
 def cmd_backfill(args: argparse.Namespace, settings: BillingSettings) -> None:
-    from billing_pipelines.cli import dagster_instance, parse_dates
+    from billing_pipelines.cli import dagster_instance, parse_dates, require_partitions
+    from billing_pipelines.definitions import defs
 
-    dagster_instance(settings)  # sets DAGSTER_HOME (default $BILLING_HOME/dagster) for the workers
     keys = [d.isoformat() for d in parse_dates(args.dates)]
+    require_partitions(defs.resolve_job_def(args.job).partitions_def, keys)
+    dagster_instance(settings)  # sets DAGSTER_HOME (default $BILLING_HOME/dagster) for the workers
     runs = run_backfill(args.job, keys, settings, args.workers)
     failed = [r.partition_key for r in runs if not r.success]
     print(f"{len(runs) - len(failed)} of {len(runs)} partitions of {args.job} succeeded"

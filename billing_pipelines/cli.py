@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from datetime import date, timedelta
 from decimal import Decimal
@@ -40,15 +41,42 @@ def dagster_instance(settings: BillingSettings):
     return DagsterInstance.get()
 
 
+def check_config(settings: BillingSettings) -> None:
+    """Validate the config files before any run: a bad one exits with its one message, nothing run."""
+    from billing_pipelines.config import ConfigError
+    from billing_pipelines.invoicing.seller import load_seller
+
+    try:
+        settings.billing_config()
+        load_seller(settings.config_dir)
+    except ConfigError as exc:
+        raise SystemExit(f"billing: bad config in {settings.config_dir}: {exc}") from None
+
+
+def require_partitions(partitions_def, keys: list[str]) -> None:
+    """Refuse keys that are not partitions, saying which are and how to go further back."""
+    import dagster as dg
+
+    outside = [key for key in keys if not partitions_def.has_partition_key(key)]
+    if not outside:
+        return
+    monthly = isinstance(partitions_def, dg.MonthlyPartitionsDefinition)
+    shown = (lambda key: key[:7]) if monthly else str
+    what, last = ("billing month", "this month") if monthly else ("landing date", "the end of this month")
+    raise SystemExit(
+        f"billing: {', '.join(map(shown, outside[:5]))} not a {what} partition: valid are "
+        f"{shown(partitions_def.get_first_partition_key())} to {shown(partitions_def.get_last_partition_key())} "
+        f"(up to {last}; for earlier ones set BILLING_FIRST_DAY=YYYY-MM-DD, by default the first day of "
+        "the earliest customer's start month)")
+
+
 def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_config: dict | None = None) -> None:
     """Launch one partition of a job in this process, recorded in the Dagster instance."""
     from billing_pipelines.definitions import defs
 
     job = defs.resolve_job_def(job_name)
-    if not job.partitions_def.has_partition_key(partition_key):
-        keys = job.partitions_def.get_partition_keys()
-        raise SystemExit(f"billing: {partition_key} is not a partition of {job_name} yet"
-                         f"{f' (from {keys[0]} to {keys[-1]})' if keys else ''}")
+    if job.partitions_def is not None:
+        require_partitions(job.partitions_def, [partition_key])
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = job.execute_in_process(
         partition_key=partition_key,
@@ -59,8 +87,16 @@ def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_co
     )
     if not result.success:
         errors = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
-        causes = [(err.cause or err).message.strip().splitlines()[-1] for err in errors if err]
-        raise SystemExit(f"billing: {job_name} {partition_key} failed: " + "; ".join(causes or ["see the Dagster run"]))
+        causes = [what_failed(err) for err in errors if err] or [f"see Dagster run {result.run_id}"]
+        raise SystemExit(f"billing: {job_name} {partition_key} failed: " + "; ".join(causes))
+
+
+def what_failed(error) -> str:
+    """The first line of a step failure's cause that says something (never a caret line), with
+    the exception's class name but not its module: `ConfigError: customers.yaml: ...`."""
+    cause = error.cause or error
+    line = next((line.strip() for line in cause.message.splitlines() if re.search(r"\w", line)), cause.cls_name)
+    return re.sub(r"^[\w.]+\.(?=\w+: )", "", line)
 
 
 def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
@@ -69,11 +105,7 @@ def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.partitions import landing_dates
 
     days = parse_dates(args.dates)
-    known = set(landing_dates.get_partition_keys())
-    outside = [d.isoformat() for d in days if d.isoformat() not in known]
-    if outside:
-        raise SystemExit(f"billing: {', '.join(outside[:5])} not a landing date partition "
-                         f"({landing_dates.start:%Y-%m-%d} to the end of this month; BILLING_FIRST_DAY moves the start)")
+    require_partitions(landing_dates, [d.isoformat() for d in days])
     for day in days:
         run_job("daily_ingest", day.isoformat(), settings)
     summaries = [summary_of(settings, day).to_json() for day in days]
@@ -163,20 +195,22 @@ def cmd_generate(args: argparse.Namespace, settings: BillingSettings) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
-    """Generate a landing zone where there is none, ingest it, close last month and this one."""
+    """Generate a landing zone where there is none (from the first day of the month before last),
+    ingest it, and close every billing month up to the one landing dates go into now."""
     from billing_pipelines.ingest.landing import landing_dates
-    from billing_pipelines.periods import add_months, month_key
+    from billing_pipelines.partitions import billing_months
+    from billing_pipelines.periods import add_months, month_key, parse_month
 
     today = date.today()
-    start = add_months(today.replace(day=1), -1)
+    start = add_months(today.replace(day=1), -2)
     if not Path(settings.config_dir, "customers.yaml").exists():
         print(f"generating a landing zone from {start} to {today} in {settings.landing}, config in {settings.config_dir}")
         main(["generate", "--start", start.isoformat(), "--days", str((today - start).days + 1)])
     days = sorted(landing_dates(settings.landing_store()))
     print(f"ingesting {len(days)} landing dates through Dagster ({days[0]}..{days[-1]})")
     main(["ingest", f"{days[0]}..{days[-1]}"])
-    for month in (start, today.replace(day=1)):
-        main(["close-month", month_key(month)])
+    main(["close-month", billing_months.get_last_partition_key()])  # and every month before it
+    start = parse_month(billing_months.get_first_partition_key())
     print(f"margin report of {month_key(start)}:")
     main(["margin-report", month_key(start)])
     print(f"""
@@ -188,11 +222,13 @@ Results (BILLING_HOME={settings.home}):
   margin:    .venv/bin/billing margin {month_key(start)}
   finalize:  .venv/bin/billing finalize {month_key(start)}
   balances:  .venv/bin/billing tokens create <org_id>; .venv/bin/billing serve
+  gateway:   .venv/bin/billing gateway-keys create <name> (for /v1/ratelimit/)
   Dagster UI on the same instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml""")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="billing", description=__doc__)
+    parser.set_defaults(needs_config=True)  # commands that only read stored results, or write the config, say False
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser("ingest", help="ingest, dedupe and price landing dates (any order, idempotent)")
@@ -209,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=what)
         cmd.add_argument("month", help="YYYY-MM")
         cmd.add_argument("--format", choices=["text", "json"], default="text")
-        cmd.set_defaults(handler=handler)
+        cmd.set_defaults(handler=handler, needs_config=False)
 
     from billing_pipelines import backfill
     from billing_pipelines.dashboard import cli as dashboard_cli
@@ -220,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         domain.register(sub)
 
     demo = sub.add_parser("demo", help="a demo billing cycle on the embedded default (no service needed)")
-    demo.set_defaults(handler=cmd_demo)
+    demo.set_defaults(handler=cmd_demo, needs_config=False)  # generates one, or checks it in each step
 
     gen = sub.add_parser("generate", help="write a realistic synthetic landing zone and its config")
     gen.add_argument("--seed", type=int, default=7)
@@ -233,13 +269,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--files-per-day", type=int, default=4)
     gen.add_argument("--config-out", help="default: BILLING_CONFIG")
     gen.add_argument("--landing-out", help="default: BILLING_LANDING")
-    gen.set_defaults(handler=cmd_generate)
+    gen.set_defaults(handler=cmd_generate, needs_config=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.handler(args, BillingSettings.from_env())
+    settings = BillingSettings.from_env()
+    if args.needs_config:
+        check_config(settings)
+    args.handler(args, settings)
 
 
 if __name__ == "__main__":

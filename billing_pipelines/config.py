@@ -1,19 +1,31 @@
 """The three config files (SPEC §1.4-1.6) as typed, validated objects.
 
-Money and rates are parsed from their text: YAML floats are read as `Decimal` from the scalar's
-own characters, never through a binary float.
+One validation mechanism for every config file (seller.yaml too): `read_yaml` keeps the line of
+every key and list item; pydantic checks the data against the frozen dataclasses below, whose
+field types carry the rules (strict types, no unknown field); the checks across entries run as
+model validators of the file schemas; and the first failure becomes one `ConfigError` naming the
+file, the entry, the field and the line. Money and rates are parsed from their text: YAML floats
+are read as `Decimal` from the scalar's own characters, never through a binary float.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
-from dataclasses import dataclass, field, replace
+import re
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter,
+                      ValidationError, model_validator, with_config)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 CONFIG_FILES = ("pricebook.yaml", "plans.yaml", "customers.yaml")
 # Rates carry at most this many decimal places, so a token's cost is an exact multiple of
@@ -23,32 +35,167 @@ COST_SCALE = RATE_PLACES + 3
 
 
 class ConfigError(ValueError):
-    """A config file that breaks a rule; the message names the file and the field."""
+    """A config file that breaks a rule; the one-line message names the file and the field."""
 
 
-class _DecimalLoader(yaml.SafeLoader):
-    """SafeLoader that reads floats as Decimal from their source text."""
+# --- Reading YAML with the line of every key and item ------------------------------------------
+
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_PLAIN_INT = re.compile(r"[-+]?(0|[1-9][0-9_]*)")
 
 
-_DecimalLoader.add_constructor(
-    "tag:yaml.org,2002:float", lambda loader, node: Decimal(loader.construct_scalar(node))
-)
+class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml parses 4x faster
+    """SafeLoader for config files: floats are Decimals from their text, integers only in plain
+    decimal notation (`010` or `0x10` stay text), dates and times stay text, so that the schema
+    parses them and a bad one is reported with its file and field."""
 
 
+def _decimal_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | str:
+    text = loader.construct_scalar(node)
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return text  # `.inf`, `.nan`: refused by the schema as "not a decimal"
+
+
+def _int_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    text = loader.construct_scalar(node)
+    return int(text.replace("_", "")) if _PLAIN_INT.fullmatch(text) else text
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_constructor("tag:yaml.org,2002:float", _decimal_scalar)
+_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _int_scalar)
+
+Lines = dict[tuple, int]  # path of keys and list indexes -> 1-based line
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """One config file's data, with the line of each key and list item."""
+
+    name: str  # what messages call the file: `customers.yaml`
+    data: Any
+    lines: Lines = field(default_factory=dict)
+
+
+def read_yaml(text: bytes, name: str) -> YamlDocument:
+    """The YAML document `name` (an empty one is an empty mapping), or a ConfigError with the line
+    of a syntax error or of a key given twice in one mapping."""
+    loader = _ConfigLoader(text)
+    lines: Lines = {}
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _collect_lines(node, (), lines, name)  # before merge keys (`<<`) are flattened
+        data = None if node is None else loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{name}: not valid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
+    return YamlDocument(name, {} if data is None else data, lines)
+
+
+def _collect_lines(node: yaml.Node, path: tuple, lines: Lines, name: str) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _collect_lines(item, path + (index,), lines, name)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            step = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+            if path + (step,) in lines:
+                first, again = lines[path + (step,)], key.start_mark.line + 1
+                raise ConfigError(f"{name}: key `{step}` given twice in one mapping (lines {first} and {again})")
+            _collect_lines(value, path + (step,), lines, name)
+            lines[path + (step,)] = key.start_mark.line + 1
+
+
+# --- Field types: what each value of a config file must be --------------------------------------
+
+ENTRY = ConfigDict(extra="forbid")  # a config entry: every key is a field, no other key
+
+
+def _config_decimal(value: Any) -> Any:
+    """A decimal from its text or a YAML integer; a binary float or a boolean is refused."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return Decimal(str(value).strip())
+        except InvalidOperation:
+            pass
+    raise PydanticCustomError("config_value", "not a decimal")
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_RFC_3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _config_date(value: Any) -> date:
+    """YYYY-MM-DD, a real calendar day."""
+    if type(value) is date:
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise PydanticCustomError("config_value", "not a date")
+
+
+def _config_instant(value: Any) -> datetime:
+    """An RFC 3339 date-time with a UTC offset, normalised to UTC."""
+    if isinstance(value, str) and _RFC_3339.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
+        except ValueError:
+            pass
+    raise PydanticCustomError("config_value", "not an RFC 3339 time with a UTC offset")
+
+
+def _config_name(value: str) -> str:
+    if not value or value != value.strip():
+        raise PydanticCustomError("config_value", "not a name (empty, or spaces around it)")
+    return value
+
+
+Text = Annotated[str, Strict()]
+Name = Annotated[str, Strict(), AfterValidator(_config_name)]
+Count = Annotated[int, Strict(), Field(ge=0)]
+Positive = Annotated[int, Strict(), Field(ge=1)]
+Amount = Annotated[Decimal, BeforeValidator(_config_decimal), Field(ge=0)]
+Rate = Annotated[Amount, Field(decimal_places=RATE_PLACES)]
+ConfigDate = Annotated[date, BeforeValidator(_config_date)]
+Instant = Annotated[datetime, BeforeValidator(_config_instant)]
+
+
+# --- The config objects ------------------------------------------------------------------------
+
+
+@with_config(ENTRY)
 @dataclass(frozen=True)
 class ModelRate:
-    model: str
-    effective_from: date
-    input_usd_per_1k: Decimal
-    output_usd_per_1k: Decimal
-    degrade_to: str | None = None
+    model: Name
+    effective_from: ConfigDate
+    input_usd_per_1k: Rate
+    output_usd_per_1k: Rate
+    degrade_to: Name | None = None
 
 
+@with_config(ENTRY)
 @dataclass(frozen=True)
 class ActionTier:
-    action: str
-    credits: int
-    tokens_per_credit: int | None = None
+    action: Name
+    credits: Count
+    tokens_per_credit: Positive | None = None
 
     def credits_for(self, input_tokens: int, output_tokens: int) -> int:
         """Credits of one event of this tier (SPEC §1.4)."""
@@ -78,12 +225,13 @@ class PriceBook:
         return sorted({r.model for r in self.models})
 
 
+@with_config(ENTRY)
 @dataclass(frozen=True)
 class RateLimits:
-    concurrent: int
-    requests_per_minute: int
-    burst_multiplier: Decimal
-    burst_seconds: int
+    concurrent: Positive = 10
+    requests_per_minute: Positive = 60
+    burst_multiplier: Amount = Decimal(1)
+    burst_seconds: Count = 0
 
 
 @dataclass(frozen=True)
@@ -106,35 +254,38 @@ class Plan:
         return Fraction(self.monthly_fee) / self.included_credits
 
 
+@with_config(ENTRY)
 @dataclass(frozen=True)
 class Customer:
-    org_id: str
-    name: str
-    plan: str
-    start_date: date
-    tax_rate: Decimal = Decimal(0)
-    email: str = ""
-    address: str = ""
+    org_id: Name
+    name: Name
+    plan: Name
+    start_date: ConfigDate
+    tax_rate: Amount = Decimal(0)
+    email: Text = ""
+    address: Text = ""
 
 
+@with_config(ENTRY)
 @dataclass(frozen=True)
 class CreditPurchase:
-    purchase_id: str
-    org_id: str
-    purchased_at: datetime
-    credits: int
-    price: Decimal
-    expires_after_months: int
+    purchase_id: Name
+    org_id: Name
+    purchased_at: Instant
+    credits: Positive
+    price: Amount
+    expires_after_months: Positive
 
 
+@with_config(ENTRY)
 @dataclass(frozen=True)
 class PlanChange:
     """From 00:00 UTC of `effective_from`, the customer is on `plan`; None ends the
     subscription (a cancellation, SPEC §7)."""
 
-    org_id: str
-    effective_from: date
-    plan: str | None
+    org_id: Name
+    effective_from: ConfigDate
+    plan: Name | None
 
 
 @dataclass(frozen=True)
@@ -213,224 +364,301 @@ class BillingConfig:
         return periods
 
 
+# --- The files' schemas and the checks across entries ------------------------------------------
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _rule_error(loc: tuple, message: str) -> ValidationError:
+    """A broken rule across entries, reported at `loc` like any other field error."""
+    error = PydanticCustomError("config_rule", "{rule}", {"rule": message})
+    return ValidationError.from_exception_data("config", [InitErrorDetails(type=error, loc=loc, input=None)])
+
+
+def _refuse_repeats(entries: list, section: str, keys: tuple[str, ...]) -> None:
+    """Refuse the second entry of `section` with the same values of `keys` as an earlier one."""
+    first: dict[tuple, int] = {}
+    for n, entry in enumerate(entries):
+        values = tuple(getattr(entry, key) for key in keys)
+        seen = first.setdefault(values, n)
+        if seen != n:
+            listed = " ".join(f"{key} {_shown(value)}" for key, value in zip(keys, values))
+            raise _rule_error((section, n, keys[-1]), f"{listed} is listed twice (first as {section} entry {seen + 1})")
+
+
+class _PriceBookFile(_Schema):
+    currency: Name = "USD"
+    target_credit_to_cost_ratio: Amount = Decimal("3.0")
+    models: list[ModelRate]
+    actions: list[ActionTier]
+
+    @model_validator(mode="after")
+    def _rows_are_distinct_and_known(self) -> _PriceBookFile:
+        _refuse_repeats(self.models, "models", ("model", "effective_from"))
+        _refuse_repeats(self.actions, "actions", ("action",))
+        names = {r.model for r in self.models}
+        for n, rate in enumerate(self.models):
+            if rate.degrade_to is not None and rate.degrade_to not in names:
+                raise _rule_error(("models", n, "degrade_to"), f"unknown model {rate.degrade_to!r} (not in models)")
+        return self
+
+    def price_book(self) -> PriceBook:
+        return PriceBook(self.currency, self.target_credit_to_cost_ratio, tuple(self.models), tuple(self.actions))
+
+
+class _Rollover(_Schema):
+    max_credits: Count = 0
+    expires_after_months: Positive = 1
+
+
+class _PlanEntry(_Schema):
+    """A plan as plans.yaml writes it (rollover nested)."""
+
+    plan: Name
+    monthly_fee: Amount
+    included_credits: Count
+    overage_credit_price: Amount | None = None
+    rollover: _Rollover = _Rollover()
+    rate_limits: RateLimits = RateLimits()
+
+    def to_plan(self) -> Plan:
+        return Plan(self.plan, self.monthly_fee, self.included_credits, self.overage_credit_price,
+                    self.rollover.max_credits, self.rollover.expires_after_months, self.rate_limits)
+
+
+class _PlansFile(_Schema):
+    plans: list[_PlanEntry]
+
+    @model_validator(mode="after")
+    def _names_are_distinct(self) -> _PlansFile:
+        _refuse_repeats(self.plans, "plans", ("plan",))
+        return self
+
+
+def _named_after_org(entry: Any) -> Any:
+    """A customer without a `name` is called by its org_id."""
+    if isinstance(entry, dict) and "name" not in entry and "org_id" in entry:
+        return {**entry, "name": entry["org_id"]}
+    return entry
+
+
+class _CustomersFile(_Schema):
+    customers: list[Annotated[Customer, BeforeValidator(_named_after_org)]]
+    credit_purchases: list[CreditPurchase] = []
+    plan_changes: list[PlanChange] = []
+
+    @model_validator(mode="after")
+    def _entries_are_distinct_and_known(self) -> _CustomersFile:
+        _refuse_repeats(self.customers, "customers", ("org_id",))
+        _refuse_repeats(self.credit_purchases, "credit_purchases", ("purchase_id",))
+        orgs = {c.org_id: c for c in self.customers}
+        for n, purchase in enumerate(self.credit_purchases):
+            _check_purchase(purchase, n, orgs)
+        for n in range(len(self.plan_changes)):
+            _check_plan_change(self.plan_changes, n, orgs)
+        return self
+
+
+def _check_purchase(purchase: CreditPurchase, n: int, customers: dict[str, Customer]) -> None:
+    """A purchase of a known customer, not before its start_date (docs/ledger.md)."""
+    customer = customers.get(purchase.org_id)
+    if customer is None:
+        raise _rule_error(("credit_purchases", n, "org_id"), f"unknown org {purchase.org_id!r} (not in customers)")
+    if purchase.purchased_at.date() < customer.start_date:
+        raise _rule_error(("credit_purchases", n, "purchased_at"),
+                          f"before {purchase.org_id}'s start_date {customer.start_date}")
+
+
+def _check_plan_change(changes: list[PlanChange], n: int, customers: dict[str, Customer]) -> None:
+    """SPEC §7: a change of a known customer after its start_date, the only one of that customer on
+    that date, and not after its cancellation (its plan is checked with plans.yaml)."""
+    change, loc = changes[n], ("plan_changes", n)
+    customer = customers.get(change.org_id)
+    if customer is None:
+        raise _rule_error(loc + ("org_id",), f"unknown org {change.org_id!r} (not in customers)")
+    if change.effective_from <= customer.start_date:
+        raise _rule_error(loc + ("effective_from",), f"on or before {change.org_id}'s start_date "
+                          f"{customer.start_date}: a change takes effect after the start")
+    others = [(m, c) for m, c in enumerate(changes) if m != n and c.org_id == change.org_id]
+    twin = next((m for m, c in others if m < n and c.effective_from == change.effective_from), None)
+    if twin is not None:
+        raise _rule_error(loc + ("effective_from",), f"a second change of {change.org_id} on "
+                          f"{change.effective_from} (the first is plan_changes entry {twin + 1})")
+    ended = next((m for m, c in others if c.plan is None and c.effective_from < change.effective_from), None)
+    if ended is not None:
+        raise _rule_error(loc + ("effective_from",), f"after {change.org_id}'s cancellation from "
+                          f"{changes[ended].effective_from} (plan_changes entry {ended + 1})")
+
+
+class _ConfigFolder(_Schema):
+    price_book: _PriceBookFile = Field(alias="pricebook.yaml")
+    plans: _PlansFile = Field(alias="plans.yaml")
+    customers: _CustomersFile = Field(alias="customers.yaml")
+
+    @model_validator(mode="after")
+    def _plans_are_known(self) -> _ConfigFolder:
+        names = [p.plan for p in self.plans.plans]
+        for section in ("customers", "plan_changes"):
+            for n, entry in enumerate(getattr(self.customers, section)):
+                if entry.plan is not None and entry.plan not in names:
+                    raise _rule_error(("customers.yaml", section, n, "plan"),
+                                      f"unknown plan {entry.plan!r} (plans.yaml has {', '.join(names)})")
+        return self
+
+    def billing_config(self, fingerprint: str) -> BillingConfig:
+        files = self.customers
+        return BillingConfig(self.price_book.price_book(), {p.plan: p.to_plan() for p in self.plans.plans},
+                             {c.org_id: c for c in files.customers}, tuple(files.credit_purchases),
+                             fingerprint, tuple(files.plan_changes))
+
+
 def load_config(folder: str | Path) -> BillingConfig:
     """Read and validate pricebook.yaml, plans.yaml and customers.yaml from `folder`."""
     folder = Path(folder)
-    raw, digest = {}, hashlib.sha256()
+    documents, digest = [], hashlib.sha256()
     for name in CONFIG_FILES:
         path = folder / name
         if not path.is_file():
-            raise ConfigError(f"{path}: missing (BILLING_CONFIG points to {folder})")
+            raise ConfigError(f"{name}: missing in {folder} (the BILLING_CONFIG folder)")
         text = path.read_bytes()
         digest.update(name.encode() + b"\0" + text + b"\0")
-        try:
-            raw[name] = yaml.load(text, Loader=_DecimalLoader) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    price_book = _price_book(raw["pricebook.yaml"])
-    plans = {p.plan: p for p in map(_plan, _items(raw["plans.yaml"], "plans", "plans.yaml"))}
-    cust_doc = raw["customers.yaml"]
-    customers = {c.org_id: c for c in map(_customer, _items(cust_doc, "customers", "customers.yaml"))}
-    purchases = tuple(
-        map(_purchase, _items(cust_doc, "credit_purchases", "customers.yaml", required=False))
-    )
-    changes = tuple(map(_plan_change, _items(cust_doc, "plan_changes", "customers.yaml", required=False)))
-    _check_references(price_book, plans, customers, purchases)
-    _check_plan_changes(plans, customers, changes)
-    return BillingConfig(price_book, plans, customers, purchases, digest.hexdigest(), changes)
+        documents.append(read_yaml(text, name))
+    return validate_documents(_ConfigFolder, documents).billing_config(digest.hexdigest())
 
 
-def _items(doc: Any, key: str, file: str, required: bool = True) -> list[dict]:
-    items = doc.get(key) if isinstance(doc, dict) else None
-    if items is None and not required:
-        return []
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ConfigError(f"{file}: `{key}` must be a list of mappings")
-    return [dict(i, _file=file, _section=key) for i in items]
+# --- One message for the first failure ---------------------------------------------------------
+
+# The fields that name an entry of each list in messages: "customers entry 2 (org_id 'acme')".
+_ENTRY_NAMES = {"customers": ("org_id",), "plans": ("plan",), "models": ("model", "effective_from"),
+                "actions": ("action",), "credit_purchases": ("purchase_id",),
+                "plan_changes": ("org_id", "effective_from", "plan")}
+_PROBLEMS = {
+    "missing": "required",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping",
+    "dataclass_type": "must be a mapping",
+    "string_too_short": "must not be empty",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "finite_number": "must be a finite number",
+    "decimal_max_places": "has more than {decimal_places} decimal places",
+}
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
 
 
-def _where(item: dict) -> str:
-    return f"{item['_file']}: {item['_section']} entry {item.get(next(iter(item)))!r}"
+@functools.cache
+def _adapter(schema: Any) -> TypeAdapter:
+    return TypeAdapter(schema)
 
 
-def _req(item: dict, key: str) -> Any:
-    if item.get(key) is None:
-        raise ConfigError(f"{_where(item)}: `{key}` is required")
-    return item[key]
+def validate_documents(schema: Any, documents: list[YamlDocument]) -> Any:
+    """The documents, keyed by name, validated against `schema`; or one ConfigError for the first
+    failure (in document order, then line order) naming file, entry, field and line."""
+    by_name = {d.name: d for d in documents}
+    try:
+        return _adapter(schema).validate_python({d.name: d.data for d in documents})
+    except ValidationError as exc:
+        first = min(exc.errors(), key=lambda error: _position(error, list(by_name), by_name[error["loc"][0]]))
+        raise ConfigError(_message(first, by_name[first["loc"][0]], schema)) from None
 
 
-def _decimal(item: dict, key: str, default: Any = ..., places: int | None = None) -> Decimal | None:
-    value = item.get(key, None)
+def _position(error: dict, names: list[str], document: YamlDocument) -> tuple:
+    """Where an error sorts: by file, entry and line; in one entry, a missing field after the
+    others (a misspelt key is the cause of its field missing)."""
+    path = error["loc"][1:]
+    entry, line = _line(document, path[:-1]) or 0, _line(document, path) or 0
+    return names.index(error["loc"][0]), entry, error["type"] == "missing", line
+
+
+def _line(document: YamlDocument, path: tuple) -> int | None:
+    """The line of `path`, or of its nearest enclosing key or item (None without lines)."""
+    while path not in document.lines and path:
+        path = path[:-1]
+    return document.lines.get(path)
+
+
+def _message(error: dict, document: YamlDocument, schema: Any) -> str:
+    """customers.yaml: customers entry 2 (org_id 'acme'), field `start_date`: not a date: '2026-13-01' (line 9)"""
+    path = error["loc"][1:]
+    entries, names, node = [], [], document.data
+    for step in path:
+        node = node[step] if isinstance(node, (dict, list)) and _has(node, step) else None
+        if isinstance(step, int):
+            entries.append(_entry_label(".".join(names) or "list", step, node))
+            names = []
+        else:
+            names.append(str(step))
+    place = ", ".join(entries + ([f"field `{'.'.join(names)}`"] if names else []))
+    line = _line(document, path)
+    problem = _problem(error, schema, error["loc"]) + (f" (line {line})" if line else "")
+    return f"{document.name}: {place}: {problem}" if place else f"{document.name}: {problem}"
+
+
+def _has(node: dict | list, step: Any) -> bool:
+    return step in node if isinstance(node, dict) else isinstance(step, int) and 0 <= step < len(node)
+
+
+def _entry_label(section: str, index: int, entry: Any) -> str:
+    keys = [k for k in _ENTRY_NAMES.get(section, ()) if isinstance(entry, dict) and k in entry]
+    named = ", ".join(f"{k} {_shown(entry[k])}" for k in keys)
+    return f"{section} entry {index + 1}" + (f" ({named})" if named else "")
+
+
+def _problem(error: dict, schema: Any, loc: tuple) -> str:
+    kind = error["type"]
+    if kind in _UNKNOWN:
+        return _unknown_field(schema, loc)
+    if kind not in _PROBLEMS:
+        text = error["msg"] if kind.startswith("config_") else error["msg"][:1].lower() + error["msg"][1:]
+    else:
+        text = _PROBLEMS[kind].format(**error.get("ctx", {}))
+    if kind in ("missing", "config_rule"):
+        return text
+    return text + (", got " if text.startswith("must") else ": ") + _shown(error["input"])
+
+
+def _shown(value: Any) -> str:
+    """A value as the YAML wrote it, short."""
     if value is None:
-        if default is ...:
-            raise ConfigError(f"{_where(item)}: `{key}` is required")
-        return default
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise ConfigError(f"{_where(item)}: `{key}` must be a decimal, got {value!r}")
-    try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation as exc:
-        raise ConfigError(f"{_where(item)}: `{key}` is not a decimal: {value!r}") from exc
-    if not number.is_finite() or number < 0:
-        raise ConfigError(f"{_where(item)}: `{key}` must be a finite number >= 0, got {value!r}")
-    if places is not None and -number.as_tuple().exponent > places:
-        raise ConfigError(f"{_where(item)}: `{key}` has more than {places} decimal places")
-    return number
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
-def _int(item: dict, key: str, default: Any = ..., minimum: int = 0) -> int:
-    value = item.get(key, None)
-    if value is None and default is not ...:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{_where(item)}: `{key}` must be an integer >= {minimum}, got {value!r}")
-    return value
+def _unknown_field(schema: Any, loc: tuple) -> str:
+    known = list(_fields_of(_type_at(schema, loc[:-1])))
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean `{close[0]}`?" if close else "known: " + ", ".join(known)
+    return f"unknown field ({hint})"
 
 
-def _date(item: dict, key: str) -> date:
-    value = _req(item, key)
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise ConfigError(f"{_where(item)}: `{key}` is not a date: {value!r}") from exc
+def _type_at(schema: Any, loc: tuple) -> Any:
+    """The schema type at `loc` (a field, a list item or a mapping value)."""
+    kind = schema
+    for step in loc:
+        kind = _bare(kind)
+        kind = typing.get_args(kind)[-1] if typing.get_origin(kind) in (list, dict) else _fields_of(kind).get(step)
+    return _bare(kind)
 
 
-def _instant(item: dict, key: str) -> datetime:
-    value = _req(item, key)
-    if not isinstance(value, datetime):
-        try:
-            value = datetime.fromisoformat(str(value))
-        except ValueError as exc:
-            raise ConfigError(f"{_where(item)}: `{key}` is not an RFC 3339 time: {value!r}") from exc
-    if value.tzinfo is None:
-        raise ConfigError(f"{_where(item)}: `{key}` needs a UTC offset: {value!r}")
-    return value.astimezone(timezone.utc)
+def _bare(kind: Any) -> Any:
+    """`kind` without Annotated[...] and `| None`."""
+    while typing.get_origin(kind) in (Annotated, typing.Union, types.UnionType):
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    return kind
 
 
-def _price_book(doc: Any) -> PriceBook:
-    if not isinstance(doc, dict):
-        raise ConfigError("pricebook.yaml: must be a mapping")
-    root = dict(doc, _file="pricebook.yaml", _section="price book")
-    models = tuple(
-        ModelRate(
-            model=str(_req(m, "model")),
-            effective_from=_date(m, "effective_from"),
-            input_usd_per_1k=_decimal(m, "input_usd_per_1k", places=RATE_PLACES),
-            output_usd_per_1k=_decimal(m, "output_usd_per_1k", places=RATE_PLACES),
-            degrade_to=m.get("degrade_to"),
-        )
-        for m in _items(doc, "models", "pricebook.yaml")
-    )
-    actions = tuple(
-        ActionTier(
-            action=str(_req(a, "action")),
-            credits=_int(a, "credits"),
-            tokens_per_credit=_int(a, "tokens_per_credit", default=None, minimum=1),
-        )
-        for a in _items(doc, "actions", "pricebook.yaml")
-    )
-    seen = set()
-    for r in models:
-        if (r.model, r.effective_from) in seen:
-            raise ConfigError(f"pricebook.yaml: two rates for {r.model} from {r.effective_from}")
-        seen.add((r.model, r.effective_from))
-    if len({a.action for a in actions}) != len(actions):
-        raise ConfigError("pricebook.yaml: an action tier is listed twice")
-    return PriceBook(
-        currency=str(doc.get("currency", "USD")),
-        target_credit_to_cost_ratio=_decimal(root, "target_credit_to_cost_ratio", Decimal("3.0")),
-        models=models,
-        actions=actions,
-    )
-
-
-def _plan(item: dict) -> Plan:
-    rollover = dict(item.get("rollover") or {}, _file=item["_file"], _section=f"plan {item.get('plan')} rollover")
-    limits = dict(item.get("rate_limits") or {}, _file=item["_file"], _section=f"plan {item.get('plan')} rate_limits")
-    return Plan(
-        plan=str(_req(item, "plan")),
-        monthly_fee=_decimal(item, "monthly_fee"),
-        included_credits=_int(item, "included_credits"),
-        overage_credit_price=_decimal(item, "overage_credit_price", default=None),
-        rollover_max_credits=_int(rollover, "max_credits", default=0),
-        rollover_expires_after_months=_int(rollover, "expires_after_months", default=1, minimum=1),
-        rate_limits=RateLimits(
-            concurrent=_int(limits, "concurrent", default=10, minimum=1),
-            requests_per_minute=_int(limits, "requests_per_minute", default=60, minimum=1),
-            burst_multiplier=_decimal(limits, "burst_multiplier", default=Decimal(1)),
-            burst_seconds=_int(limits, "burst_seconds", default=0),
-        ),
-    )
-
-
-def _customer(item: dict) -> Customer:
-    return Customer(
-        org_id=str(_req(item, "org_id")),
-        name=str(item.get("name") or item["org_id"]),
-        plan=str(_req(item, "plan")),
-        start_date=_date(item, "start_date"),
-        tax_rate=_decimal(item, "tax_rate", default=Decimal(0)),
-        email=str(item.get("email") or ""),
-        address=str(item.get("address") or ""),
-    )
-
-
-def _purchase(item: dict) -> CreditPurchase:
-    return CreditPurchase(
-        purchase_id=str(_req(item, "purchase_id")),
-        org_id=str(_req(item, "org_id")),
-        purchased_at=_instant(item, "purchased_at"),
-        credits=_int(item, "credits", minimum=1),
-        price=_decimal(item, "price"),
-        expires_after_months=_int(item, "expires_after_months", minimum=1),
-    )
-
-
-def _plan_change(item: dict) -> PlanChange:
-    if "plan" not in item:
-        raise ConfigError(f"{_where(item)}: `plan` is required (null for a cancellation)")
-    plan = item["plan"]
-    return PlanChange(org_id=str(_req(item, "org_id")), effective_from=_date(item, "effective_from"),
-                      plan=None if plan is None else str(plan))
-
-
-def _check_plan_changes(plans, customers, changes) -> None:
-    """SPEC §7: a change after the start, to a known plan, one per customer and date, none after
-    a cancellation."""
-    seen: dict[tuple[str, date], PlanChange] = {}
-    for change in sorted(changes, key=lambda c: (c.org_id, c.effective_from)):
-        where = f"customers.yaml: plan_changes entry for {change.org_id} from {change.effective_from}"
-        customer = customers.get(change.org_id)
-        if customer is None:
-            raise ConfigError(f"{where}: unknown org {change.org_id!r}")
-        if change.effective_from <= customer.start_date:
-            raise ConfigError(f"{where}: must be after the customer's start_date {customer.start_date}")
-        if change.plan is not None and change.plan not in plans:
-            raise ConfigError(f"{where}: unknown plan {change.plan!r}")
-        if (change.org_id, change.effective_from) in seen:
-            raise ConfigError(f"{where}: a second change of {change.org_id} on {change.effective_from}")
-        cancelled = [c for (org, _), c in seen.items() if org == change.org_id and c.plan is None]
-        if cancelled:
-            raise ConfigError(f"{where}: after the cancellation from {cancelled[0].effective_from}")
-        seen[(change.org_id, change.effective_from)] = change
-
-
-def _check_references(price_book, plans, customers, purchases) -> None:
-    models = set(price_book.model_names)
-    for r in price_book.models:
-        if r.degrade_to is not None and r.degrade_to not in models:
-            raise ConfigError(f"pricebook.yaml: {r.model} degrades to unknown model {r.degrade_to!r}")
-    for c in customers.values():
-        if c.plan not in plans:
-            raise ConfigError(f"customers.yaml: {c.org_id} is on unknown plan {c.plan!r}")
-    ids = set()
-    for p in purchases:
-        if p.org_id not in customers:
-            raise ConfigError(f"customers.yaml: purchase {p.purchase_id} for unknown org {p.org_id!r}")
-        if p.purchase_id in ids:
-            raise ConfigError(f"customers.yaml: purchase id {p.purchase_id} is listed twice")
-        ids.add(p.purchase_id)
+def _fields_of(kind: Any) -> dict[str, Any]:
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return {f.alias or name: f.annotation for name, f in kind.model_fields.items()}
+    if is_dataclass(kind):
+        hints = typing.get_type_hints(kind, include_extras=True)
+        return {f.name: hints[f.name] for f in fields(kind)}
+    return {}

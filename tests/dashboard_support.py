@@ -4,6 +4,8 @@ a fresh landing zone, events of right now, and a PostgreSQL database."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -50,3 +52,22 @@ def postgres_database():
             yield url
         finally:
             dashboard_engine(url).dispose()
+
+
+@contextmanager
+def running(config):
+    """A uvicorn server of `config` (port 0: any free one) in a thread; yields its port."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the server did not start"
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(5)

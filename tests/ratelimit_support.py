@@ -41,9 +41,19 @@ customers:
   - {org_id: initech, plan: free, start_date: 2026-11-01}
   - {org_id: solo, plan: solo, start_date: 2026-01-01}
   - {org_id: crowd, plan: crowd, start_date: 2026-01-01}
+  - {org_id: climber, plan: solo, start_date: 2026-01-01}
+  - {org_id: saver, plan: free, start_date: 2026-01-01}
+  - {org_id: leaver, plan: pro, start_date: 2026-01-01}
+  - {org_id: sinker, plan: pro, start_date: 2026-01-01}
+plan_changes:  # SPEC §7: from 00:00 UTC of 2026-11-04, the day after NOV_2026
+  - {org_id: climber, effective_from: 2026-11-04, plan: pro}
+  - {org_id: sinker, effective_from: 2026-11-04, plan: solo}
+  - {org_id: saver, effective_from: 2026-11-04, plan: pro}
+  - {org_id: leaver, effective_from: 2026-11-04, plan: null}
 """
 PLAN_OF = {"acme": "pro", "globex": "enterprise", "initech": "free"}
 NOV_2026 = 1793664000.0  # 2026-11-03T00:00:00Z
+NOV_4 = NOV_2026 + 86400  # when the plan changes take effect
 REDIS_URL = os.environ.get("BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

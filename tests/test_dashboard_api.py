@@ -1,5 +1,6 @@
 """`billing serve`: GET /v1/balance answers only for the org of a valid, unrevoked token; the
-customer page and the rate limiter's routes are served by the same app; `billing tokens`."""
+customer page and the rate limiter's routes (for gateway keys only) are served by the same app;
+`billing tokens` and `billing gateway-keys`."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from starlette.testclient import TestClient
 from billing_pipelines.dashboard import cli as dashboard_cli
 from billing_pipelines.dashboard.app import create_app, live_limiter, serve_app
 from billing_pipelines.dashboard.live import process_landed_file
-from billing_pipelines.dashboard.models import ApiTokenRow
+from billing_pipelines.dashboard.models import ApiTokenRow, GatewayKeyRow
 from billing_pipelines.dashboard.state import dashboard_engine
-from billing_pipelines.dashboard.tokens import create_token, revoke_token
+from billing_pipelines.dashboard.tokens import (
+    LiveGatewayKeys, create_gateway_key, create_token, gateway_key_id, revoke_gateway_key, revoke_token,
+)
+from billing_pipelines.ratelimit import SimClock
 from dashboard_support import land, live_settings, now_event
 
 
@@ -25,7 +29,7 @@ def served(tmp_path):
         now_event("a-1", action="complex"), now_event("g-1", org="globex", model="frontier-large"),
     ]))
     engine = dashboard_engine(settings.database_url)
-    client = TestClient(create_app(engine, live_limiter(settings.billing_config(), engine)))
+    client = TestClient(create_app(engine, live_limiter(settings.billing_config(), engine), key_seconds=0))
     return settings, engine, client
 
 
@@ -92,13 +96,45 @@ def test_balance_document(served):
 
 
 def test_page_assets_and_rate_limiter_are_served(served):
-    _, _, client = served
+    _, engine, client = served
     page = client.get("/")
     assert page.status_code == 200 and "/static/dashboard.js" in page.text
     assert client.get("/static/dashboard.css").status_code == 200
-    decision = client.post("/v1/ratelimit/decide", json={"org_id": "acme", "model": "small-fast"})
+    gateway = {"Authorization": f"Bearer {create_gateway_key(engine, 'gateway-1')[1]}"}
+    decision = client.post("/v1/ratelimit/decide", json={"org_id": "acme", "model": "small-fast"}, headers=gateway)
     assert decision.status_code == 200 and decision.json()["lease"]
-    assert client.post("/v1/ratelimit/decide", json={"org_id": "nobody", "model": "small-fast"}).status_code == 400
+    unknown = client.post("/v1/ratelimit/decide", json={"org_id": "nobody", "model": "small-fast"}, headers=gateway)
+    assert unknown.status_code == 400
+
+
+def test_the_rate_limiter_takes_live_gateway_keys_and_refuses_customer_tokens(served):
+    _, engine, client = served
+    key_id, key = create_gateway_key(engine, "gateway-1")
+    _, token = create_token(engine, "acme")
+    ask = lambda bearer: client.post(  # noqa: E731
+        "/v1/ratelimit/decide", json={"org_id": "acme", "model": "small-fast"}, headers={"Authorization": f"Bearer {bearer}"})
+    assert ask(key).status_code == 200
+    assert ask(token).status_code == 403 and "customer API token" in ask(token).json()["error"]
+    assert ask(key + "x").status_code == 401
+    assert _get(client, key).status_code == 401, "a gateway key reads no balance"
+    assert revoke_gateway_key(engine, key_id) == "gateway-1"
+    assert ask(key).status_code == 401
+    with engine.connect() as conn:
+        stored = conn.execute(select(GatewayKeyRow.__table__)).mappings().all()
+    assert key not in repr(stored) and len(stored[0]["key_sha256"]) == 64
+
+
+def test_live_gateway_keys_are_remembered_for_seconds_only(served):
+    _, engine, _ = served
+    key_id, key = create_gateway_key(engine, "gateway-1")
+    clock = SimClock(0)
+    live = LiveGatewayKeys(engine, seconds=5, clock=clock)
+    assert live(key) == key_id and live("bgk_unknown_x") is None
+    revoke_gateway_key(engine, key_id)
+    clock.advance(4.9)
+    assert live(key) == key_id, "remembered: no database read"
+    clock.advance(0.1)
+    assert live(key) is None and live(key) is None
 
 
 def test_the_limiter_sees_the_live_balance_of_a_plan_without_overage(tmp_path):
@@ -106,7 +142,8 @@ def test_the_limiter_sees_the_live_balance_of_a_plan_without_overage(tmp_path):
     process_landed_file(settings, land(settings, "a.jsonl", [
         now_event(f"i-{n}", org="initech", action="complex") for n in range(41)  # 205 > 200 credits
     ]))
-    client = TestClient(serve_app(settings))
+    _, key = create_gateway_key(dashboard_engine(settings.database_url), "gateway-1")
+    client = TestClient(serve_app(settings), headers={"Authorization": f"Bearer {key}"})
     response = client.post("/v1/ratelimit/decide", json={"org_id": "initech", "model": "small-fast"})
     assert response.status_code == 402
 
@@ -128,3 +165,28 @@ def test_tokens_commands(tmp_path, capsys):
         run("tokens", "create", "nobody")
     with pytest.raises(SystemExit, match="no live token"):
         run("tokens", "revoke", token_id)
+
+
+def test_gateway_keys_commands(tmp_path, capsys):
+    settings = live_settings(tmp_path)
+    parser = argparse.ArgumentParser()
+    dashboard_cli.register(parser.add_subparsers(dest="command"))
+    run = lambda *argv: (lambda a: a.handler(a, settings))(parser.parse_args(list(argv)))  # noqa: E731
+    run("gateway-keys", "create", "gateway-eu-1")
+    out, err = capsys.readouterr()
+    key, key_id = out.strip(), err.split()[3]
+    assert key.startswith(f"bgk_{key_id}_") and "shown once" in err
+    client = TestClient(serve_app(settings), headers={"Authorization": f"Bearer {key}"})
+    assert client.post("/v1/ratelimit/decide", json={"org_id": "acme", "model": "small-fast"}).status_code == 200
+    run("gateway-keys", "list")
+    listed = capsys.readouterr().out
+    assert key_id in listed and "gateway-eu-1" in listed and "live" in listed and key not in listed
+    run("gateway-keys", "revoke", key)
+    assert "revoked a gateway key of gateway-eu-1" in capsys.readouterr().out
+    assert gateway_key_id(dashboard_engine(settings.database_url), key) is None
+    run("gateway-keys", "list", "gateway-eu-1")
+    assert "revoked" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no live gateway key"):
+        run("gateway-keys", "revoke", key_id)
+    with pytest.raises(SystemExit, match="empty"):
+        run("gateway-keys", "create", " ")

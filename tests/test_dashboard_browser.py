@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 
 import pytest
 
@@ -15,8 +12,9 @@ from billing_pipelines.dashboard.app import create_app
 from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.dashboard.state import dashboard_engine
 from billing_pipelines.dashboard.tokens import create_token
+from billing_pipelines.web import server_config
 from conftest import require_service
-from dashboard_support import land, live_settings, now_event
+from dashboard_support import land, live_settings, now_event, running
 
 CHROMIUM = os.environ.get("BILLING_CHROMIUM", "/usr/bin/chromium")
 
@@ -39,22 +37,10 @@ def browser():
 @pytest.fixture
 def server(tmp_path):
     """`billing serve`'s app on a free port, in a thread; yields (settings, base URL)."""
-    import uvicorn
-
     settings = live_settings(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(create_app(dashboard_engine(settings.database_url)),
-                                       host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield settings, f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(5)
+    app = create_app(dashboard_engine(settings.database_url))
+    with running(server_config(app, "127.0.0.1", 0, log_level="warning")) as port:
+        yield settings, f"http://127.0.0.1:{port}"
 
 
 def test_page_shows_the_balance_and_then_the_new_balance(browser, server):

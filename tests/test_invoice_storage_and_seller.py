@@ -88,9 +88,9 @@ def test_seller_from_yaml(tmp_path):
     [
         ("payment_terms_days: -1\n", "payment_terms_days"),
         ("payment_terms_days: 30.5\n", "payment_terms_days"),
-        ("name: ''\n", "`name` must not be empty"),
-        ("name: [a]\n", "`name` must be text"),
-        ("iban: X\n", "unknown field(s) iban"),
+        ("name: ''\n", "field `name`: must not be empty"),
+        ("name: [a]\n", "field `name`: must be text, got a list (line 1)"),
+        ("iban: X\n", "field `iban`: unknown field"),
         ("- a\n", "must be a mapping"),
         ("name: [\n", "not valid YAML"),
     ],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ratelimit_support import NOV_2026, PLAN_OF, replay, write_config
+from ratelimit_support import NOV_4, NOV_2026, PLAN_OF, replay, write_config
 
 from billing_pipelines.ratelimit import (
     ALLOW, DEGRADE, REJECT, MemoryBackend, Policy, RateLimited, RateLimiter, SimClock, UnknownModel,
@@ -123,6 +123,44 @@ def test_an_org_out_of_credits_without_overage_price_is_rejected(config, clock, 
     if outcome == REJECT:
         assert (decision.reason, decision.retry_after, decision.lease) == ("out_of_credits", None, None)
         assert limiter.backend.active_leases(org) == 0
+
+
+def test_an_upgrade_raises_the_limits_from_its_effective_instant(config, clock):
+    """climber: solo (1 slot, 1 a minute, no burst) until 2026-11-04, pro (10 slots, 300 a
+    minute, 60 s of burst) from 00:00 UTC that day, by the limiter's clock."""
+    limiter = limiter_for(config, clock)
+    clock.now = NOV_4 - 0.001
+    first, second = limiter.decide("climber", "embed-v3"), limiter.decide("climber", "embed-v3")
+    assert [(d.outcome, d.reason, d.limit_requests) for d in (first, second)] == [
+        (ALLOW, "", 1), (REJECT, "concurrency", 1)]
+    limiter.release(first.lease)
+    assert limiter.decide("climber", "embed-v3").reason == "rate_limited", "one a minute on solo"
+    clock.now = NOV_4
+    upgraded = limiter.decide("climber", "embed-v3")
+    assert (upgraded.outcome, upgraded.limit_requests) == (ALLOW, 300), "pro's burst admits it at once"
+    held = [upgraded] + [limiter.decide("climber", "small-fast") for _ in range(10)]
+    assert [d.outcome for d in held] == [ALLOW] * 10 + [REJECT] and held[-1].reason == "concurrency"
+
+
+def test_a_cancelled_customer_is_refused_from_the_cancellation_on(config, clock):
+    limiter = limiter_for(config, clock)
+    clock.now = NOV_4 - 0.001
+    assert limiter.decide("leaver", "small-fast").outcome == ALLOW
+    clock.now = NOV_4
+    ended = limiter.decide("leaver", "small-fast")
+    assert (ended.outcome, ended.reason, ended.lease, ended.retry_after) == (REJECT, "subscription_ended", None, None)
+    assert "retry-after" not in response_headers(ended)
+    assert limiter.backend.active_leases("leaver") == 1, "the refusal took no slot"
+    clock.advance(40 * 86400)
+    assert limiter.decide("leaver", "small-fast").reason == "subscription_ended"
+
+
+@pytest.mark.parametrize(("when", "outcome", "reason"), [(NOV_4 - 0.001, REJECT, "out_of_credits"), (NOV_4, ALLOW, "")])
+def test_the_credits_rule_follows_the_plan_in_effect(config, clock, when, outcome, reason):
+    """saver: free (no overage price) until 2026-11-04, pro (bills overage) from then."""
+    clock.now = when
+    decision = limiter_for(config, clock, credits_left=lambda org: 0).decide("saver", "small-fast")
+    assert (decision.outcome, decision.reason) == (outcome, reason)
 
 
 def test_unknown_org_and_model_are_clear_errors(config, clock):

@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 import redis
@@ -147,6 +148,29 @@ def test_heartbeat_extends_and_a_released_lease_cannot_be_renewed(config_dir, pr
     assert renewed.expires_at >= decision.lease.expires_at and renewed.store == "redis"
     assert limiter.release(renewed) and limiter.heartbeat(renewed) is None
     assert limiter.backend.active_leases("acme") == 0
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_only_the_holder_of_a_lease_can_release_or_renew_it(config_dir, request, store):
+    """A lease is recorded under the key that acquired it and the model served: another key, or
+    an edited id, org or model, matches no slot, and the slot stays held until its holder acts."""
+    clock = SimClock(NOV_2026)
+    backend = MemoryBackend(clock) if store == "memory" else RedisBackend(
+        REDIS_URL, prefix=request.getfixturevalue("prefix"), clock=clock)
+    limiter = RateLimiter(load_config(config_dir), backend, clock=clock, lease_ttl=30)
+    lease = limiter.decide("solo", "frontier-large", holder="key-a").lease
+    presented = Lease.from_json(lease.to_json(), holder="key-a")
+    assert presented == lease and lease.holder == "key-a"
+    forgeries = [Lease.from_json(lease.to_json(), holder="key-b"), Lease.from_json(lease.to_json())]
+    forgeries += [replace(presented, **edit) for edit in ({"id": "0" * 32}, {"model": "small-fast"})]
+    forgeries.append(replace(presented, org_id="acme"))
+    for forged in forgeries:
+        assert limiter.release(forged) is False and limiter.heartbeat(forged) is None, forged
+    assert limiter.backend.active_leases("solo") == 1
+    assert limiter.decide("solo", "embed-v3", holder="key-b").reason == "concurrency"
+    clock.advance(20)
+    assert limiter.heartbeat(presented).expires_at == pytest.approx(clock.now + 30)
+    assert limiter.release(presented) is True and limiter.backend.active_leases("solo") == 0
 
 
 @pytest.mark.parametrize(("org", "model"), [("initech", "embed-v3"), ("acme", "frontier-large"), ("solo", "frontier-large")])

@@ -72,6 +72,25 @@ def test_revenue_at_risk_uses_recognized_revenue_when_given(config):
     assert solo["revenue_at_risk"].to_list() == [Decimal("0.67")]  # 0.66667 exactly, half up
 
 
+def test_the_replay_follows_a_plan_change(config):
+    """From 00:00 UTC of 2026-11-04 climber moves up from solo (1 slot) to pro (10 slots) and
+    sinker down from pro to solo. Each sends two overlapping requests of 5 credits the minute
+    before the change and two after it."""
+    before = (datetime(2026, 11, 3, 23, 59, tzinfo=timezone.utc) - T0).total_seconds()
+    rows = [(org, "embed-v3", before + minute + s, 30_000, 5)
+            for org in ("climber", "sinker") for minute in (0, 60) for s in (0, 1)]
+    replayed = replay_rate_limits(events(rows), config)
+    outcomes = {org[0]: part.select("outcome", "reason").rows()
+                for org, part in replayed.partition_by("org_id", as_dict=True).items()}
+    allow, full = ("allow", ""), ("reject", "concurrency")
+    assert outcomes == {"climber": [allow, full, allow, allow], "sinker": [allow, allow, allow, full]}
+    summary = {r["org_id"]: r for r in rate_limit_simulation(events(rows), config).to_dicts()}
+    assert [(r["plan"], r["rejected"], r["revenue_at_risk"]) for r in summary.values()] == [
+        ("pro", 1, Decimal("0.50")),  # 5 credits at solo's 10.00 / 100 on 2026-11-03
+        ("solo", 1, Decimal("0.50")),  # and on 2026-11-04, not at pro's 49.00 / 5000
+    ]
+
+
 def test_bad_events_are_clear_errors(config):
     with pytest.raises(ValueError, match="latency_ms"):
         rate_limit_simulation(events(HAND_CHECKED).drop("latency_ms"), config)

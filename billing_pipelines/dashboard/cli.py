@@ -1,4 +1,6 @@
-"""`billing serve` and `billing tokens create|revoke|list`: add with `register(subparsers)`."""
+"""`billing serve`, `billing tokens create|revoke|list` (customers' API tokens) and
+`billing gateway-keys create|revoke|list` (gateways' keys for the rate limiter): add with
+`register(subparsers)`."""
 
 from __future__ import annotations
 
@@ -12,58 +14,71 @@ def cmd_serve(args: argparse.Namespace, settings: BillingSettings) -> None:
     import uvicorn
 
     from billing_pipelines.dashboard.app import serve_app
+    from billing_pipelines.web import server_config
 
     app = serve_app(settings)
     print(f"billing serve: http://{args.host}:{args.port}/ (balance API /v1/balance, rate limiter /v1/ratelimit/)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(server_config(app, args.host, args.port, log_level="warning")).run()
 
 
-def cmd_tokens_create(args: argparse.Namespace, settings: BillingSettings) -> None:
+# command -> (what one is called, whom it belongs to, what for)
+KINDS = {
+    "tokens": ("token", "org", "customers' API tokens for the balance API"),
+    "gateway-keys": ("gateway key", "name", "gateways' keys for the rate-limit endpoints"),
+}
+
+
+def _credentials(kind: str):
+    from billing_pipelines.dashboard import tokens
+
+    return {"tokens": tokens.CUSTOMER_TOKENS, "gateway-keys": tokens.GATEWAY_KEYS}[kind]
+
+
+def cmd_create(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.dashboard.state import dashboard_engine
-    from billing_pipelines.dashboard.tokens import create_token
 
-    if args.org not in settings.billing_config().customers:
-        raise SystemExit(f"billing: {args.org!r} is not a customer in {settings.config_dir}/customers.yaml")
-    token_id, token = create_token(dashboard_engine(settings.database_url), args.org)
-    print(token)
-    print(f"token id {token_id} for {args.org}: shown once, store it now "
-          f"(revoke with `billing tokens revoke {token_id}`)", file=sys.stderr)
+    if args.kind == "tokens" and args.owner not in settings.billing_config().customers:
+        raise SystemExit(f"billing: {args.owner!r} is not a customer in {settings.config_dir}/customers.yaml")
+    if not args.owner.strip():
+        raise SystemExit("billing: the name must not be empty")
+    credential_id, secret = _credentials(args.kind).create(dashboard_engine(settings.database_url), args.owner)
+    print(secret)
+    print(f"{KINDS[args.kind][0]} id {credential_id} for {args.owner}: shown once, store it now "
+          f"(revoke with `billing {args.kind} revoke {credential_id}`)", file=sys.stderr)
 
 
-def cmd_tokens_revoke(args: argparse.Namespace, settings: BillingSettings) -> None:
+def cmd_revoke(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.dashboard.state import dashboard_engine
-    from billing_pipelines.dashboard.tokens import revoke_token
 
-    org_id = revoke_token(dashboard_engine(settings.database_url), args.token)
-    if org_id is None:
-        raise SystemExit(f"billing: no live token {args.token!r}")
-    print(f"revoked a token of {org_id}")
+    owner = _credentials(args.kind).revoke(dashboard_engine(settings.database_url), args.credential)
+    if owner is None:
+        raise SystemExit(f"billing: no live {KINDS[args.kind][0]} {args.credential!r}")
+    print(f"revoked a {KINDS[args.kind][0]} of {owner}")
 
 
-def cmd_tokens_list(args: argparse.Namespace, settings: BillingSettings) -> None:
+def cmd_list(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.dashboard.state import dashboard_engine
-    from billing_pipelines.dashboard.tokens import list_tokens
 
-    for t in list_tokens(dashboard_engine(settings.database_url), args.org):
-        status = f"revoked {t['revoked_at']:%Y-%m-%d %H:%M}" if t["revoked_at"] else "live"
-        print(f"{t['token_id']}  {t['org_id']:<24} created {t['created_at']:%Y-%m-%d %H:%M}  {status}")
+    for row in _credentials(args.kind).listing(dashboard_engine(settings.database_url), args.owner):
+        credential_id, owner, created, revoked = row.values()
+        status = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "live"
+        print(f"{credential_id}  {owner:<24} created {created:%Y-%m-%d %H:%M}  {status}")
 
 
 def register(subparsers) -> None:
-    """Add `serve` and `tokens` to the `billing` command line."""
+    """Add `serve`, `tokens` and `gateway-keys` to the `billing` command line."""
     serve = subparsers.add_parser("serve", help="balance API, customer page and rate-limit endpoints")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=cmd_serve)
-
-    tokens = subparsers.add_parser("tokens", help="customers' API tokens for the balance API")
-    sub = tokens.add_subparsers(dest="tokens_command", required=True)
-    create = sub.add_parser("create", help="create a token for ORG and print it (once)")
-    create.add_argument("org")
-    create.set_defaults(handler=cmd_tokens_create)
-    revoke = sub.add_parser("revoke", help="revoke a token (its id or the token itself)")
-    revoke.add_argument("token")
-    revoke.set_defaults(handler=cmd_tokens_revoke)
-    listing = sub.add_parser("list", help="tokens (ids, never secrets), optionally of one ORG")
-    listing.add_argument("org", nargs="?")
-    listing.set_defaults(handler=cmd_tokens_list)
+    for kind, (_, owner, what) in KINDS.items():
+        parser = subparsers.add_parser(kind, help=what)
+        sub = parser.add_subparsers(dest=f"{kind}_command", required=True)
+        create = sub.add_parser("create", help=f"create one for {owner.upper()} and print it (once)")
+        create.add_argument("owner", metavar=owner.upper())
+        revoke = sub.add_parser("revoke", help="revoke one (its id or itself)")
+        revoke.add_argument("credential", metavar="ID|SECRET")
+        listing = sub.add_parser("list", help=f"ids, never secrets, optionally of one {owner.upper()}")
+        listing.add_argument("owner", metavar=owner.upper(), nargs="?")
+        for command, handler in ((create, cmd_create), (revoke, cmd_revoke), (listing, cmd_list)):
+            command.set_defaults(handler=handler, kind=kind)

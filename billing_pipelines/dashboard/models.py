@@ -4,6 +4,7 @@
 have committed yet (request_id is the primary key: the idempotency key of SPEC §1.3);
 `dashboard_state.generation` grows by one with every micro-batch, so a balance computed from an
 older snapshot never overwrites a newer one. Balances, their grants and usage are per customer.
+`dashboard_api_tokens` and `gateway_keys` hold the hashes of customers' tokens and gateways' keys.
 """
 
 from __future__ import annotations
@@ -101,5 +102,17 @@ class ApiTokenRow(SQLModel, table=True):
     token_id: str = Field(primary_key=True)
     org_id: str = Field(index=True)
     token_sha256: str = Field(unique=True, index=True)
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class GatewayKeyRow(SQLModel, table=True):
+    """A gateway's key for the rate-limit endpoints (server-side, not a customer's); only its
+    SHA-256 is stored. `name` says which gateway or deployment holds it."""
+
+    __tablename__ = "gateway_keys"
+    key_id: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    key_sha256: str = Field(unique=True, index=True)
     created_at: datetime
     revoked_at: datetime | None = None

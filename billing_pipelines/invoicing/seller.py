@@ -15,21 +15,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import Field, Strict, StringConstraints, with_config
 
-from billing_pipelines.config import ConfigError
+from billing_pipelines.config import ENTRY, YamlDocument, read_yaml, validate_documents
 
 SELLER_FILE = "seller.yaml"
+SellerText = Annotated[str, Strict(), StringConstraints(strip_whitespace=True)]
 
 
+@with_config(ENTRY)
 @dataclass(frozen=True)
 class Seller:
-    name: str = "Example AI Ltd"
-    address: str = ""
-    email: str = "billing@example.com"
-    tax_id: str = ""
-    payment_terms_days: int = 30
+    name: Annotated[SellerText, StringConstraints(min_length=1)] = "Example AI Ltd"
+    address: SellerText = ""
+    email: SellerText = "billing@example.com"
+    tax_id: SellerText = ""
+    payment_terms_days: Annotated[int, Strict(), Field(ge=0, le=365)] = 30
 
     def due_date(self, issue_date: date) -> date:
         """The date payment is due for an invoice issued on `issue_date`."""
@@ -45,30 +48,14 @@ def load_seller(config_folder: str | Path) -> Seller:
     path = Path(config_folder) / SELLER_FILE
     if not path.is_file():
         return Seller()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: must be a mapping of seller fields")
-    return seller_from_dict(doc, where=str(path))
+    return _validated(read_yaml(path.read_bytes(), SELLER_FILE))
 
 
 def seller_from_dict(doc: dict, where: str = "seller") -> Seller:
     """A Seller from a mapping (seller.yaml or an invoice document's `seller`), validated."""
-    unknown = sorted(set(doc) - set(Seller.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    text = {}
-    for key in ("name", "address", "email", "tax_id"):
-        value = doc.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{where}: `{key}` must be text, got {value!r}")
-        if value is not None:
-            text[key] = value.strip()
-    if text.get("name") == "":
-        raise ConfigError(f"{where}: `name` must not be empty")
-    terms = doc.get("payment_terms_days", Seller.payment_terms_days)
-    if isinstance(terms, bool) or not isinstance(terms, int) or not 0 <= terms <= 365:
-        raise ConfigError(f"{where}: `payment_terms_days` must be an integer 0..365, got {terms!r}")
-    return Seller(**text, payment_terms_days=terms)
+    return _validated(YamlDocument(where, doc))
+
+
+def _validated(document: YamlDocument) -> Seller:
+    """The seller of `document`, or a ConfigError naming the field."""
+    return validate_documents(dict[str, Seller], [document])[document.name]

@@ -1,8 +1,9 @@
 """Where admission state lives: in this process (the default) or in Redis.
 
 Both apply the same rule (see `policy`): concurrency leases per org, kept with their expiry so a
-crashed worker's slot frees itself, then the GCRA rate rule per (org, model) down the degrade
-chain, admitting on the first model whose rate allows. One call is atomic: a lock in process,
+crashed worker's slot frees itself, and under their holder and model (`Lease.slot`) so only the
+holder can give one back; then the GCRA rate rule per (org, model) down the degrade chain,
+admitting on the first model whose rate allows. One call is atomic: a lock in process,
 one Lua script in Redis (time from the server's TIME unless a clock is given, for simulations).
 """
 
@@ -25,25 +26,41 @@ CONCURRENCY_RETRY_US = MICROS  # a slot is usually freed by a release, long befo
 
 @dataclass(frozen=True)
 class Lease:
-    """A held concurrency slot; give it back with `release`, keep it alive with `heartbeat`."""
+    """A held concurrency slot; give it back with `release`, keep it alive with `heartbeat`.
+
+    `holder` is who acquired it (a gateway key's id; "" in process): the backend records the slot
+    under `slot`, so only its holder can release or renew it, and a lease whose id, org or model
+    was edited matches no slot. `expires_at` is informational: the store's clock decides.
+    """
 
     id: str
     org_id: str
     model: str
     store: str  # the backend holding it: "redis" or "local"
     expires_at: float  # seconds since the epoch, on the store's clock
+    holder: str = ""
+
+    @property
+    def slot(self) -> str:
+        return lease_slot(self.holder, self.model, self.id)
 
     def to_json(self) -> dict:
         return {"id": self.id, "org_id": self.org_id, "model": self.model, "store": self.store,
                 "expires_at": self.expires_at}
 
     @classmethod
-    def from_json(cls, data: dict) -> Lease:
+    def from_json(cls, data: dict, holder: str = "") -> Lease:
+        """The lease `data` describes, as presented by `holder` (never read from `data`)."""
         try:
             return cls(str(data["id"]), str(data["org_id"]), str(data["model"]), str(data["store"]),
-                       float(data["expires_at"]))
+                       float(data["expires_at"]), holder)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a lease: {data!r}") from exc
+
+
+def lease_slot(holder: str, model: str, lease_id: str) -> str:
+    """The member a lease is recorded under in its org's lease set."""
+    return f"{holder}|{model}|{lease_id}"
 
 
 @dataclass(frozen=True)
@@ -64,7 +81,9 @@ class Grant:
 class Backend(Protocol):
     store: str
 
-    def acquire(self, org: str, chain: Sequence[str], policy: Policy, lease_id: str, ttl_us: int) -> Grant: ...
+    def acquire(self, org: str, chain: Sequence[str], policy: Policy, lease_id: str, ttl_us: int,
+                holder: str = "") -> Grant:
+        """Admit the first model of `chain` whose rate allows, recording its lease's slot."""
 
     def release(self, lease: Lease) -> bool: ...
 
@@ -82,10 +101,10 @@ class MemoryBackend:
     def __init__(self, clock: Callable[[], float] = wall_clock):
         self._clock = clock
         self._lock = threading.Lock()
-        self._leases: dict[str, dict[str, int]] = {}
+        self._leases: dict[str, dict[str, int]] = {}  # org -> lease slot -> expiry
         self._tats: dict[tuple[str, str], int] = {}
 
-    def acquire(self, org, chain, policy, lease_id, ttl_us):
+    def acquire(self, org, chain, policy, lease_id, ttl_us, holder=""):
         with self._lock:
             now = to_micros(self._clock())
             leases = self._live_leases(org, now)
@@ -96,7 +115,7 @@ class MemoryBackend:
                 state = gcra(self._tats.get((org, model)), now, policy)
                 if state.admitted:
                     self._tats[(org, model)] = state.tat_us
-                    leases[lease_id] = now + ttl_us
+                    leases[lease_slot(holder, model, lease_id)] = now + ttl_us
                     return Grant(index, "", now, now + ttl_us, 0, state.remaining, state.reset_us, self.store)
                 states.append(state)
             first = states[0]
@@ -105,15 +124,15 @@ class MemoryBackend:
 
     def release(self, lease):
         with self._lock:
-            return self._leases.get(lease.org_id, {}).pop(lease.id, None) is not None
+            return self._leases.get(lease.org_id, {}).pop(lease.slot, None) is not None
 
     def heartbeat(self, lease, ttl_us):
         with self._lock:
             now = to_micros(self._clock())
             leases = self._live_leases(lease.org_id, now)
-            if lease.id not in leases:
+            if lease.slot not in leases:
                 return None
-            leases[lease.id] = now + ttl_us
+            leases[lease.slot] = now + ttl_us
             return now + ttl_us
 
     def active_leases(self, org):
@@ -133,8 +152,8 @@ def _concurrency_refusal(now: int, earliest_expiry: int, store: str) -> Grant:
 
 
 # KEYS[1]: the org's lease set; KEYS[2..]: GCRA keys of the chain's models, in order.
-# ARGV: now_us ("" = server TIME), lease_id, ttl_us, concurrent, interval_us, tolerance_us,
-# the longest retry-after on a full lease set.
+# ARGV: now_us ("" = server TIME), ttl_us, concurrent, interval_us, tolerance_us, the longest
+# retry-after on a full lease set, then the lease's slot for each model of the chain, in order.
 # Returns {index (0 = refused), reason, now, expires, retry_after, remaining, reset}.
 _ACQUIRE_LUA = """
 local function clock(arg)
@@ -147,12 +166,12 @@ local function keep(key, until_us, now)
   if redis.call('PTTL', key) < want then redis.call('PEXPIRE', key, want) end
 end
 local now = clock(ARGV[1])
-local ttl, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
-local interval, tolerance = tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval, tolerance = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= cap then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, 'concurrency', now, 0, math.min(tonumber(ARGV[7]), tonumber(first[2]) - now), 0, 0}
+  return {0, 'concurrency', now, 0, math.min(tonumber(ARGV[6]), tonumber(first[2]) - now), 0, 0}
 end
 local retry, first_reset = nil, 0
 for i = 2, #KEYS do
@@ -161,7 +180,7 @@ for i = 2, #KEYS do
   if tat - now <= tolerance then
     local new_tat = tat + interval
     redis.call('SET', KEYS[i], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
-    redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+    redis.call('ZADD', KEYS[1], now + ttl, ARGV[i + 5])
     keep(KEYS[1], now + ttl, now)
     local slack = tolerance - (new_tat - now)
     local left = 0
@@ -175,7 +194,7 @@ end
 return {0, 'rate_limited', now, 0, retry, 0, first_reset}
 """
 
-# KEYS[1]: the org's lease set. ARGV: now_us ("" = server TIME), lease_id, ttl_us.
+# KEYS[1]: the org's lease set. ARGV: now_us ("" = server TIME), the lease's slot, ttl_us.
 # Returns the new expiry, or -1 when the lease has expired or was released.
 _HEARTBEAT_LUA = """
 local now
@@ -202,9 +221,9 @@ return redis.call('ZCARD', KEYS[1])
 class RedisBackend:
     """Admission state in Redis, shared by every process; each decision is one Lua script.
 
-    Keys: ``{prefix}{org}:leases`` (sorted set, lease id scored by expiry in microseconds) and
-    ``{prefix}{org}:rate:{model}`` (the TAT); the org is a hash tag, so all keys of one decision
-    sit in one cluster slot. `deadline` (seconds) bounds connect and each reply, no retries.
+    Keys: ``{prefix}{org}:leases`` (sorted set, each lease's `slot` scored by its expiry in
+    microseconds) and ``{prefix}{org}:rate:{model}`` (the TAT); the org is a hash tag, so all keys
+    of one decision sit in one cluster slot. `deadline` (seconds) bounds connect and each reply, no retries.
     """
 
     store = "redis"
@@ -225,19 +244,19 @@ class RedisBackend:
         self._heartbeat = self.client.register_script(_HEARTBEAT_LUA)
         self._active = self.client.register_script(_ACTIVE_LUA)
 
-    def acquire(self, org, chain, policy, lease_id, ttl_us):
+    def acquire(self, org, chain, policy, lease_id, ttl_us, holder=""):
         keys = [self._leases_key(org)] + [f"{self.prefix}{{{org}}}:rate:{m}" for m in chain]
-        args = [self._now(), lease_id, ttl_us, policy.concurrent, policy.interval_us, policy.tolerance_us,
-                CONCURRENCY_RETRY_US]
+        args = [self._now(), ttl_us, policy.concurrent, policy.interval_us, policy.tolerance_us,
+                CONCURRENCY_RETRY_US, *(lease_slot(holder, m, lease_id) for m in chain)]
         index, reason, *figures = self._acquire(keys=keys, args=args)
         now, expires, retry, left, reset = (int(f) for f in figures)
         return Grant(int(index) - 1 if int(index) else None, reason, now, expires, retry, left, reset, self.store)
 
     def release(self, lease):
-        return bool(self.client.zrem(self._leases_key(lease.org_id), lease.id))
+        return bool(self.client.zrem(self._leases_key(lease.org_id), lease.slot))
 
     def heartbeat(self, lease, ttl_us):
-        expiry = int(self._heartbeat(keys=[self._leases_key(lease.org_id)], args=[self._now(), lease.id, ttl_us]))
+        expiry = int(self._heartbeat(keys=[self._leases_key(lease.org_id)], args=[self._now(), lease.slot, ttl_us]))
         return expiry if expiry >= 0 else None
 
     def active_leases(self, org):
@@ -269,15 +288,15 @@ class FailoverBackend:
         self._down_until = 0.0
         self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
-    def acquire(self, org, chain, policy, lease_id, ttl_us):
+    def acquire(self, org, chain, policy, lease_id, ttl_us, holder=""):
         if time.monotonic() >= self._down_until:
             try:
-                return self.primary.acquire(org, chain, policy, lease_id, ttl_us)
+                return self.primary.acquire(org, chain, policy, lease_id, ttl_us, holder)
             except self._errors as exc:
                 log.warning("rate limiter: Redis unavailable (%s); local cap for %.1fs", exc, self._probe_after)
                 self._down_until = time.monotonic() + self._probe_after
         cheaper = chain[1:] or chain
-        grant = self.local.acquire(org, cheaper, policy, lease_id, ttl_us)
+        grant = self.local.acquire(org, cheaper, policy, lease_id, ttl_us, holder)
         index = None if grant.index is None else grant.index + len(chain) - len(cheaper)
         return replace(grant, index=index, failover=True)
 

@@ -1,7 +1,9 @@
 """Admission control for the AI gateway: allow, degrade to a cheaper model, or reject.
 
-Rules, in order, for `decide(org, model, est_credits)`:
+Rules, in order, for `decide(org, model, est_credits)`, with the plan in effect now (SPEC §7:
+a plan change counts from 00:00 UTC of its effective_from, by the limiter's clock):
 
+0. Subscription: from its cancellation on, the org is rejected (``subscription_ended``).
 1. Credits: an org whose plan bills no overage (``overage_credit_price: null``) and whose
    credits left (from the `credits_left` provider) are below `est_credits`, or zero, is
    rejected (``out_of_credits``). Without a provider, or where it answers None, this is skipped.
@@ -20,11 +22,12 @@ from __future__ import annotations
 
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
+from functools import lru_cache
 from typing import Callable, Iterator
 
-from billing_pipelines.config import BillingConfig
+from billing_pipelines.config import BillingConfig, Plan
 from billing_pipelines.ratelimit.backends import Backend, Grant, Lease, MemoryBackend
 from billing_pipelines.ratelimit.policy import MICROS, Policy, to_micros, wall_clock
 
@@ -88,7 +91,7 @@ class RateLimiter:
     """Plan limits from `config`, state in `backend`; thread-safe as its backend is.
 
     `lease_ttl` (seconds) is how long a slot outlives a worker that neither releases nor sends
-    heartbeats; `clock` dates the price-book lookup of the degrade chain.
+    heartbeats; `clock` dates the plan in effect and the price-book lookup of the degrade chain.
     """
 
     def __init__(self, config: BillingConfig, backend: Backend | None = None, *,
@@ -101,30 +104,41 @@ class RateLimiter:
         self._clock = clock
         self._policies = {name: Policy.of(plan.rate_limits) for name, plan in config.plans.items()}
         self._chains: dict[tuple[str, date], tuple[str, ...]] = {}
+        self._plan_on = lru_cache(maxsize=65536)(config.plan_on)
 
-    def decide(self, org: str, model: str, est_credits: int = 1) -> Decision:
-        customer = self.config.customers.get(org)
-        if customer is None:
+    def decide(self, org: str, model: str, est_credits: int = 1, *, holder: str = "") -> Decision:
+        """Admit, degrade or reject one request; an admitted one holds a lease of `holder` (the
+        gateway key asking; "" in process), which only the same holder can release or renew."""
+        if org not in self.config.customers:
             raise UnknownOrg(f"unknown org {org!r}")
         if isinstance(est_credits, bool) or not isinstance(est_credits, int) or est_credits < 0:
             raise ValueError(f"est_credits must be an integer >= 0, got {est_credits!r}")
         chain = self.degrade_chain(model)
-        policy = self._policies[customer.plan]
-        if self._out_of_credits(org, est_credits):
+        plan = self.plan_now(org)
+        if plan is None:
+            return Decision(REJECT, org, model, None, None, "subscription_ended", None, 0, 0, 0.0)
+        policy = self._policies[plan.plan]
+        if self._out_of_credits(org, plan, est_credits):
             return Decision(REJECT, org, model, None, None, "out_of_credits", None,
                             policy.requests_per_minute, 0, 0.0)
         lease_id = uuid.uuid4().hex
-        grant = self.backend.acquire(org, chain, policy, lease_id, self.ttl_us)
-        return self._decision(org, chain, policy, lease_id, grant)
+        grant = self.backend.acquire(org, chain, policy, lease_id, self.ttl_us, holder)
+        return self._decision(org, chain, policy, lease_id, holder, grant)
 
     def release(self, lease: Lease) -> bool:
-        """Give the slot back; False when it had already lapsed or been released."""
+        """Give the slot back; False when it had already lapsed or been released, or when the
+        lease's holder, id, org or model is not that of a slot held."""
         return self.backend.release(lease)
 
     def heartbeat(self, lease: Lease) -> Lease | None:
-        """Extend the lease by the TTL from now; None when it has lapsed (the slot is gone)."""
+        """Extend the lease by the TTL from now; None when no slot is held under it (lapsed,
+        released, or not its holder's)."""
         expiry = self.backend.heartbeat(lease, self.ttl_us)
-        return None if expiry is None else Lease(lease.id, lease.org_id, lease.model, lease.store, expiry / MICROS)
+        return None if expiry is None else replace(lease, expires_at=expiry / MICROS)
+
+    def plan_now(self, org: str) -> Plan | None:
+        """The org's plan in effect today by the limiter's clock; None from its cancellation."""
+        return self._plan_on(org, self._today())
 
     @contextmanager
     def lease(self, org: str, model: str, est_credits: int = 1) -> Iterator[Decision]:
@@ -139,7 +153,7 @@ class RateLimiter:
 
     def degrade_chain(self, model: str) -> tuple[str, ...]:
         """The model, then its ``degrade_to`` fallbacks, by the price book rows effective today."""
-        today = datetime.fromtimestamp(self._clock(), timezone.utc).date()
+        today = self._today()
         key = (model, today)
         if key not in self._chains:
             book, chain = self.config.price_book, []
@@ -152,18 +166,22 @@ class RateLimiter:
             self._chains[key] = tuple(chain)
         return self._chains[key]
 
-    def _out_of_credits(self, org: str, est_credits: int) -> bool:
-        if self.credits_left is None or self.config.plan_of(org).overage_credit_price is not None:
+    def _today(self) -> date:
+        return datetime.fromtimestamp(self._clock(), timezone.utc).date()
+
+    def _out_of_credits(self, org: str, plan: Plan, est_credits: int) -> bool:
+        if self.credits_left is None or plan.overage_credit_price is not None:
             return False
         left = self.credits_left(org)
         return left is not None and (left <= 0 or left < est_credits)
 
-    def _decision(self, org: str, chain: tuple[str, ...], policy: Policy, lease_id: str, grant: Grant) -> Decision:
+    def _decision(self, org: str, chain: tuple[str, ...], policy: Policy, lease_id: str, holder: str,
+                  grant: Grant) -> Decision:
         rate = (policy.requests_per_minute, grant.remaining, grant.reset_us / MICROS)
         if grant.index is None:
             return Decision(REJECT, org, chain[0], None, None, grant.reason, grant.retry_after_us / MICROS, *rate)
         served = chain[grant.index]
-        lease = Lease(lease_id, org, served, grant.store, grant.expires_us / MICROS)
+        lease = Lease(lease_id, org, served, grant.store, grant.expires_us / MICROS, holder)
         reason = "limiter_unavailable" if grant.failover else ("rate_limited" if grant.index else "")
         outcome = DEGRADE if grant.index else ALLOW
         return Decision(outcome, org, chain[0], served, lease, reason, None, *rate)

@@ -4,9 +4,10 @@ would have saved, and the revenue put at risk by rejections.
 
 Each event holds a concurrency slot from ``ts`` to ``ts + latency_ms`` on a simulated clock;
 a slot ending at an instant is free for a request starting at that instant. Rules and burst
-model as in `limiter` and `policy`, with the in-process backend; credits are not checked (the
-replay knows no balances). Events with equal ts are replayed in their input order. COGS is
-SPEC §1.4's, from the tokens and the price book (a provider-reported cost_usd is not used).
+model as in `limiter` and `policy`, with the in-process backend, under the plan in effect at
+each event's ts (SPEC §7); credits are not checked (the replay knows no balances). Events with
+equal ts are replayed in their input order. COGS is SPEC §1.4's, from the tokens and the price
+book (a provider-reported cost_usd is not used).
 """
 
 from __future__ import annotations
@@ -65,13 +66,13 @@ def replay_rate_limits(events: pl.DataFrame, config: BillingConfig) -> pl.DataFr
 
 
 def rate_limit_simulation(events: pl.DataFrame, config: BillingConfig) -> pl.DataFrame:
-    """Per org (sorted): requests, allowed, degraded, rejected (rejected_rate,
-    rejected_concurrency), credits_rejected, cogs_usd, cogs_saved_usd (degraded events at the
-    served model's rates, 4 places) and revenue_at_risk (2 places).
+    """Per org (sorted): plan (in effect at its last event), requests, allowed, degraded,
+    rejected (rejected_rate, rejected_concurrency), credits_rejected, cogs_usd, cogs_saved_usd
+    (degraded events at the served model's rates, 4 places) and revenue_at_risk (2 places).
 
     Revenue at risk is the `revenue` column of rejected events where the events carry one
-    (recognized revenue per event), else their credits at the plan's unit price
-    (monthly_fee / included_credits).
+    (recognized revenue per event), else their credits at the unit price (monthly_fee /
+    included_credits) of the plan in effect on each event's date (SPEC §7).
     """
     replayed = replay_rate_limits(events, config)
     rows = []
@@ -89,7 +90,7 @@ _SUMMARY_SCHEMA = {
 
 
 def _org_summary(org: str, group: pl.DataFrame, config: BillingConfig) -> tuple:
-    plan = config.plan_of(org)
+    plans = [config.plan_on(org, _utc(ts).date()) for ts in group["ts"].to_list()]
     counts = group["outcome"].value_counts()
     count = dict(zip(counts["outcome"].to_list(), counts["count"].to_list()))
     rejected = group.filter(pl.col("outcome") == REJECT)
@@ -103,9 +104,12 @@ def _org_summary(org: str, group: pl.DataFrame, config: BillingConfig) -> tuple:
     if "revenue" in group.columns:
         at_risk = Fraction(sum(rejected["revenue"].to_list(), Decimal(0)))
     else:
-        at_risk = int(rejected["credits"].sum()) * plan.unit_price
+        outcomes, credits = group["outcome"].to_list(), group["credits"].to_list()
+        at_risk = sum((n * plan.unit_price for n, plan, outcome in zip(credits, plans, outcomes)
+                       if outcome == REJECT and plan is not None), Fraction(0))
+    last_plan = plans[-1] or config.last_plan(org)
     return (
-        org, plan.plan, group.height, count.get(ALLOW, 0), count.get(DEGRADE, 0), rejected.height,
+        org, last_plan.plan, group.height, count.get(ALLOW, 0), count.get(DEGRADE, 0), rejected.height,
         rejected.filter(pl.col("reason") == "rate_limited").height,
         rejected.filter(pl.col("reason") == "concurrency").height,
         int(rejected["credits"].sum()),
