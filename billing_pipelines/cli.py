@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 from datetime import date, timedelta
 from decimal import Decimal
@@ -199,18 +200,19 @@ def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
     ingest it, and close every billing month up to the one landing dates go into now."""
     from billing_pipelines.ingest.landing import landing_dates
     from billing_pipelines.partitions import billing_months
-    from billing_pipelines.periods import add_months, month_key, parse_month
+    from billing_pipelines.periods import add_months, month_key
 
     today = date.today()
     start = add_months(today.replace(day=1), -2)
     if not Path(settings.config_dir, "customers.yaml").exists():
         print(f"generating a landing zone from {start} to {today} in {settings.landing}, config in {settings.config_dir}")
         main(["generate", "--start", start.isoformat(), "--days", str((today - start).days + 1)])
+        # the Dagster partitions start with the customers: load them afresh, over the new config
+        raise SystemExit(subprocess.run([sys.executable, "-m", "billing_pipelines.cli", "demo"]).returncode)
     days = sorted(landing_dates(settings.landing_store()))
     print(f"ingesting {len(days)} landing dates through Dagster ({days[0]}..{days[-1]})")
     main(["ingest", f"{days[0]}..{days[-1]}"])
     main(["close-month", billing_months.get_last_partition_key()])  # and every month before it
-    start = parse_month(billing_months.get_first_partition_key())
     print(f"margin report of {month_key(start)}:")
     main(["margin-report", month_key(start)])
     print(f"""

@@ -118,7 +118,7 @@ def _customers(spec: GeneratorSpec, rng: np.random.Generator) -> pl.DataFrame:
     plans[: min(3, spec.orgs)] = [2, 1, 0][: min(3, spec.orgs)]  # always one of each plan
     names = [NAMES[i] if i < len(NAMES) else f"{NAMES[i % len(NAMES)]} {i // len(NAMES) + 1}" for i in range(spec.orgs)]
     starts = [
-        spec.start - timedelta(days=int(rng.integers(30, 400))) if rng.random() < 0.8
+        spec.start - timedelta(days=int(rng.integers(1, 45))) if rng.random() < 0.8
         else spec.start + timedelta(days=int(rng.integers(0, max(1, spec.days // 2))))
         for _ in range(spec.orgs)
     ]

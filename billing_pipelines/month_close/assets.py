@@ -13,6 +13,7 @@ shows a close stale once anything it reads changed.
 (No ``from __future__ import annotations``: Dagster reads the assets' annotations at runtime.)
 """
 
+import warnings
 from datetime import date
 from decimal import Decimal
 
@@ -41,11 +42,13 @@ from billing_pipelines.warehouse import manifest_version
 GROUP = "month_close"
 _MONTH_DAYS = dg.TimeWindowPartitionMapping()  # a billing month's landing dates (its window)
 _MONTH_BEFORE = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
-_OF_MONTH = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="month")
-_SHARD_MONTH_BEFORE = dg.MultiPartitionMapping({
-    "month": dg.DimensionPartitionMapping("month", _MONTH_BEFORE),
-    "shard": dg.DimensionPartitionMapping("shard", dg.IdentityPartitionMapping()),
-})
+with warnings.catch_warnings():  # Dagster calls its multi-partition mappings beta; they are built in
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    _OF_MONTH = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="month")
+    _SHARD_MONTH_BEFORE = dg.MultiPartitionMapping({
+        "month": dg.DimensionPartitionMapping("month", _MONTH_BEFORE),
+        "shard": dg.DimensionPartitionMapping("shard", dg.IdentityPartitionMapping()),
+    })
 _EAGER = dg.AutomationCondition.eager()
 
 
