@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import date, datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
@@ -43,8 +43,10 @@ def _key(settings, key):
 
 
 def test_first_tick_refreshes_and_runs_each_unpriced_file(defs, settings):
-    early = land(settings, "old.jsonl", [now_event("o-1")], day="2026-11-02")
-    ingest(settings, [date(2026, 11, 2)])
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    early = land(settings, "old.jsonl", [now_event("o-1")], day=yesterday.isoformat())
+    ingest(settings, [yesterday])
+    land(settings, "ancient.jsonl", [now_event("o-2")], day="2026-01-02")  # not a folder files land in now
     a = land(settings, "a.jsonl", [now_event("r-1")])
     b = land(settings, "sub/b.jsonl", [now_event("r-2")])
     requests, cursor = tick(defs, settings)

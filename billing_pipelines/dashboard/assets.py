@@ -2,13 +2,13 @@
 launches one run per landed file (and one per month, so balances roll over without events)."""
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import dagster as dg
 
 from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.ingest.assets import billed_usage
-from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.landing import landed_files
 from billing_pipelines.ingest.pipeline import LandingZone
 from billing_pipelines.periods import month_key
 from billing_pipelines.resources import BillingSettings
@@ -62,8 +62,9 @@ def _request(key: str, run_key_: str) -> dg.RunRequest:
 @dg.sensor(
     job=live_balances_job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="One live_balances run per new or changed landed file (cursor: key, size, mtime), "
-    "and one per month. On its first tick, dates the daily ingest already priced need no run.",
+    description="One live_balances run per new or changed landed file of the recent landing dates "
+    "(cursor: key, size, mtime), and one per month. On its first tick, dates the daily ingest already "
+    "priced need no run.",
 )
 def landed_files_sensor(context: dg.SensorEvaluationContext, billing: BillingSettings) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else None
@@ -71,7 +72,7 @@ def landed_files_sensor(context: dg.SensorEvaluationContext, billing: BillingSet
     requests, month = [], month_key(datetime.now(timezone.utc))
     if (cursor or {}).get("month") != month:
         requests.append(_request("", f"refresh:{month}"))
-    landed = landing_dates(billing.landing_store())
+    landed = _recent_landing(billing)
     staged = _staged_dates(billing, landed) if cursor is None else set()
     current = {f.key: [f.size, f.mtime_ns] for files in landed.values() for f in files}
     files = {key: state for key, state in seen.items() if key in current}
@@ -83,6 +84,16 @@ def landed_files_sensor(context: dg.SensorEvaluationContext, billing: BillingSet
             requests.append(_request(f.key, run_key(f.key, f.size, f.mtime_ns)))
         files[f.key] = current[f.key]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps({"month": month, "files": files}, sort_keys=True))
+
+
+def _recent_landing(billing: BillingSettings) -> dict[date, list]:
+    """The files of the landing dates a file lands in now: from `grace_days + 2` days ago (files
+    land a little after their date) to tomorrow, each folder listed alone: never the whole
+    landing zone, whose listing grows with history. Files landing in older folders are the
+    daily ingest's (or an operator's `billing ingest`)."""
+    store, today = billing.landing_store(), datetime.now(timezone.utc).date()
+    days = [today + timedelta(days=n) for n in range(-(billing.grace_days + 2), 2)]
+    return {day: files for day in days if (files := landed_files(store, day))}
 
 
 def _staged_dates(billing: BillingSettings, landed: dict) -> set[date]:
