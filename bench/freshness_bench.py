@@ -1,7 +1,8 @@
 """Freshness benchmark (issue 6): seconds from a file landing to `GET /v1/balance` showing it.
 
-Sets up, in a temporary folder: the demo landing zone and config (`billing generate`, from the first
-day of last month to today) ingested by the daily pipeline; a Dagster instance on PostgreSQL
+Sets up, in a temporary folder: the demo landing zone and config (`billing generate`, the last
+--history-days days up to today) ingested by the daily pipeline, every month before the current
+one closed (a micro-batch starts from the last close: a longer history must not slow it); a Dagster instance on PostgreSQL
 (database billing_bench_dagster, created here) with `dagster-webserver` and `dagster-daemon`
 running the billing definitions plus the dashboard's sensor and job; and `billing serve`. Then
 drops a file into today's landing folder `--drops` times and polls the API until the customer's
@@ -9,7 +10,8 @@ consumption shows it. Reports p50/p95/max (required p95 < 30 s, goal < 15 s), th
 time of a micro-batch of one demo-sized file, and the Dagster run durations. Stops every process
 it started and drops the database at the end (unless --keep).
 
-    .venv/bin/python bench/freshness_bench.py [--drops 20] [--events-per-file 1000] [--billing-db postgres] [--keep]
+    .venv/bin/python bench/freshness_bench.py [--drops 20] [--events-per-file 1000] [--billing-db postgres]
+        [--history-days 365] [--events-per-day 4000] [--keep]
 """
 
 from __future__ import annotations
@@ -108,18 +110,24 @@ def drop_database(name: str) -> None:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def demo_data(work: Path, env: dict) -> tuple[list[str], float]:
-    """The demo zone up to today, ingested daily; returns (org_ids, ingest seconds)."""
+def demo_data(work: Path, env: dict, history_days: int, events_per_day: int) -> tuple[list[str], float]:
+    """The demo zone of the last `history_days` days up to today, ingested daily, every month
+    before the current partition closed; returns (org_ids, ingest and close seconds)."""
     from billing_pipelines.generate import GeneratorSpec, generate
-    from billing_pipelines.ingest.pipeline import refresh_all
+    from billing_pipelines.ingest.landing import landing_dates
+    from billing_pipelines.ingest.pipeline import ingest
+    from billing_pipelines.month_close.run import close_months
+    from billing_pipelines.periods import add_months
     from billing_pipelines.resources import BillingSettings
 
     today = datetime.now(timezone.utc).date()
-    start = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    generate(GeneratorSpec(start=start, days=(today - start).days), Path(env["BILLING_CONFIG"]), env["BILLING_LANDING"])
+    start = today - timedelta(days=history_days)
+    generate(GeneratorSpec(start=start, days=history_days, events_per_day=events_per_day),
+             Path(env["BILLING_CONFIG"]), env["BILLING_LANDING"])
     settings = BillingSettings.from_env(env)
     began = time.perf_counter()
-    refresh_all(settings)
+    ingest(settings, sorted(landing_dates(settings.landing_store())))
+    close_months(settings, add_months(today.replace(day=1), -2))
     return sorted(settings.billing_config().customers), time.perf_counter() - began
 
 
@@ -198,6 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drops", type=int, default=20)
     parser.add_argument("--events-per-file", type=int, default=1000)
+    parser.add_argument("--history-days", type=int, default=60, help="days of history before today (365: a year)")
+    parser.add_argument("--events-per-day", type=int, default=4000, help="events a day of that history")
     parser.add_argument("--billing-db", choices=["sqlite", "postgres"], default="sqlite",
                         help=f"the billing database: SQLite in BILLING_HOME, or PostgreSQL ({BILLING_DB})")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and the databases")
@@ -216,8 +226,9 @@ def main() -> None:
     try:
         for name in databases:
             recreate_database(name)
-        orgs, ingest_seconds = demo_data(work, env)
-        print(f"demo data: {len(orgs)} customers, daily ingest {ingest_seconds:.1f} s", file=sys.stderr)
+        orgs, ingest_seconds = demo_data(work, env, args.history_days, args.events_per_day)
+        print(f"demo data: {len(orgs)} customers, {args.history_days} days of history ingested and closed "
+              f"in {ingest_seconds:.1f} s", file=sys.stderr)
         inproc = micro_batch_seconds(env, landing, orgs, args.events_per_file)
         print(f"micro-batch of one {args.events_per_file}-event file, in process: "
               f"{', '.join(f'{t:.2f}' for t in inproc)} s", file=sys.stderr)
@@ -270,6 +281,7 @@ def main() -> None:
         runs = run_seconds(instance, keys)
         report = {
             "drops": args.drops, "events_per_file": args.events_per_file, "customers": len(orgs),
+            "history_days": args.history_days, "events_per_day": args.events_per_day,
             "billing_db": args.billing_db,
             "landing_to_api_seconds": {"p50": round(statistics.median(latencies), 2),
                                        "p95": round(percentile(latencies, 0.95), 2),
