@@ -135,10 +135,11 @@ def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None
 
     from billing_pipelines.month_close.chain import months_to_close
     from billing_pipelines.month_close.documents import stored_month_close
-    from billing_pipelines.partitions import close_shard_count
+    from billing_pipelines.partitions import billing_months, close_shard_count
     from billing_pipelines.periods import month_key
 
     month, shards = parse_month_arg(args.month), close_shard_count()
+    require_partitions(billing_months, [month_key(month)])  # before closing any month before it
     for each in months_to_close(settings.warehouse(), settings.billing_config(), month, shards, settings.grace_days):
         run_job("collect_month_usage", month_key(each), settings)
         for shard in range(shards):
