@@ -43,19 +43,18 @@ ACTIONS = ["simple", "complex", "document", "embedding"]
 RUN = """
 import json, resource, sys, time
 from datetime import date
+from billing_pipelines.ingest.pipeline import LandingZone, ingest
+from billing_pipelines.month_close.documents import close_documents
+from billing_pipelines.month_close.ledger import close_ledger_shard
+from billing_pipelines.month_close.usage import collect_month_usage
 from billing_pipelines.resources import BillingSettings
 settings = BillingSettings.from_env(json.loads(sys.argv[1]))
 kind, value = sys.argv[2], sys.argv[3]
 start = time.perf_counter()
 if kind == "ingest":
-    from billing_pipelines.ingest.pipeline import ingest
     [summary] = ingest(settings, [date.fromisoformat(value)])
     what = summary.to_json()
 else:
-    from billing_pipelines.ingest.pipeline import LandingZone
-    from billing_pipelines.month_close.documents import close_documents
-    from billing_pipelines.month_close.ledger import close_ledger_shard
-    from billing_pipelines.month_close.usage import collect_month_usage
     month, config = date.fromisoformat(value), settings.billing_config()
     usage = collect_month_usage(LandingZone(settings, config), month, settings.grace_days)
     close_ledger_shard(settings, config, month, 0, 1)
@@ -159,12 +158,14 @@ def main(argv: list[str] | None = None) -> None:
             _free_month(out, settings, month, keep)
         print(f"{datetime.now():%H:%M:%S} {day}: {timeline['ingest'].get(day.isoformat(), '-')} s", flush=True)
 
-    side = {"ingest": {n: [] for n in MEASURED_DAYS}, "close": {n: [] for n in MEASURED_MONTHS}}
+    measured_days = [n for n in MEASURED_DAYS if n <= args.days]
+    measured_months = [n for n in MEASURED_MONTHS if f"{add_months(YEAR, n - 1):%Y-%m}" in timeline["close"]]
+    side = {"ingest": {n: [] for n in measured_days}, "close": {n: [] for n in measured_months}}
     for _ in range(args.rounds):
-        for n in MEASURED_DAYS:
+        for n in measured_days:
             forget_stage(out / "home", days[n - 1])
             side["ingest"][n].append(run(env, "ingest", days[n - 1].isoformat()))
-        for n in MEASURED_MONTHS:
+        for n in measured_months:
             side["close"][n].append(run(env, "close", add_months(YEAR, n - 1).isoformat()))
     report = {"events_per_date": args.events, "customers": args.customers, "timeline": timeline,
               "side_by_side": {kind: {n: _summary(runs) for n, runs in by.items()} for kind, by in side.items()}}
