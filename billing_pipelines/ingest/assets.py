@@ -6,7 +6,7 @@ import dagster as dg
 
 from billing_pipelines import duck
 from billing_pipelines.ingest.landing import partition_name
-from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, bill, stage
+from billing_pipelines.ingest.pipeline import BILLED, PRICED, IngestSummary, LandingZone, bill, stage
 from billing_pipelines.partitions import landing_dates
 from billing_pipelines.resources import BillingSettings
 
@@ -28,6 +28,8 @@ def priced_events(context: dg.AssetExecutionContext, billing: BillingSettings) -
             "quarantined": sum(meta["quarantined"].values()),
             "quarantine_reasons": dg.MetadataValue.json(meta["quarantined"]),
             "files": len(meta["files"]),
+            "unreadable_files": dg.MetadataValue.json(meta["unreadable_files"]),
+            "skipped_files": dg.MetadataValue.json(meta["skipped_files"]),
         }
     )
 
@@ -40,7 +42,10 @@ def priced_events(context: dg.AssetExecutionContext, billing: BillingSettings) -
     description="The duplicate decision across all history (SPEC §1.3): the first occurrence of a "
     "request_id is billed, every later one, on any date, is a duplicate kept for audit.",
     check_specs=[dg.AssetCheckSpec("rows_balance", asset="billed_usage", blocking=True,
-                                   description="rows_read = billed + duplicates + quarantined")],
+                                   description="rows_read = billed + duplicates + quarantined"),
+                 # not blocking: the date's other files are billed, and later dates too
+                 dg.AssetCheckSpec("files_readable", asset="billed_usage",
+                                   description="no landed file of the date was unreadable (SPEC §1.1)")],
 )
 def billed_usage(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
@@ -51,8 +56,10 @@ def billed_usage(context: dg.AssetExecutionContext, billing: BillingSettings) ->
             "billed": summary.billed,
             "duplicates": summary.duplicates,
             "quarantined": sum(summary.quarantined.values()),
+            "unreadable_files": dg.MetadataValue.json(summary.unreadable_files),
+            "skipped_files": dg.MetadataValue.json(summary.skipped_files),
         },
-        check_results=[rows_balance(billing, day)],
+        check_results=[rows_balance(billing, day), files_readable(summary)],
     )
 
 
@@ -81,6 +88,15 @@ def rows_balance(billing: BillingSettings, day: date) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="rows_balance", passed=passed,
         metadata={"rows_read": meta["rows_read"], **{f"stored_{k}": v for k, v in stored.items()}},
+    )
+
+
+def files_readable(summary: IngestSummary) -> dg.AssetCheckResult:
+    """Fails where a landed file could not be read at all: its rows are in no count until it is
+    replaced and the date ingested again."""
+    return dg.AssetCheckResult(
+        check_name="files_readable", passed=not summary.unreadable_files,
+        metadata={"unreadable_files": dg.MetadataValue.json(summary.unreadable_files)},
     )
 
 

@@ -29,14 +29,15 @@ import pyarrow.parquet as pq
 from billing_pipelines import duck, paths
 from billing_pipelines.config import RATE_PLACES, BillingConfig
 from billing_pipelines.ingest.landing import (
-    files_fingerprint, landing_dates, load_fields, load_quarantined_raw, parquet_fields_sql, partition_name, read_parquet_sql,
+    DateFiles, date_files, files_fingerprint, landing_dates, load_fields, load_quarantined_raw, parquet_fields_sql,
+    partition_name, read_fields, read_parquet_sql,
 )
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
 from billing_pipelines.warehouse import Warehouse, WarehouseError
 
 # Bump when the content of priced_events changes for the same input, to restage everything.
-PIPELINE_VERSION = "2"
+PIPELINE_VERSION = "3"
 PRICED = "priced_events"
 BILLED = "billed_usage"
 _COPY = "landing-"  # manifest names of the copies of landed Parquet files: landing-<file_idx>
@@ -44,22 +45,36 @@ _COPY = "landing-"  # manifest names of the copies of landed Parquet files: land
 
 @dataclass
 class IngestSummary:
-    """What `billing ingest --format json` prints for one landing date."""
+    """What `billing ingest --format json` prints for one landing date: the counts, and the files
+    not read, where there are any (SPEC §1.1): unreadable ones ({"key", "error"}) and skipped ones
+    ({"key", "reason"})."""
 
     landing_date: str
     rows_read: int
     billed: int
     duplicates: int
     quarantined: dict[str, int] = field(default_factory=dict)
+    unreadable_files: list[dict[str, str]] = field(default_factory=list)
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict:
+        files = {"unreadable_files": self.unreadable_files, "skipped_files": self.skipped_files}
         return {
             "landing_date": self.landing_date,
             "rows_read": self.rows_read,
             "billed": self.billed,
             "duplicates": self.duplicates,
             "quarantined": dict(sorted(self.quarantined.items())),
+            **{name: listed for name, listed in files.items() if listed},
         }
+
+    @classmethod
+    def from_json(cls, summary: dict) -> IngestSummary:
+        """The summary as to_json wrote it (manifests store keys sorted: files list key first)."""
+        unreadable = [{"key": f["key"], "error": f["error"]} for f in summary.get("unreadable_files", [])]
+        skipped = [{"key": f["key"], "reason": f["reason"]} for f in summary.get("skipped_files", [])]
+        return cls(summary["landing_date"], summary["rows_read"], summary["billed"], summary["duplicates"],
+                   summary["quarantined"], unreadable, skipped)
 
 
 class LandingZone:
@@ -98,28 +113,28 @@ def _sha(*parts: str) -> str:
 
 
 def stage(zone: LandingZone, day: date) -> dict:
-    """Validate, quarantine and price every row landed on `day`; no-op when already current."""
+    """Validate, quarantine and price every row landed on `day`; no-op when already current. The
+    manifest's meta lists the event files (`files`, by file_idx), the skipped files and the
+    unreadable files, whose rows are not read."""
     if day not in zone.dates:
         zone.dates = sorted({*zone.dates, day})
     if zone.is_staged(day):
         return zone.warehouse.manifest(PRICED, partition_name(day))
-    files = zone.files_of(day)
     con = duck.connect(zone.settings.scratch_dir())
     try:
-        classify_files(con, zone.config, zone.store, files, day)
-        load_quarantined_raw(con, zone.store, files)
-        counts = _stage_counts(con)
+        landed = classify_files(con, zone.config, zone.store, zone.files_of(day), day)
         meta = {"fingerprint": zone.stage_fingerprint(day), "landing_date": day.isoformat(),
-                "files": [f.key for f in files], **counts}
+                "files": [f.key for f in landed.events], **_stage_counts(con),
+                "skipped_files": landed.skipped, "unreadable_files": landed.unreadable_files()}
         queries = {
             "priced_events": priced_events_sql(day),
             "quarantine": paths.sql("ingest/quarantine.sql").replace("{landing_date}", day.isoformat()),
         }
-        if any(not f.key.endswith(".parquet") for f in files):
+        if landed.json_files():
             valid_json = ("(SELECT j.* FROM json_fields j SEMI JOIN classified c "
                           "ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NULL)")
             queries["json_events"] = event_sources_sql(valid_json, "files") + " ORDER BY f.file_idx, f.line_no"
-        copies = {_copy_name(i): (zone.store, f) for i, f in enumerate(files) if f.key.endswith(".parquet")}
+        copies = {_copy_name(i): (zone.store, landed.events[i].stored) for i in sorted(landed.parquet)}
         return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies)
     finally:
         con.close()
@@ -131,18 +146,27 @@ def _copy_name(file_idx: int) -> str:
 
 
 def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store: Store, files: list[StoredFile],
-                   day: date) -> None:
-    """Table `classified`: every row of `files`, landed on `day`, in landing order, with its
-    quarantine reason or its price and whether it is the first of its request_id on that date;
-    then priced_events_sql(day) selects the valid rows, priced."""
+                   day: date) -> DateFiles:
+    """Table `classified`: every row of the event files among the listed `files`, landed on `day`,
+    in landing order, with its quarantine reason or its price and whether it is the first of its
+    request_id on that date; and `quarantined_raw`, the text of its quarantined rows. Then
+    priced_events_sql(day) selects the valid rows, priced. Returns the date's files: event files,
+    skipped files and the unreadable files, none of whose rows is in `classified`."""
     rate_periods = _register_config(con, config)
-    load_fields(con, store, files)
+    landed = date_files(store, files)
+    load_fields(con, store, landed)
     classify = paths.sql("ingest/classify.sql").format(
         fields="fields", landing_date=day.isoformat(), request_hash=request_hash_sql("request_id"), **rate_periods)
-    con.execute(f"CREATE TEMP TABLE classified AS {classify}")
-    if not _in_landing_order(con):
-        con.execute("CREATE OR REPLACE TEMP TABLE classified AS SELECT * FROM classified ORDER BY file_idx, line_no")
-    con.execute(paths.sql("ingest/later_occurrences.sql"))
+
+    def read() -> None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE classified AS {classify}")
+        if not _in_landing_order(con):
+            con.execute("CREATE OR REPLACE TEMP TABLE classified AS SELECT * FROM classified ORDER BY file_idx, line_no")
+        con.execute(paths.sql("ingest/later_occurrences.sql"))
+        load_quarantined_raw(con, landed)
+
+    read_fields(con, landed, read)
+    return landed
 
 
 def _in_landing_order(con: duckdb.DuckDBPyConnection) -> bool:
@@ -273,7 +297,8 @@ def bill(zone: LandingZone, day: date) -> IngestSummary:
         meta = manifest["meta"]
         billed = meta["first_in_date"] - cross
         summary = IngestSummary(
-            day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"]
+            day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"],
+            meta["unreadable_files"], meta["skipped_files"],
         )
         wh.commit(BILLED, partition_name(day), con, {"cross_day_duplicates": query},
                   {"upstream": zone.upstream_fingerprint(day), **summary.to_json()})
@@ -306,8 +331,7 @@ def summary_of(settings: BillingSettings, day: date) -> IngestSummary | None:
     manifest = settings.warehouse().manifest(BILLED, partition_name(day))
     if manifest is None:
         return None
-    meta = manifest["meta"]
-    return IngestSummary(meta["landing_date"], meta["rows_read"], meta["billed"], meta["duplicates"], meta["quarantined"])
+    return IngestSummary.from_json(manifest["meta"])
 
 
 def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: list[date] | None = None) -> str:
