@@ -307,8 +307,7 @@ def _prefetched(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
 
 
 _NO_LINES = pa.table({"file_idx": pa.array([], pa.int32()), "line_no": pa.array([], pa.int64()),
-                      "raw": pa.array([], pa.string()), "utf8_ok": pa.array([], pa.bool_()),
-                      "commas": pa.array([], pa.int32())})
+                      "raw": pa.array([], pa.string()), "utf8_ok": pa.array([], pa.bool_())})
 
 
 def _json_lines(store: Store, file_idx: int, landed: LandedFile, unreadable: dict[int, str]) -> Iterator[pa.Table]:
@@ -319,14 +318,12 @@ def _json_lines(store: Store, file_idx: int, landed: LandedFile, unreadable: dic
         for block in _line_blocks(store, landed):
             lines, utf8_ok = _split_lines(block)
             keep = pc.not_equal(pc.utf8_trim(lines, " \t\r"), "")  # blank: only spaces, tabs, CRs
-            raw = pc.cast(pc.utf8_rtrim(lines, "\r"), pa.string())
             yield pa.table(
                 {
                     "file_idx": pa.repeat(pa.scalar(file_idx, pa.int32()), len(lines)),
                     "line_no": pa.array(np.arange(first_line, first_line + len(lines), dtype=np.int64)),
-                    "raw": raw,
+                    "raw": pc.cast(pc.utf8_rtrim(lines, "\r"), pa.string()),
                     "utf8_ok": utf8_ok,
-                    "commas": pc.count_substring(raw, ","),  # the strict JSON test (jsonl_fields.sql)
                 }
             ).filter(keep)
             first_line += len(lines)

@@ -1,34 +1,33 @@
 -- JSON lines -> the fields of SPEC §1.1, each with its value cast to the column type (NULL where
 -- the cast fails), whether it is missing (`<field>__missing`: absent or null) and whether its JSON
 -- type is wrong (`<field>__bad`), with the line's text (raw) for the quarantine.
--- Input: {lines}(file_idx, line_no, raw, utf8_ok, commas: the number of `,` in raw).
+-- Input: {lines}(file_idx, line_no, raw, utf8_ok).
 -- k: the JSON types of the whole line (k[1]) and of each field (k[n + 1]); v: their texts.
 --
 -- A line is malformed unless it is one strict JSON object (SPEC §1.2). DuckDB's parser also takes
 -- a trailing comma, NaN and Infinity, and a key twice in one object, so a line it reads is checked:
--- - the typical line: every required field has its type, cost_usd (if any) is a scalar and not
---   NaN, and the line has one `,` fewer than the fields it has: then it has no other member (each
---   member but the last is followed by a comma), no trailing comma and no nested value: strict;
--- - else, a `,` before the closing `}` is a trailing comma (the last member's value cannot end in
---   a comma): malformed;
+-- - a `,` before the closing `}` is a trailing comma (the last member's value cannot end in a
+--   comma): malformed;
+-- - the typical line, whose required fields have their types, whose cost_usd (if any) is a
+--   scalar and not NaN, and which has no other key (json_keys counts a key twice twice), has no
+--   nested value nor a key twice: strict;
 -- - else, where a member is nested or a float (NaN and Infinity are DOUBLE): strict_json, the
 --   exact parse (Python), for that line only;
 -- - else (scalar members): strict unless a key repeats.
 WITH parsed AS (
-    SELECT file_idx, line_no, raw, commas, k, coalesce(k[1] = 'OBJECT', false) AS is_object,
+    SELECT file_idx, line_no, raw, k, coalesce(k[1] = 'OBJECT', false) AS is_object,
            CASE WHEN k[1] = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS v
     FROM (SELECT *, CASE WHEN utf8_ok AND json_valid(raw) THEN json_type(raw, {type_paths}) END AS k FROM {lines})
 )
 SELECT file_idx, line_no, raw,
        NOT CASE
-           WHEN NOT is_object THEN false
+           WHEN NOT is_object OR regexp_matches(raw, ',\s*}\s*$') THEN false
            WHEN k[2] = 'VARCHAR' AND k[3] = 'VARCHAR' AND k[4] = 'VARCHAR' AND k[5] = 'VARCHAR' AND k[6] = 'VARCHAR'
             AND k[7] = 'VARCHAR' AND k[8] IN ('UBIGINT', 'BIGINT') AND k[9] IN ('UBIGINT', 'BIGINT')
             AND k[10] IN ('UBIGINT', 'BIGINT')
-            AND commas = 8 + (k[11] IS NOT NULL)::INTEGER
+            AND len(json_keys(raw)) = 9 + (k[11] IS NOT NULL)::INTEGER
             AND (k[11] IS NULL OR k[11] NOT IN ('OBJECT', 'ARRAY', 'DOUBLE') OR regexp_matches(v[10], '^-?[0-9]'))
                THEN true
-           WHEN regexp_matches(raw, ',\s*}\s*$') THEN false
            WHEN list_has_any(json_type(raw, '$.*'), ['OBJECT', 'ARRAY', 'DOUBLE']) THEN strict_json(raw)
            ELSE len(list_distinct(json_keys(raw))) = len(json_keys(raw))
        END AS malformed,
