@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,6 +77,27 @@ class Store:
         else:
             files = list(_local_files(self._base, prefix.strip("/"), recursive))
         return sorted(files, key=lambda f: f.key.encode())
+
+    def file(self, key: str) -> StoredFile | None:
+        """The file `key` as list() reports it: in a local folder, a symbolic link at `key` or at a
+        folder on its way is a link, not followed; None where there is no such file, or where
+        `key` leaves the store (a `..`)."""
+        if self.is_s3:
+            info = self.fs.get_file_info(self.path(key))
+            return StoredFile(key, info.size, info.mtime_ns or 0) if info.type == pafs.FileType.File else None
+        names = key.split("/")
+        if any(name in ("", ".", "..") for name in names):
+            return None
+        path = self._base
+        for name in names:
+            path = f"{path}/{name}"
+            try:
+                status = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if stat.S_ISLNK(status.st_mode):
+                return StoredFile(key, status.st_size, status.st_mtime_ns, link=True)
+        return StoredFile(key, status.st_size, status.st_mtime_ns) if stat.S_ISREG(status.st_mode) else None
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         """Names of the folders directly under `prefix`."""
@@ -170,10 +192,10 @@ def _local_files(base: str, prefix: str, recursive: bool) -> Iterator[StoredFile
         key = f"{prefix}/{entry.name}" if prefix else entry.name
         if entry.is_symlink() or entry.is_file(follow_symlinks=False):
             try:
-                stat = entry.stat(follow_symlinks=False)
+                status = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # renamed or deleted since the folder was read
-            yield StoredFile(key, stat.st_size, stat.st_mtime_ns, link=entry.is_symlink())
+            yield StoredFile(key, status.st_size, status.st_mtime_ns, link=entry.is_symlink())
         elif recursive and entry.is_dir(follow_symlinks=False):
             yield from _local_files(base, key, recursive)
 

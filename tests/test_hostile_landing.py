@@ -321,3 +321,25 @@ def test_the_rows_of_a_gzip_file_found_corrupt_midway_are_not_read(settings, lan
     landing.jsonl(D1, "b.jsonl", [event("b")])
     summary = run(settings, D1)[D1]
     assert (summary["rows_read"], summary["billed"], len(summary["unreadable_files"])) == (1, 1, 1)
+
+
+def test_the_live_micro_batch_follows_no_link_and_leaves_no_landing_zone(settings, landing, secret_file):
+    from billing_pipelines.dashboard.live import landed_file
+    from billing_pipelines.ingest.landing import LandingError
+    from billing_pipelines.storage import Store
+
+    landing.jsonl(D1, "a.jsonl", [event("a")])
+    os.symlink(secret_file, landing.path(D1, "link.jsonl"))
+    store = Store(landing.root)
+    assert landed_file(store, f"dt={D1}/link.jsonl")[0].link
+    assert not landed_file(store, f"dt={D1}/a.jsonl")[0].link
+    with pytest.raises(LandingError, match="no such file"):
+        landed_file(store, f"dt={D1}/../../{secret_file.name}")
+
+
+def test_file_names_with_quotes_are_keys_not_sql(settings, landing):
+    landing.jsonl(D1, "it's \"quoted\"; DROP.jsonl", [event("a"), "{bad"])
+    write_parquet(landing.path(D1, "o'neil.parquet"), pa.table(columns(event("b"), event("c", org="hooli"))))
+    assert run(settings, D1)[D1]["billed"] == 2
+    assert {e["key"] for e in billed(settings).values()} == {f"dt={D1}/it's \"quoted\"; DROP.jsonl", f"dt={D1}/o'neil.parquet"}
+    assert len(table(settings, "quarantine", D1)) == 2
