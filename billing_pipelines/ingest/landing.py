@@ -6,7 +6,8 @@ symbolic links), each with its reason. Event files are read into DuckDB as the f
 §1.1, each with its type, so that classify.sql can give every row its quarantine reason or its
 price. A file that cannot be read at all (a corrupt gzip or Parquet file) is unreadable: none of
 its rows is read, and its error is kept for its landing date. Nothing a file holds reaches SQL as
-text: Parquet columns are read by position and their names passed as parameters.
+text: Parquet columns are read by position and their names passed as parameters; a file's path
+reaches it only as a quoted string literal (read_parquet_sql), where DuckDB takes no parameter.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def load_fields(con: duckdb.DuckDBPyConnection, store: Store, landed: DateFiles)
 def read_fields(con: duckdb.DuckDBPyConnection, landed: DateFiles, read: Callable[[], None]) -> None:
     """Create the view `fields` (every row of the readable files, in file order) and run `read`,
     which queries it. Where DuckDB fails, the Parquet files it cannot read in full are unreadable,
-    and both run again without them; where every file reads in full, the date fails."""
+    and both run again without them; where it fails on none of them, the date fails."""
     while True:
         try:
             _create_fields_view(con, landed)
