@@ -101,22 +101,43 @@ def what_failed(error) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
+    """Ingest each date (SPEC §6): print what was ingested; exit 3 where some dates have unreadable
+    files (each named on stderr with what to do), 1 where a date could not be ingested at all."""
     from billing_pipelines.ingest.pipeline import summary_of
 
     from billing_pipelines.partitions import landing_dates
 
     days = parse_dates(args.dates)
     require_partitions(landing_dates, [d.isoformat() for d in days])
+    failed: dict[date, str] = {}
     for day in days:
-        run_job("daily_ingest", day.isoformat(), settings)
-    summaries = [summary_of(settings, day).to_json() for day in days]
-    if args.format == "json":
-        print(json.dumps(summaries if len(summaries) > 1 else summaries[0], indent=1))
+        try:
+            run_job("daily_ingest", day.isoformat(), settings)
+        except SystemExit as failure:  # the other dates are still ingested and printed
+            failed[day] = str(failure.code)
+    summaries = [summary_of(settings, day).to_json() for day in days if day not in failed]
+    _print_ingested(summaries, args.format, many=len(days) > 1)
+    for s in summaries:
+        for f in s.get("unreadable_files", []):
+            print(f"billing: {f['key']} is unreadable ({f['error']}), so none of its rows is counted: "
+                  f"replace it, then run `billing ingest {s['landing_date']}` again", file=sys.stderr)
+    if failed:
+        raise SystemExit("\n".join(failed.values()))
+    if any(s.get("unreadable_files") for s in summaries):
+        raise SystemExit(3)
+
+
+def _print_ingested(summaries: list[dict], fmt: str, many: bool) -> None:
+    if fmt == "json":
+        if summaries:
+            print(json.dumps(summaries if many else summaries[0], indent=1))
         return
     for s in summaries:
         quarantined = sum(s["quarantined"].values())
         print(f"{s['landing_date']}: {s['rows_read']} read, {s['billed']} billed, "
               f"{s['duplicates']} duplicates, {quarantined} quarantined {s['quarantined'] or ''}".rstrip())
+        for f in s.get("skipped_files", []):
+            print(f"  skipped {f['key']}: {f['reason']}")
 
 
 def parse_month_arg(text: str) -> date:

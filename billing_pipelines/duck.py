@@ -11,8 +11,9 @@ import duckdb
 def connect(scratch: Path | None = None) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB in UTC, memory-capped (BILLING_DUCKDB_MEMORY, default 3GB), spilling to
     `scratch`."""
-    con = duckdb.connect(config={"memory_limit": os.environ.get("BILLING_DUCKDB_MEMORY", "3GB")})
-    con.execute("SET TimeZone = 'UTC'")
+    config = {"memory_limit": os.environ.get("BILLING_DUCKDB_MEMORY", "3GB")}
     if scratch is not None:
-        con.execute(f"SET temp_directory = '{scratch}'")
+        config["temp_directory"] = str(scratch)  # a setting, not SQL: the path is never quoted
+    con = duckdb.connect(config=config)
+    con.execute("SET TimeZone = 'UTC'")
     return con

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +25,7 @@ class StoredFile:
     key: str  # path relative to the store's root, '/'-separated
     size: int
     mtime_ns: int
+    link: bool = False  # a symbolic link (local folders only), listed but never followed
 
 
 def _s3_filesystem() -> pafs.S3FileSystem:
@@ -65,14 +67,37 @@ class Store:
         return f"s3://{self.path(key)}" if self.is_s3 else self.path(key)
 
     def list(self, prefix: str = "", recursive: bool = True) -> list[StoredFile]:
-        """Files under `prefix`, sorted by key in byte order; [] where nothing is there."""
-        selector = pafs.FileSelector(self.path(prefix), recursive=recursive, allow_not_found=True)
-        files = [
-            StoredFile(info.path[len(self._base) + 1:], info.size, info.mtime_ns or 0)
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File
-        ]
+        """Files under `prefix`, sorted by key in byte order; [] where nothing is there. In a
+        local folder, symbolic links are listed as links (`link`), whatever they point to, and
+        never followed; other special files (pipes, sockets, devices) are not listed."""
+        if self.is_s3:
+            selector = pafs.FileSelector(self.path(prefix), recursive=recursive, allow_not_found=True)
+            files = [StoredFile(info.path[len(self._base) + 1:], info.size, info.mtime_ns or 0)
+                     for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File]
+        else:
+            files = list(_local_files(self._base, prefix.strip("/"), recursive))
         return sorted(files, key=lambda f: f.key.encode())
+
+    def file(self, key: str) -> StoredFile | None:
+        """The file `key` as list() reports it: in a local folder, a symbolic link at `key` or at a
+        folder on its way is a link, not followed; None where there is no such file, or where
+        `key` leaves the store (a `..`)."""
+        if self.is_s3:
+            info = self.fs.get_file_info(self.path(key))
+            return StoredFile(key, info.size, info.mtime_ns or 0) if info.type == pafs.FileType.File else None
+        names = key.split("/")
+        if any(name in ("", ".", "..") for name in names):
+            return None
+        path = self._base
+        for name in names:
+            path = f"{path}/{name}"
+            try:
+                status = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            if stat.S_ISLNK(status.st_mode):
+                return StoredFile(key, status.st_size, status.st_mtime_ns, link=True)
+        return StoredFile(key, status.st_size, status.st_mtime_ns) if stat.S_ISREG(status.st_mode) else None
 
     def list_dirs(self, prefix: str = "") -> list[str]:
         """Names of the folders directly under `prefix`."""
@@ -155,6 +180,24 @@ class Store:
             self.fs.delete_dir(self.path(prefix))
         except FileNotFoundError:
             pass
+
+
+def _local_files(base: str, prefix: str, recursive: bool) -> Iterator[StoredFile]:
+    """The regular files and symbolic links under `base`/`prefix`, without following links."""
+    try:
+        entries = list(os.scandir(f"{base}/{prefix}" if prefix else base))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        key = f"{prefix}/{entry.name}" if prefix else entry.name
+        if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+            try:
+                status = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # renamed or deleted since the folder was read
+            yield StoredFile(key, status.st_size, status.st_mtime_ns, link=entry.is_symlink())
+        elif recursive and entry.is_dir(follow_symlinks=False):
+            yield from _local_files(base, key, recursive)
 
 
 def _link_or_copy(source: str, target: Path) -> None:

@@ -1,39 +1,47 @@
-"""A reference loader of a local landing zone of .jsonl, .jsonl.gz and .parquet files (SPEC
-§1.1-1.4), in plain Python, one row at a time: the oracle that the DuckDB ingest and the ledger
-tests use. Parquet rows keep their column types (a naive timestamp has no offset: bad_type).
+"""A reference loader of a local landing zone (SPEC §1.1-1.4), in plain Python, one row at a
+time: the oracle that the DuckDB ingest and the ledger tests use. Parquet rows keep their column
+types (a naive timestamp has no offset: bad_type).
 
-Rows are read in (landing date, key in byte order, line number); each is quarantined with the
-first reason of SPEC §1.2 or priced; the first valid occurrence of a request_id is billed, later
-ones are duplicates.
+A date's files are sorted as SPEC §1.1 says: symbolic links and sink markers are skipped, a file
+without one of the three extensions is read by its content, and a file that cannot be read at all
+is unreadable (none of its rows is read). Rows are read in (landing date, key in byte order, line
+number); each is quarantined with the first reason of SPEC §1.2 or priced; the first valid
+occurrence of a request_id is billed, later ones are duplicates. What is one strict JSON value is
+billing_pipelines' strict_json (the ingest calls it for the lines its SQL cannot settle).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from billing_pipelines.config import BillingConfig
+from billing_pipelines.ingest.landing import strict_json
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 
 REQUIRED = ("request_id", "org_id", "user_id", "ts", "model", "action",
             "input_tokens", "output_tokens", "latency_ms")
 STRINGS = ("request_id", "org_id", "user_id", "model", "action")
 INTEGERS = ("input_tokens", "output_tokens", "latency_ms")
-SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+FORMATS = {".jsonl": "jsonl", ".jsonl.gz": "gzip", ".parquet": "parquet"}
 RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
+LARGEST_COST_USD = Decimal(10) ** 26  # DECIMAL(38, 12)
+OUT_OF_RANGE = object()  # a Parquet timestamp outside years 1-9999
 
 
 class Malformed(ValueError):
@@ -46,16 +54,22 @@ class ReferenceIngest:
     duplicates: list[tuple[date, str, int, str]] = field(default_factory=list)
     quarantine: list[tuple[date, str, int, str, str]] = field(default_factory=list)  # .., raw, reason
     rows_read: Counter = field(default_factory=Counter)
+    unreadable: list[tuple[date, str, str]] = field(default_factory=list)  # day, key, error
+    skipped: list[tuple[date, str]] = field(default_factory=list)  # day, key
 
     def counts(self, day: date) -> dict:
-        """What `billing ingest DAY --format json` prints."""
+        """What `billing ingest DAY --format json` prints, the files not read by key only (their
+        errors and reasons are worded by each implementation)."""
         reasons = Counter(q[4] for q in self.quarantine if q[0] == day)
+        files = {"unreadable_files": [{"key": k} for d, k, _ in self.unreadable if d == day],
+                 "skipped_files": [{"key": k} for d, k in self.skipped if d == day]}
         return {
             "landing_date": day.isoformat(),
             "rows_read": self.rows_read[day],
             "billed": sum(1 for e in self.billed if e["landing_date"] == day),
             "duplicates": sum(1 for d in self.duplicates if d[0] == day),
             "quarantined": dict(sorted(reasons.items())),
+            **{name: listed for name, listed in files.items() if listed},
         }
 
     def frame(self) -> pl.DataFrame:
@@ -66,7 +80,7 @@ class ReferenceIngest:
 def load_landing(landing: Path, config: BillingConfig) -> ReferenceIngest:
     """Read every landing date of the local folder `landing`."""
     result, seen = ReferenceIngest(), set()
-    for day, key, line_no, raw in _rows(Path(landing)):
+    for day, key, line_no, raw in _rows(Path(landing), result):
         result.rows_read[day] += 1
         try:
             event = raw if isinstance(raw, dict) else _parse(raw)
@@ -84,41 +98,79 @@ def load_landing(landing: Path, config: BillingConfig) -> ReferenceIngest:
     return result
 
 
-def _rows(landing: Path):
+def _rows(landing: Path, result: ReferenceIngest):
     """(landing date, key, line/row number, raw bytes or Parquet row) of every row, in SPEC
-    order; blank lines are not rows. A file that cannot be read fails, naming it."""
+    order; blank lines are not rows. Skipped and unreadable files go to `result`."""
     for folder in sorted(landing.glob("dt=*")):
         day = date.fromisoformat(folder.name[3:])
-        files = [p for p in folder.rglob("*") if p.is_file() and p.name.endswith(SUFFIXES)]
-        keyed = [(p.relative_to(landing).as_posix(), p) for p in files]
+        keyed = [(path.relative_to(landing).as_posix(), path) for path in _files(folder)]
         for key, path in sorted(keyed, key=lambda kp: kp[0].encode("utf-8")):
+            names = key.split("/")[1:]
+            if path.is_symlink() or any(n.startswith((".", "_")) for n in names) or names[-1].endswith(".crc"):
+                result.skipped.append((day, key))
+                continue
             try:
-                rows = _parquet_rows(path) if key.endswith(".parquet") else _lines(path)
-                for number, raw in rows:
-                    yield day, key, number, raw
-            except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:
-                raise ValueError(f"{key}: cannot be read: {exc}") from exc
+                rows = _parquet_rows(path) if _format(path) == "parquet" else _lines(path)
+            except (OSError, EOFError, zlib.error, pa.ArrowException, ValueError) as exc:
+                result.unreadable.append((day, key, str(exc)))
+                continue
+            for number, raw in rows:
+                yield day, key, number, raw
+
+
+def _files(folder: Path):
+    """Regular files and symbolic links under `folder`, links not followed."""
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            yield from _files(Path(entry.path))
+        elif entry.is_symlink() or entry.is_file(follow_symlinks=False):
+            yield Path(entry.path)
+
+
+def _format(path: Path) -> str:
+    for suffix, fmt in FORMATS.items():
+        if path.name.endswith(suffix):
+            return fmt
+    head = path.read_bytes()[:4]
+    return "gzip" if head[:2] == b"\x1f\x8b" else "parquet" if head == b"PAR1" else "jsonl"
 
 
 def _lines(path: Path):
     data = path.read_bytes()
-    if path.name.endswith(".gz"):
+    if _format(path) == "gzip":
         data = gzip.decompress(data)
-    lines = list(enumerate(data.split(b"\n"), start=1))
-    return [(number, raw.rstrip(b"\r")) for number, raw in lines if raw.strip()]
+    lines = list(enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1))
+    return [(number, raw.rstrip(b"\r")) for number, raw in lines if raw.strip(b" \t\r")]
 
 
 def _parquet_rows(path: Path):
-    return list(enumerate(pq.read_table(path).to_pylist(), start=1))
+    table = pq.read_table(path)
+    if len(set(table.column_names)) < table.num_columns:
+        raise ValueError(f"{path.name}: a column name twice")
+    columns = {name: _timestamps(column) if pa.types.is_timestamp(column.type) else column.to_pylist()
+               for name, column in zip(table.column_names, table.columns)}
+    return list(enumerate((dict(zip(columns, row)) for row in zip(*columns.values())), start=1))
+
+
+def _timestamps(column: pa.ChunkedArray) -> list:
+    """A timestamp column as datetimes truncated to microseconds, whatever its unit: in UTC where
+    it has a time zone, naive where it has none; OUT_OF_RANGE outside years 1-9999."""
+    per_second = {"s": 1, "ms": 1000, "us": 10**6, "ns": 10**9}[column.type.unit]
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc if column.type.tz else None)
+    return [None if v is None else _after(epoch, v * 10**6 // per_second) for v in pc.cast(column, pa.int64()).to_pylist()]
+
+
+def _after(epoch: datetime, micros: int):
+    try:
+        return epoch + timedelta(microseconds=micros)
+    except OverflowError:
+        return OUT_OF_RANGE
 
 
 def _parse(raw: bytes) -> dict:
-    def reject(constant):
-        raise Malformed(constant)
-
     try:
-        value = json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=reject)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = strict_json(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise Malformed(str(exc)) from exc
     if not isinstance(value, dict):
         raise Malformed("not an object")
@@ -128,7 +180,7 @@ def _parse(raw: bytes) -> dict:
 def _reason(event: dict, day: date, config: BillingConfig) -> str | None:
     if any(event.get(name) is None for name in REQUIRED):
         return "missing_field"
-    if _bad_type(event):
+    if _bad_type(event) or _overflows(event, config):
         return "bad_type"
     ts = _timestamp(event["ts"])
     book = config.price_book
@@ -155,38 +207,45 @@ def _bad_type(event: dict) -> bool:
         return True
     if any(type(event[name]) is not int or not 0 <= event[name] < 2**63 for name in INTEGERS):
         return True
-    if _timestamp(event["ts"]) is None:
+    return _timestamp(event["ts"]) is None  # cost_usd is never a reason (SPEC §1.1)
+
+
+def _overflows(event: dict, config: BillingConfig) -> bool:
+    """Credits beyond 64 bits, or a cost beyond DECIMAL(38, 12), of a known action and model."""
+    book, ts = config.price_book, _timestamp(event["ts"])
+    action = book.action(event["action"])
+    if action and action.credits_for(event["input_tokens"], event["output_tokens"]) >= 2**63:
         return True
-    return event.get("cost_usd") is not None and _decimal(event["cost_usd"]) is None
+    rate = book.rate_at(event["model"], ts.date()) if event["model"] in book.model_names else None
+    return bool(rate) and _cost(event, rate) >= LARGEST_COST_USD
 
 
-def _decimal(value) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
-        return None
-    try:
-        number = Decimal(value.strip() if isinstance(value, str) else repr(value) if isinstance(value, float) else value)
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
+def _cost(event: dict, rate) -> Decimal:
+    """SPEC §1.4, exact."""
+    return (event["input_tokens"] * rate.input_usd_per_1k + event["output_tokens"] * rate.output_usd_per_1k).scaleb(-3)
 
 
 def _timestamp(value) -> datetime | None:
-    """An RFC 3339 text (or a Parquet timestamp) with offset, as naive UTC, or None."""
+    """An RFC 3339 text (or a Parquet timestamp) with offset, as naive UTC, or None: a real
+    calendar time (hour 00-23, no leap second), an offset of at most 23:59, and years 0001-9999
+    both as written and in UTC."""
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else None
     match = RFC3339.fullmatch(value) if isinstance(value, str) else None
     if not match:
         return None
     y, mo, d, h, mi, s, frac, zulu, sign, oh, om = match.groups()
+    if not zulu and (int(oh) > 23 or int(om) > 59):
+        return None
     try:
         offset = timezone.utc if zulu else timezone(
             (1 if sign == "+" else -1) * timedelta(hours=int(oh), minutes=int(om))
         )
         micro = int((frac or "0")[:6].ljust(6, "0"))
         moment = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=offset)
-    except ValueError:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError):
         return None
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _billed(event: dict, day: date, config: BillingConfig) -> dict:
@@ -194,7 +253,7 @@ def _billed(event: dict, day: date, config: BillingConfig) -> dict:
     ts = _timestamp(event["ts"])
     rate = config.price_book.rate_at(event["model"], ts.date())
     tokens_in, tokens_out = event["input_tokens"], event["output_tokens"]
-    cost = (tokens_in * rate.input_usd_per_1k + tokens_out * rate.output_usd_per_1k).scaleb(-3)
+    cost = _cost(event, rate)
     return {
         "request_id": event["request_id"],
         "org_id": event["org_id"],

@@ -68,8 +68,8 @@ def event(**changes) -> dict:
         (event(ts="2026-11-03"), "bad_type"),
         (event(ts="2026-02-30T10:15:00Z"), "bad_type"),
         (event(ts=1700000000), "bad_type"),
-        (event(cost_usd="abc"), "bad_type"),
-        (event(cost_usd=True), "bad_type"),
+        (event(cost_usd="abc"), None),                       # never a reason (SPEC §1.1)
+        (event(cost_usd=True), None),
         (event(org_id="nobody", model="gpt-x"), "unknown_org"),
         (event(model="gpt-x", action="dance"), "unknown_model"),
         (event(action="dance", model="future"), "unknown_action"),
@@ -152,9 +152,12 @@ def test_parquet_rows_keep_their_column_types(tmp_path):
     ]
 
 
-def test_an_unreadable_file_fails_naming_it(tmp_path):
+def test_an_unreadable_file_is_listed_and_none_of_its_rows_read(tmp_path):
+    land(tmp_path, "2026-11-03", "good.jsonl", event())
     folder = tmp_path / "dt=2026-11-03"
-    folder.mkdir()
     (folder / "broken.jsonl.gz").write_bytes(b"not gzip at all")
-    with pytest.raises(ValueError, match="broken.jsonl.gz"):
-        load_landing(tmp_path, CONFIG)
+    (folder / "_SUCCESS").write_bytes(b"")
+    counts = load_landing(tmp_path, CONFIG).counts(date(2026, 11, 3))
+    assert counts["rows_read"] == 1 and counts["billed"] == 1
+    assert counts["unreadable_files"] == [{"key": "dt=2026-11-03/broken.jsonl.gz"}]
+    assert counts["skipped_files"] == [{"key": "dt=2026-11-03/_SUCCESS"}]

@@ -18,7 +18,6 @@ from datetime import date, datetime, timezone
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.fs as pafs
 
 from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
@@ -56,10 +55,10 @@ def landed_file(store: Store, key: str) -> tuple[StoredFile, date]:
         day = date.fromisoformat(folder.removeprefix("dt="))
     except ValueError:
         raise LandingError(f"{key}: not in a dt=YYYY-MM-DD folder of the landing zone") from None
-    info = store.fs.get_file_info(store.path(key))
-    if info.type != pafs.FileType.File:
+    stored = store.file(key)  # a symbolic link is not followed: classify_files skips it
+    if stored is None:
         raise LandingError(f"{key}: no such file in the landing zone {store.root}")
-    return StoredFile(key, info.size, info.mtime_ns or 0), day
+    return stored, day
 
 
 def _unseen(con, settings: BillingSettings, query: str) -> str:

@@ -6,7 +6,7 @@ import dagster as dg
 
 from billing_pipelines import duck
 from billing_pipelines.ingest.landing import partition_name
-from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, bill, stage
+from billing_pipelines.ingest.pipeline import BILLED, PRICED, IngestSummary, LandingZone, bill, stage
 from billing_pipelines.partitions import landing_dates
 from billing_pipelines.resources import BillingSettings
 
@@ -28,6 +28,8 @@ def priced_events(context: dg.AssetExecutionContext, billing: BillingSettings) -
             "quarantined": sum(meta["quarantined"].values()),
             "quarantine_reasons": dg.MetadataValue.json(meta["quarantined"]),
             "files": len(meta["files"]),
+            "unreadable_files": dg.MetadataValue.json(meta["unreadable_files"]),
+            "skipped_files": dg.MetadataValue.json(meta["skipped_files"]),
         }
     )
 
@@ -42,26 +44,32 @@ def priced_events(context: dg.AssetExecutionContext, billing: BillingSettings) -
     "the request index (the first occurrences of every earlier date); a date whose request_ids change "
     "rebills, in the same run, every later date whose billed set that changes.",
     check_specs=[dg.AssetCheckSpec("rows_balance", asset="billed_usage", blocking=True,
-                                   description="rows_read = billed + duplicates + quarantined")],
+                                   description="rows_read = billed + duplicates + quarantined"),
+                 # not blocking: the date's other files are billed, and later dates too
+                 dg.AssetCheckSpec("files_readable", asset="billed_usage",
+                                   description="no landed file of the date was unreadable (SPEC §1.1)")],
 )
 def billed_usage(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
     day = date.fromisoformat(context.partition_key)
     result = bill(LandingZone(billing), day)
+    summary = result.summary
     for later in result.rebilled:  # their billed set changed: the UI shows them materialized again
         context.log_event(dg.AssetMaterialization(
             asset_key=context.asset_key, partition=later.landing_date,
             description=f"rebilled: {day} changed which of its request_ids were seen before",
             metadata=_billed_metadata(later)))
     return dg.MaterializeResult(
-        metadata={**_billed_metadata(result.summary),
+        metadata={**_billed_metadata(summary),
                   "rebilled_later_dates": dg.MetadataValue.json([s.landing_date for s in result.rebilled])},
-        check_results=[rows_balance(billing, day)],
+        check_results=[rows_balance(billing, day), files_readable(summary)],
     )
 
 
 def _billed_metadata(summary) -> dict:
     return {"rows_read": summary.rows_read, "billed": summary.billed, "duplicates": summary.duplicates,
-            "quarantined": sum(summary.quarantined.values())}
+            "quarantined": sum(summary.quarantined.values()),
+            "unreadable_files": dg.MetadataValue.json(summary.unreadable_files),
+            "skipped_files": dg.MetadataValue.json(summary.skipped_files)}
 
 
 def rows_balance(billing: BillingSettings, day: date) -> dg.AssetCheckResult:
@@ -89,6 +97,15 @@ def rows_balance(billing: BillingSettings, day: date) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="rows_balance", passed=passed,
         metadata={"rows_read": meta["rows_read"], **{f"stored_{k}": v for k, v in stored.items()}},
+    )
+
+
+def files_readable(summary: IngestSummary) -> dg.AssetCheckResult:
+    """Fails where a landed file could not be read at all: its rows are in no count until it is
+    replaced and the date ingested again."""
+    return dg.AssetCheckResult(
+        check_name="files_readable", passed=not summary.unreadable_files,
+        metadata={"unreadable_files": dg.MetadataValue.json(summary.unreadable_files)},
     )
 
 

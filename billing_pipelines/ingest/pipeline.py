@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from billing_pipelines import duck, paths
 from billing_pipelines.config import RATE_PLACES, BillingConfig
 from billing_pipelines.ingest.landing import (
-    files_fingerprint, landed_files, load_fields, load_quarantined_raw, parquet_fields_sql, partition_name, read_parquet_sql,
+    DateFiles, date_files, files_fingerprint, landed_files, load_fields, load_quarantined_raw, parquet_fields_sql,
+    partition_name, read_fields, read_parquet_sql,
 )
 from billing_pipelines.ingest.request_index import (
     Probe, RequestIndex, day_of, index_lock, sort_keys, symmetric_difference,
@@ -39,7 +40,7 @@ from billing_pipelines.storage import Store, StoredFile
 from billing_pipelines.warehouse import Warehouse, WarehouseError
 
 # Bump when the content of priced_events changes for the same input, to restage everything.
-PIPELINE_VERSION = "2"
+PIPELINE_VERSION = "3"
 PRICED = "priced_events"
 BILLED = "billed_usage"
 FIRST_OCCURRENCES = "first_occurrences"  # priced_events file: the date's run of the request index
@@ -48,22 +49,36 @@ _COPY = "landing-"  # manifest names of the copies of landed Parquet files: land
 
 @dataclass
 class IngestSummary:
-    """What `billing ingest --format json` prints for one landing date."""
+    """What `billing ingest --format json` prints for one landing date: the counts, and the files
+    not read, where there are any (SPEC §1.1): unreadable ones ({"key", "error"}) and skipped ones
+    ({"key", "reason"})."""
 
     landing_date: str
     rows_read: int
     billed: int
     duplicates: int
     quarantined: dict[str, int] = field(default_factory=dict)
+    unreadable_files: list[dict[str, str]] = field(default_factory=list)
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict:
+        files = {"unreadable_files": self.unreadable_files, "skipped_files": self.skipped_files}
         return {
             "landing_date": self.landing_date,
             "rows_read": self.rows_read,
             "billed": self.billed,
             "duplicates": self.duplicates,
             "quarantined": dict(sorted(self.quarantined.items())),
+            **{name: listed for name, listed in files.items() if listed},
         }
+
+    @classmethod
+    def from_json(cls, summary: dict) -> IngestSummary:
+        """The summary as to_json wrote it (manifests store keys sorted: files list key first)."""
+        unreadable = [{"key": f["key"], "error": f["error"]} for f in summary.get("unreadable_files", [])]
+        skipped = [{"key": f["key"], "reason": f["reason"]} for f in summary.get("skipped_files", [])]
+        return cls(summary["landing_date"], summary["rows_read"], summary["billed"], summary["duplicates"],
+                   summary["quarantined"], unreadable, skipped)
 
 
 class LandingZone:
@@ -104,26 +119,27 @@ def _sha(*parts: str) -> str:
 
 
 def stage(zone: LandingZone, day: date) -> dict:
-    """Validate, quarantine and price every row landed on `day`; no-op when already current."""
+    """Validate, quarantine and price every row landed on `day`; no-op when already current. The
+    manifest's meta lists the event files (`files`, by file_idx), the skipped files and the
+    unreadable files, whose rows are not read."""
     if (current := zone.staged(day)) is not None:
         return current
-    files = zone.files_of(day)
     con = duck.connect(zone.settings.scratch_dir())
     try:
-        classify_files(con, zone.config, zone.store, files, day)
-        load_quarantined_raw(con, zone.store, files)
-        counts, scope = _stage_counts(con), config_scope(con)
+        landed = classify_files(con, zone.config, zone.store, zone.files_of(day), day)
+        scope = config_scope(con)
         meta = {"fingerprint": zone.stage_fingerprint(day, scope), "landing_date": day.isoformat(),
-                "files": [f.key for f in files], "scope": scope, **counts}
+                "files": [f.key for f in landed.events], "scope": scope, **_stage_counts(con),
+                "skipped_files": landed.skipped, "unreadable_files": landed.unreadable_files()}
         queries = {
             "priced_events": priced_events_sql(day),
             "quarantine": paths.sql("ingest/quarantine.sql").replace("{landing_date}", day.isoformat()),
         }
-        if any(not f.key.endswith(".parquet") for f in files):
+        if landed.json_files():
             valid_json = ("(SELECT j.* FROM json_fields j SEMI JOIN classified c "
                           "ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NULL)")
             queries["json_events"] = event_sources_sql(valid_json, "files") + " ORDER BY f.file_idx, f.line_no"
-        copies = {_copy_name(i): (zone.store, f) for i, f in enumerate(files) if f.key.endswith(".parquet")}
+        copies = {_copy_name(i): (zone.store, landed.events[i].stored) for i in sorted(landed.parquet)}
         arrays = {FIRST_OCCURRENCES: first_occurrences(con)}
         return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies, arrays)
     finally:
@@ -177,18 +193,27 @@ def _copy_name(file_idx: int) -> str:
 
 
 def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store: Store, files: list[StoredFile],
-                   day: date) -> None:
-    """Table `classified`: every row of `files`, landed on `day`, in landing order, with its
-    quarantine reason or its price and whether it is the first of its request_id on that date;
-    then priced_events_sql(day) selects the valid rows, priced."""
+                   day: date) -> DateFiles:
+    """Table `classified`: every row of the event files among the listed `files`, landed on `day`,
+    in landing order, with its quarantine reason or its price and whether it is the first of its
+    request_id on that date; and `quarantined_raw`, the text of its quarantined rows. Then
+    priced_events_sql(day) selects the valid rows, priced. Returns the date's files: event files,
+    skipped files and the unreadable files, none of whose rows is in `classified`."""
     rate_periods = _register_config(con, config)
-    load_fields(con, store, files)
+    landed = date_files(store, files)
+    load_fields(con, store, landed)
     classify = paths.sql("ingest/classify.sql").format(
         fields="fields", landing_date=day.isoformat(), request_hash=request_hash_sql("request_id"), **rate_periods)
-    con.execute(f"CREATE TEMP TABLE classified AS {classify}")
-    if not _in_landing_order(con):
-        con.execute("CREATE OR REPLACE TEMP TABLE classified AS SELECT * FROM classified ORDER BY file_idx, line_no")
-    con.execute(paths.sql("ingest/later_occurrences.sql"))
+
+    def read() -> None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE classified AS {classify}")
+        if not _in_landing_order(con):
+            con.execute("CREATE OR REPLACE TEMP TABLE classified AS SELECT * FROM classified ORDER BY file_idx, line_no")
+        con.execute(paths.sql("ingest/later_occurrences.sql"))
+        load_quarantined_raw(con, landed)
+
+    read_fields(con, landed, read)
+    return landed
 
 
 def _in_landing_order(con: duckdb.DuckDBPyConnection) -> bool:
@@ -374,7 +399,10 @@ def _decide(zone: LandingZone, index: RequestIndex, day: date) -> IngestSummary:
                  f"LEFT JOIN {sources} s ON s.key = d.key AND s.line_no = d.line_no ORDER BY d.key, d.line_no")
         meta = wh.manifest(PRICED, part)["meta"]
         billed = meta["first_in_date"] - cross
-        summary = IngestSummary(day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"])
+        summary = IngestSummary(
+            day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"],
+            meta["unreadable_files"], meta["skipped_files"],
+        )
         wh.commit(BILLED, part, con, {"cross_day_duplicates": query}, {"stage": meta["fingerprint"], **summary.to_json()})
         return summary
     finally:
@@ -405,8 +433,7 @@ def summary_of(settings: BillingSettings, day: date) -> IngestSummary | None:
     manifest = settings.warehouse().manifest(BILLED, partition_name(day))
     if manifest is None:
         return None
-    meta = manifest["meta"]
-    return IngestSummary(meta["landing_date"], meta["rows_read"], meta["billed"], meta["duplicates"], meta["quarantined"])
+    return IngestSummary.from_json(manifest["meta"])
 
 
 def billed_events_sql(con: duckdb.DuckDBPyConnection, zone: LandingZone, days: list[date]) -> str:

@@ -10,6 +10,8 @@
 --   is the period of `day`, NULL before the first), at index model code x {rate_periods} +
 --   period + 1, in units of 1e-9 USD per 1,000 tokens, so tokens x rate is the exact cost in
 --   units of 1e-12 USD.
+-- Cost and credits are computed exactly in 128 bits: a row whose cost does not fit DECIMAL(38, 12)
+-- (10^26 USD) or whose credits do not fit 64 bits is a bad_type (SPEC §1.2), in bad_type's place.
 -- Output: one row per row of {fields}, in its order, with its reason (NULL: valid), the 128-bit
 -- hash of its request_id (h1, h2) and, where valid, its cost and credits; first_in_date starts
 -- true for every valid row (later_occurrences.sql turns it off for the repeats); the codes of
@@ -26,7 +28,7 @@ WITH intrinsic AS (
               OR input_tokens__bad OR input_tokens IS NULL OR input_tokens < 0
               OR output_tokens__bad OR output_tokens IS NULL OR output_tokens < 0
               OR latency_ms__bad OR latency_ms IS NULL OR latency_ms < 0
-              OR cost_usd__bad
+              OR ts NOT BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59.999999'
                 THEN 'bad_type'
         END AS intrinsic_reason
     FROM {fields}
@@ -43,8 +45,15 @@ WITH intrinsic AS (
            getvariable('action_tokens_per_credit')[action_no] AS tokens_per_credit, action_no IS NOT NULL AS action_known,
            getvariable('rate_input_e9')[rate_no] AS input_e9, getvariable('rate_output_e9')[rate_no] AS output_e9
     FROM (SELECT *, model_code * {rate_periods} + {rate_period} + 1 AS rate_no FROM keyed)
+), priced AS (
+    SELECT *, CAST(input_tokens AS HUGEINT) * input_e9 + CAST(output_tokens AS HUGEINT) * output_e9 AS cost_e12,
+           CASE WHEN tokens_per_credit IS NULL THEN action_credits
+                ELSE greatest(action_credits, (CAST(input_tokens AS HUGEINT) + output_tokens + tokens_per_credit - 1)
+                                              // tokens_per_credit)
+           END AS exact_credits
+    FROM configured
 ), reasoned AS (
-    SELECT *, coalesce(intrinsic_reason, CASE
+    SELECT *, coalesce(intrinsic_reason, overflow_reason, CASE
         WHEN NOT org_known THEN 'unknown_org'
         WHEN NOT model_known THEN 'unknown_model'
         WHEN NOT action_known THEN 'unknown_action'
@@ -52,16 +61,11 @@ WITH intrinsic AS (
         WHEN not_started THEN 'before_customer_start'
         WHEN ts >= DATE '{landing_date}' + INTERVAL 2 DAY THEN 'future_timestamp'
     END) AS reason
-    FROM configured
+    FROM (SELECT *, CASE WHEN cost_e12 >= CAST('1e38' AS HUGEINT) OR exact_credits > 9223372036854775807
+                         THEN 'bad_type' END AS overflow_reason FROM priced)
 )
 SELECT file_idx, line_no, request_id, {request_hash}, reason, reason IS NULL AS first_in_date,
     org_code, model_code, action_no,
-    CASE WHEN reason IS NULL THEN
-        CAST(CAST(input_tokens AS HUGEINT) * input_e9 + CAST(output_tokens AS HUGEINT) * output_e9
-             AS DECIMAL(38, 0)) * CAST('1e-12' AS DECIMAL(38, 12))
-    END AS cost_usd,
-    CASE WHEN reason IS NOT NULL THEN NULL
-         WHEN tokens_per_credit IS NULL THEN action_credits
-         ELSE greatest(action_credits, (input_tokens + output_tokens + tokens_per_credit - 1) // tokens_per_credit)
-    END AS credits
+    CASE WHEN reason IS NULL THEN CAST(cost_e12 AS DECIMAL(38, 0)) * CAST('1e-12' AS DECIMAL(38, 12)) END AS cost_usd,
+    CASE WHEN reason IS NULL THEN CAST(exact_credits AS BIGINT) END AS credits
 FROM reasoned
