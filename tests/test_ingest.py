@@ -13,7 +13,7 @@ from billing_pipelines import duck
 from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import PRICED, LandingZone, billed_events_sql, ingest, refresh_all
 from billing_pipelines.warehouse import WarehouseError
-from conftest import CONFORMANCE, Landing, event
+from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, Landing, event
 
 D1, D2 = "2026-11-03", "2026-11-04"
 
@@ -263,11 +263,31 @@ def test_unreadable_file_fails_the_partition_naming_it(settings, landing, name, 
     assert settings.warehouse().partitions(PRICED) == []
 
 
-def test_conformance_ingest_counts(conformance_settings):
-    expected = json.loads((CONFORMANCE / "expected.json").read_text())["ingest"]
-    zone = LandingZone(conformance_settings)
-    got = {s.landing_date: s.to_json() for s in ingest(conformance_settings, zone.dates)}
+@pytest.mark.parametrize("example, fixture", [(CONFORMANCE, "conformance_settings"),
+                                              (CONFORMANCE_PLAN_CHANGES, "plan_changes_settings")])
+def test_conformance_ingest_counts(example, fixture, request):
+    settings = request.getfixturevalue(fixture)
+    expected = json.loads((example / "expected.json").read_text())["ingest"]
+    zone = LandingZone(settings)
+    got = {s.landing_date: s.to_json() for s in ingest(settings, zone.dates)}
     assert got == expected
+
+
+@pytest.mark.parametrize("ts, reason", [
+    ("2026-11-02T23:59:59.999999Z", None),
+    ("2026-11-03T01:30:00+02:00", None),  # 23:30 UTC the day before
+    ("2026-11-03T00:00:00Z", "after_customer_end"),
+    ("2026-11-05T00:00:00Z", "after_customer_end"),  # also in the future: after_customer_end comes first
+])
+def test_events_from_the_cancellation_on_are_quarantined(settings, config_dir, landing, ts, reason):
+    # acme (second customer by start date) cancels from 2026-11-03; globex and initech go on
+    with (config_dir / "customers.yaml").open("a") as f:
+        f.write("plan_changes:\n  - {org_id: acme, effective_from: 2026-11-03, plan: null}\n")
+    others = [event("g", org="globex", ts="2026-11-03T10:00:00Z"), event("i", org="initech", ts="2026-11-03T10:00:00Z")]
+    landing.jsonl(D1, "events.jsonl", [event("a", ts=ts), *others])
+    summary = run(settings, D1)[D1]
+    assert summary["quarantined"] == ({reason: 1} if reason else {})
+    assert set(billed(settings)) == {"g", "i"} | (set() if reason else {"a"})
 
 
 @pytest.mark.parametrize("name", ["big.jsonl", "big.jsonl.gz"])

@@ -206,6 +206,10 @@ def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> d
     if _lookup(con, "org_key", [c.org_id for c in customers]) != [c.org_id for c in customers]:
         raise RuntimeError("DuckDB did not keep the order of the customers' ENUM")
     started = {c.start_date: i + 1 for i, c in enumerate(customers)}  # customers started by each start date
+    cancelled = {c.org_id: c.effective_from for c in config.plan_changes if c.plan is None}
+    ends = [cancelled.get(c.org_id) for c in customers]
+    ends = ends[:max((i + 1 for i, end in enumerate(ends) if end), default=0)]  # up to the last cancelled
+    _set_list(con, "customer_end", "DATE", ends)
     _lookup(con, "action_key", [a.action for a in book.actions],
             action_credits=("BIGINT", [a.credits for a in book.actions]),
             action_tokens_per_credit=("BIGINT", [a.tokens_per_credit for a in book.actions]))
@@ -216,7 +220,8 @@ def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> d
     _set_list(con, "rate_input_e9", "BIGINT", [r and int(r.input_usd_per_1k * scale) for r in rates])
     _set_list(con, "rate_output_e9", "BIGINT", [r and int(r.output_usd_per_1k * scale) for r in rates])
     return {"rate_period": _by_day(con, "rate_period", dict(zip(starts, range(len(starts)))), "NULL::BIGINT"),
-            "rate_periods": str(len(starts)), "customers_started": _by_day(con, "customers_started", started, "0")}
+            "rate_periods": str(len(starts)), "customers_started": _by_day(con, "customers_started", started, "0"),
+            "customer_ended": "day >= getvariable('customer_end')[org_code + 1]" if ends else "false"}
 
 
 def _by_day(con: duckdb.DuckDBPyConnection, variable: str, steps: dict[date, int], before: str) -> str:

@@ -49,6 +49,9 @@ WITH intrinsic AS (
         WHEN NOT action_known THEN 'unknown_action'
         WHEN input_e9 IS NULL THEN 'no_rate'
         WHEN not_started THEN 'before_customer_start'
+        -- {customer_ended}: `day` is on or after the org's cancellation date (the list variable
+        -- customer_end by org code + 1, NULL where not cancelled, up to the last cancelled org)
+        WHEN {customer_ended} THEN 'after_customer_end'
         WHEN ts >= DATE '{landing_date}' + INTERVAL 2 DAY THEN 'future_timestamp'
     END) AS reason
     FROM configured
