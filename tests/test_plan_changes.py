@@ -8,13 +8,14 @@ basic's credits cost 0.1 each, premium's 2/15.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from fractions import Fraction
 
 import polars as pl
 import pytest
 
 from billing_pipelines.close import advise_tiers, close_month
+from billing_pipelines.dashboard.balances import current_balances
 from ledger_helpers import (
     assert_consistent, change, config, credits_of, events, lines, plan, purchase, shares,
 )
@@ -234,3 +235,15 @@ def test_a_purchase_after_the_cancellation_is_refused():
     cfg = subscribed(BASIC, ("2026-11-21", None), purchases=bought)
     with pytest.raises(ValueError, match="p-9 is at or after acme's cancellation"):
         close_month(cfg, events(), NOV)
+
+
+def test_live_balances_follow_the_plan_in_effect_now():
+    cfg = subscribed(FREE, ("2026-11-16", "basic"), ("2026-12-01", None))
+    early, late = ("a", "2026-11-03T00:00:00", 70), ("b", "2026-11-20T00:00:00", 200)
+    free = current_balances(cfg, events(early), {"acme"}, datetime(2026, 11, 10), 3)["acme"]
+    assert (free.plan, free.overage_credits, free.overage_amount) == ("free", 20, None)
+    basic = current_balances(cfg, events(early, late), {"acme"}, datetime(2026, 11, 20, 12), 3)["acme"]
+    assert (basic.plan, basic.overage_credits, basic.overage_amount) == ("basic", 70, "1.00")
+    assert [(g.grant_id, g.credits_left) for g in basic.grants] == [("plan:acme:2026-11-01", 0), ("plan:acme:2026-11-16", 0)]
+    ended = current_balances(cfg, events(early, late), {"acme"}, datetime(2026, 12, 2), 3)["acme"]
+    assert (ended.plan, ended.grants, ended.overage_amount) == ("basic", [], "0.00")
