@@ -97,7 +97,7 @@ def test_a_one_day_period_has_its_fee_credits_and_overage_price():
     assert descriptions(close) == [
         "Basic plan, 1-14 November 2026 (14 of 30 days)", "Premium plan, 15 November 2026 (1 of 30 days)",
         "Basic plan, 16-30 November 2026 (15 of 30 days)",
-        "Overage, Premium plan 15 November 2026 (1 of 30 days): 30 credits",
+        "Overage, Premium plan, 15 November 2026: 30 credits",
     ]
     assert shares(close, "a") == [
         ("plan", "plan:acme:2026-11-01", 140), ("plan", "plan:acme:2026-11-15", 30), ("overage", None, 30),
@@ -118,7 +118,7 @@ def test_free_to_paid_writes_off_the_free_period_overage_and_bills_the_paid_one(
     assert lines(close) == [("plan_fee", "0.00"), ("plan_fee", "15.00"), ("overage", "1.00")]
     overage = close.invoices[0]["lines"][2]
     assert (overage["description"], overage["quantity"], overage["unit_price"]) == (
-        "Overage, Basic plan 16-30 November 2026 (15 of 30 days): 50 credits", "50", "0.0200")
+        "Overage, Basic plan, 16-30 November 2026: 50 credits", "50", "0.0200")
     prices = close.allocations.filter(pl.col("grant_kind") == "overage").select(
         "request_id", "credits", "unit_price_num", "unit_price_den").rows()
     assert sorted(prices) == [("a", 20, 0, 1), ("b", 50, 1, 50)]
@@ -215,7 +215,7 @@ def test_late_usage_after_the_last_month_gets_an_invoice_without_a_plan_fee():
     november, december = close_month(cfg, history, NOV), close_month(cfg, history, DEC)
     assert lines(november) == [("plan_fee", "20.00")]
     assert lines(december) == [("overage", "0.60")]  # at basic's price, the last plan's
-    assert descriptions(december) == ["Overage after the subscription ended, at the Basic plan's price: 30 credits"]
+    assert descriptions(december) == ["Overage after the subscription ended (Basic plan price): 30 credits"]
     assert credits_of(december) == dict(
         opening=0, rolled_over_in=0, granted=0, purchased=0, consumed=30, overage=30,
         expired=0, rolled_over_out=0, closing=0,

@@ -61,7 +61,8 @@ def _line(kind: str, description: str, quantity: int, unit_price: str, amount: D
 def _plan_fee_line(period: PlanPeriod) -> dict:
     """The fee of one plan period: the monthly fee x d / D, rounded to cents (SPEC §7)."""
     amount = round_half_up(prorated_fee(period), 2)
-    description = f"{_plan_name(period.plan)}, {_period_text(period)}"
+    days = "" if whole_month(period) else f" ({period.days} of {month_days(period.start)} days)"
+    description = f"{_plan_name(period.plan)}, {_period_text(period)}{days}"
     return _line("plan_fee", description, 1, money(amount), amount)
 
 
@@ -70,12 +71,12 @@ def _plan_name(plan: Plan) -> str:
 
 
 def _period_text(period: PlanPeriod) -> str:
-    """'November 2026' for a whole month, else '1-15 November 2026 (15 of 30 days)'."""
+    """'November 2026' for a whole month, else its days: '1-15 November 2026', '16 November 2026'."""
     if whole_month(period):
         return f"{period.start:%B %Y}"
     last = period.end - timedelta(days=1)
     days = f"{period.start.day}-{last.day}" if last != period.start else f"{last.day}"
-    return f"{days} {period.start:%B %Y} ({period.days} of {month_days(period.start)} days)"
+    return f"{days} {period.start:%B %Y}"
 
 
 def _purchase_line(purchase: CreditPurchase) -> dict:
@@ -93,11 +94,11 @@ def _overage_line(overage: PeriodOverage) -> dict:
     """Overage credits at the plan's price per credit (shown with the price's own decimals)."""
     price, credits, period = overage.plan.overage_credit_price, overage.credits, overage.period
     if period is None:
-        what = f"Overage after the subscription ended, at the {_plan_name(overage.plan)}'s price"
+        what = f"Overage after the subscription ended ({_plan_name(overage.plan)} price)"
     elif whole_month(period):
         what = "Overage"
     else:
-        what = f"Overage, {_plan_name(period.plan)} {_period_text(period)}"
+        what = f"Overage, {_plan_name(period.plan)}, {_period_text(period)}"
     amount = round_half_up(credits * price, 2)
     return _line("overage", f"{what}: {credits:,} credits", credits, rate_text(price), amount)
 
