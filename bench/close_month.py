@@ -5,7 +5,7 @@ sees the same data) with the example price book and plans; customers start the m
 so the month opens with rollover grants, and some buy credits mid-month. Prints the wall and CPU
 time of close_month and the peak resident memory (ru_maxrss) after generating and closing.
 
-    python bench/close_month.py [--events-per-day 1000000] [--customers 10000] [--days 30]
+    python bench/close_month.py [--events-per-day 1000000] [--customers 10000] [--days 30] [--plan-changes]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from billing_pipelines.close import close_month
-from billing_pipelines.config import CreditPurchase, Customer, load_config
+from billing_pipelines.config import CreditPurchase, Customer, PlanChange, load_config
 from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 
@@ -45,6 +45,28 @@ def bench_config(customers: int, seed: int):
         for i in range(0, customers, 10)
     )
     return replace(base, customers=people, purchases=purchases)
+
+
+def with_plan_changes(config):
+    """1 customer in 10 moves to the next plan of PLAN_MIX on the 16th of MONTH, 1 in 50 cancels
+    on the 21st (SPEC §7)."""
+    mix = sorted(set(PLAN_MIX))
+    changes = [PlanChange(o, MONTH.replace(day=16), mix[(mix.index(c.plan) + 1) % len(mix)])
+               for i, (o, c) in enumerate(sorted(config.customers.items())) if i % 10 == 5]
+    changes += [PlanChange(o, MONTH.replace(day=21), None)
+                for i, o in enumerate(sorted(config.customers)) if i % 50 == 3]
+    cancelled = {c.org_id for c in changes if c.plan is None}
+    return replace(config, plan_changes=tuple(changes),
+                   purchases=tuple(p for p in config.purchases if p.org_id not in cancelled))
+
+
+def within_subscriptions(config, events: pl.DataFrame) -> pl.DataFrame:
+    """The events before their customer's cancellation (ingest quarantines the others)."""
+    ends = pl.DataFrame({"org_id": [c.org_id for c in config.plan_changes if c.plan is None],
+                         "end": [c.effective_from for c in config.plan_changes if c.plan is None]},
+                        schema={"org_id": pl.Utf8, "end": pl.Date})
+    return events.join(ends, on="org_id", how="left").filter(
+        pl.col("end").is_null() | (pl.col("ts").dt.date() < pl.col("end"))).drop("end")
 
 
 def _uniform(column: str, seed: int, modulo: int) -> pl.Expr:
@@ -125,11 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--plan-changes", action="store_true", help="some customers change plan or cancel")
     args = parser.parse_args(argv)
 
     config = bench_config(args.customers, args.seed)
+    if args.plan_changes:
+        config = with_plan_changes(config)
     started = time.perf_counter()
-    events = billed_events(config, args.days, args.events_per_day, args.seed)
+    events = within_subscriptions(config, billed_events(config, args.days, args.events_per_day, args.seed))
     generated = time.perf_counter() - started
     print(f"generated {events.height:,} billed events for {args.customers:,} customers "
           f"in {generated:.1f} s; peak RSS {peak_mib():,.0f} MiB ({events.estimated_size('mb'):,.0f} MB of events)")

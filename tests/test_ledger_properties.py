@@ -83,7 +83,8 @@ def history_of(cfg, rows, permutation_seed: int) -> pl.DataFrame:
     request_ids shuffled so that their order is not the generation order."""
     made = []
     for i, (org, minute, delay, credits) in enumerate(rows):
-        ts = max(FIRST + timedelta(minutes=minute), datetime.combine(cfg.customers[org].start_date, datetime.min.time()))
+        start = datetime.combine(cfg.customers[org].start_date, datetime.min.time())
+        ts = max(FIRST + timedelta(minutes=minute), start)
         end = cfg.cancelled_on(org)
         if end is not None and ts.date() >= end:
             continue

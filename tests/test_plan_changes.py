@@ -158,7 +158,8 @@ def test_rollover_parts_keep_their_prices_and_are_drawn_in_the_order_of_their_so
     december = close_month(cfg, history, DEC)
     # premium's cap of 480: its own 450 unused (latest start) first, then 30 of basic's 50
     parts = {g.grant_id: (g.credits, g.unit_price) for g in december.grants if g.kind == "rollover"}
-    assert parts == {"rollover:acme:2026-11-16": (450, Fraction(2, 15)), "rollover:acme:2026-11-01": (30, Fraction(1, 10))}
+    assert parts == {"rollover:acme:2026-11-16": (450, Fraction(2, 15)),
+                     "rollover:acme:2026-11-01": (30, Fraction(1, 10))}
     assert shares(december, "b") == [
         ("plan", "plan:acme:2026-12", 900), ("rollover", "rollover:acme:2026-11-01", 30),
         ("rollover", "rollover:acme:2026-11-16", 10),
@@ -244,6 +245,7 @@ def test_live_balances_follow_the_plan_in_effect_now():
     assert (free.plan, free.overage_credits, free.overage_amount) == ("free", 20, None)
     basic = current_balances(cfg, events(early, late), {"acme"}, datetime(2026, 11, 20, 12), 3)["acme"]
     assert (basic.plan, basic.overage_credits, basic.overage_amount) == ("basic", 70, "1.00")
-    assert [(g.grant_id, g.credits_left) for g in basic.grants] == [("plan:acme:2026-11-01", 0), ("plan:acme:2026-11-16", 0)]
+    assert [(g.grant_id, g.credits_left) for g in basic.grants] == [
+        ("plan:acme:2026-11-01", 0), ("plan:acme:2026-11-16", 0)]
     ended = current_balances(cfg, events(early, late), {"acme"}, datetime(2026, 12, 2), 3)["acme"]
     assert (ended.plan, ended.grants, ended.overage_amount) == ("basic", [], "0.00")

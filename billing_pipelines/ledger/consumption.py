@@ -1,7 +1,8 @@
 """The credit ledger (SPEC §3): events consume grants; what no grant covers is overage.
 
 Vectorized in three steps, so no Python loop runs over events:
-1. every customer's timeline is cut at its boundaries (month starts, purchase starts, expiries);
+1. every customer's timeline is cut at its boundaries (month starts, plan period starts, purchase
+   starts, expiries, the cancellation);
    between two boundaries the set of grants and their order are constant (an *interval*), and
    each event is placed in its interval by a binary search on (customer rank, ledger time) keys;
 2. a walk over customers x boundaries, on credit totals per interval only, consumes grants in
@@ -289,10 +290,12 @@ def _overage_prices(intervals: dict[str, list[_Interval]]) -> list[Fraction]:
 def _period_overage(intervals: list[_Interval]) -> list[PeriodOverage]:
     """The overage of a month's intervals summed by plan period, in period order (the part after
     a cancellation last)."""
-    summed: dict[PlanPeriod | None, list] = {}
+    credits: dict[PlanPeriod | None, int] = {}
+    plans: dict[PlanPeriod | None, Plan] = {}
     for i in intervals:
-        summed.setdefault(i.period, [i.plan, 0])[1] += i.overage
-    return [PeriodOverage(period, plan, credits) for period, (plan, credits) in summed.items()]
+        credits[i.period] = credits.get(i.period, 0) + i.overage
+        plans[i.period] = i.plan
+    return [PeriodOverage(period, plans[period], total) for period, total in credits.items()]
 
 
 def _only(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
@@ -425,7 +428,9 @@ def allocate(
     runs on numeric columns; the event's text columns are gathered once, at the end. Also returns
     the shares' (usage_code, credits, unit_price_num, unit_price_den), for revenue_shares."""
     order = events.select(pl.arg_sort_by("key", "request_id")).to_series()
-    ranges = events.select("gid", "credits", "usage_code")[order].with_columns(row=order, end=pl.col("credits").cum_sum())
+    ranges = events.select("gid", "credits", "usage_code")[order].with_columns(
+        row=order, end=pl.col("credits").cum_sum()
+    )
     ends = _grant_ends(ranges, intervals)
     ranges = _only(ranges, pl.col("credits") > 0)
     ranges = ranges.with_columns(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import calendar
 import dataclasses
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
 
 from billing_pipelines.config import BillingConfig, Plan, PlanChange, PlanPeriod
-from billing_pipelines.money import round_half_up
 
 
 def month_days(day: date) -> int:
@@ -24,12 +24,19 @@ def whole_month(period: PlanPeriod) -> bool:
 
 def prorated_fee(period: PlanPeriod) -> Fraction:
     """monthly_fee x d / D, exact."""
-    return Fraction(period.plan.monthly_fee) * period.days / month_days(period.start)
+    return _prorated(period.plan, period.days, month_days(period.start))[0]
 
 
 def prorated_credits(period: PlanPeriod) -> int:
     """round(included_credits x d / D), half up, to an integer."""
-    return int(round_half_up(Fraction(period.plan.included_credits * period.days, month_days(period.start)), 0))
+    return _prorated(period.plan, period.days, month_days(period.start))[1]
+
+
+@functools.cache
+def _prorated(plan: Plan, days: int, month: int) -> tuple[Fraction, int]:
+    """(fee, credits) of `days` of a month of `month` days on `plan` (all of it non-negative);
+    cached: a close asks for the same few thousands of times."""
+    return Fraction(plan.monthly_fee) * days / month, (2 * plan.included_credits * days + month) // (2 * month)
 
 
 @dataclass(frozen=True)
@@ -51,11 +58,6 @@ class Subscription:
         day = moment.date()
         return next((p for p in self.periods[day.replace(day=1)] if p.start <= day < p.end), None)
 
-    def plan_at(self, moment: datetime) -> Plan:
-        """The plan whose overage price applies at `moment`: the period's, else the last plan."""
-        period = self.period_at(moment)
-        return period.plan if period else self.last_plan
-
     def last_day_plan(self, month: date) -> Plan:
         """The plan of `month`'s last day (whose rollover rules apply at the next month's start)."""
         return self.periods[month][-1].plan
@@ -74,7 +76,7 @@ def subscription_of(
 ) -> Subscription:
     """The customer's Subscription over `months` (first days); `changes` are its plan changes
     (changes_by_org), so the config's look-ups scan those alone."""
-    own = dataclasses.replace(config, plan_changes=changes)
+    own = config if len(changes) == len(config.plan_changes) else dataclasses.replace(config, plan_changes=changes)
     end = own.cancelled_on(org_id)
     return Subscription(
         org_id=org_id,
