@@ -32,7 +32,7 @@ def november(tmp_path_factory):
     file (at 2026-12-01T00:00), then November closed (which ingests the rest too)."""
     root = tmp_path_factory.mktemp("november")
     landing, held = root / "landing", root / "held"
-    for folder in CONFORMANCE / "landing".iterdir():
+    for folder in (CONFORMANCE / "landing").iterdir():
         shutil.copytree(folder, (held if folder.name >= HELD_FROM else landing) / folder.name)
     settings = live_settings(root, landing=landing)
     refresh_all(settings)

@@ -32,10 +32,10 @@ def prorated_credits(period: PlanPeriod) -> int:
     return _prorated(period.plan, period.days, month_days(period.start))[1]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)
 def _prorated(plan: Plan, days: int, month: int) -> tuple[Fraction, int]:
     """(fee, credits) of `days` of a month of `month` days on `plan` (all of it non-negative);
-    cached: a close asks for the same few thousands of times."""
+    cached, as a close asks for the same ones for every customer."""
     return Fraction(plan.monthly_fee) * days / month, (2 * plan.included_credits * days + month) // (2 * month)
 
 
