@@ -16,14 +16,12 @@ import time
 from datetime import date
 from pathlib import Path
 
-import duckdb
 import yaml
 
 from billing_pipelines import billing_db
 from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice
 from billing_pipelines.invoicing.filing import file_pdfs
 from billing_pipelines.invoicing.finalize import number_drafts
-from billing_pipelines.ledger.month_close import DATASET, partition
 from billing_pipelines.resources import BillingSettings
 
 MONTH = date(2026, 11, 1)
@@ -39,8 +37,9 @@ actions: [{action: simple, credits: 1}]
 """
 
 
-def seed(settings: BillingSettings, count: int) -> None:
-    """`count` Pro customers, each with a draft November invoice and usage by model and tier."""
+def seed(settings: BillingSettings, count: int) -> dict[str, dict]:
+    """`count` Pro customers, each with a draft November invoice; returns their usage by model and
+    tier (the margin rows a close stores)."""
     config = Path(settings.config_dir)
     config.mkdir(parents=True)
     (config / "plans.yaml").write_text(PLANS)
@@ -53,11 +52,9 @@ def seed(settings: BillingSettings, count: int) -> None:
                "by_model": [{"model": u["model"], "credits": u["credits"], "cogs_usd": u["cost_usd"]} for u in e["usage_by_model"]],
                "by_action": [{"action": u["action"], "credits": u["credits"], "cogs_usd": u["cost_usd"]} for u in e["usage_by_action"]]}
               for e in examples]
-    con = duckdb.connect()
-    settings.warehouse().commit(DATASET, partition(MONTH), con, {}, {"month": "2026-11", "margin": margin})
-    con.close()
     drafts = [{**{k: e[k] for k in SPEC_FIELDS}, "status": "draft", "number": None} for e in examples]
     billing_db.store_draft_invoices(billing_db.engine_from_url(settings.database_url), "2026-11", drafts)
+    return {m["org_id"]: m for m in margin}
 
 
 def main() -> None:
@@ -69,9 +66,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="finalize-bench-") as home:
         env = {"BILLING_HOME": home, "BILLING_CONFIG": f"{home}/config", "BILLING_LANDING": f"{home}/landing"}
         settings = BillingSettings.from_env({**env, **({"BILLING_DATABASE_URL": args.database_url} if args.database_url else {})})
-        seed(settings, args.count)
+        margins = seed(settings, args.count)
         start = time.perf_counter()
-        numbers = number_drafts(settings, MONTH, date(2026, 12, 4))
+        numbers = number_drafts(settings, MONTH, date(2026, 12, 4), margins)
         numbered = time.perf_counter() - start
         start = time.perf_counter()
         filed = file_pdfs(settings, billing_db.engine_from_url(settings.database_url), "2026-11", args.workers)

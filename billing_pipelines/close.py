@@ -41,10 +41,11 @@ def close_month(
     config: BillingConfig, billed_events: pl.DataFrame, month: date, grace_days: int = 3,
     previous: MonthClose | None = None, opening: dict[str, list[Grant]] | None = None,
 ) -> MonthClose:
-    """Close `month` for every customer billed in it (start month <= month), from the full
-    history of billed events, or from the state the month before closed with (`previous`, or its
-    `opening` grants per customer, see opening_grants) and the events billed in `month` (others
-    are ignored): all give the same result."""
+    """Close `month` for every customer billed in it (SPEC §7: from its start month to its
+    cancellation, later only where events are billed in the month), from the full history of
+    billed events, or from the state the month before closed with (`previous`, or its `opening`
+    grants per customer, see opening_grants) and the events billed in `month` (others are
+    ignored): all give the same result."""
     month = month.replace(day=1)
     events = with_ledger_time(billed_events, grace_days)
     if previous is not None:
@@ -53,10 +54,11 @@ def close_month(
         opening = opening_grants(previous.month, previous.credit_summaries, previous.grants)
     ledger = run_ledger(config, events, month, opening)
     usage, shares = ledger.usage, ledger.revenue_shares
-    summaries = {org_id: months[month] for org_id, months in ledger.summaries.items()}
+    summaries = {org_id: ledger.summaries[org_id][month] for org_id in ledger.billed}
     cogs, bought = usage_totals(usage), purchases_by_org(config.purchases)
     invoices = [
-        draft_invoice(config, org_id, month, summary, cogs.get((org_id,), (0, 0))[1], bought.get(org_id, []))
+        draft_invoice(config, org_id, month, summary, cogs.get((org_id,), (0, 0))[1], bought.get(org_id, []),
+                      ledger.overage[org_id])
         for org_id, summary in sorted(summaries.items())
     ]
     target = config.price_book.target_credit_to_cost_ratio

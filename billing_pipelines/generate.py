@@ -1,6 +1,7 @@
 """`billing generate`: a realistic, seeded synthetic landing zone and the config that matches it.
 
-Orgs on free, pro and enterprise plans with their users; models and action tiers; a diurnal,
+Orgs on free, pro and enterprise plans with their users, a few changing plan or cancelling;
+models and action tiers; a diurnal,
 bursty arrival pattern and token mix drawn from a real LLM trace (assets/traces); events landing
 a little after they happen (some a day or more late, some with a +02:00 offset); redeliveries
 within and across days; a small share of bad rows; `.jsonl`, `.jsonl.gz` and `.parquet` files in
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from billing_pipelines.paths import resource_dir
+from billing_pipelines.periods import add_months
 from billing_pipelines.storage import Store
 
 PRICE_BOOK = """\
@@ -94,7 +96,9 @@ def generate(spec: GeneratorSpec, config_dir: Path, landing: str) -> dict:
     """Write the config to `config_dir` and the landing zone to `landing`; return the counts."""
     rng = np.random.default_rng(spec.seed)
     orgs = _customers(spec, rng)
-    _write_config(spec, orgs, Path(config_dir))
+    changes = _plan_changes(spec, orgs)
+    _write_config(spec, orgs, changes, Path(config_dir))
+    orgs = orgs.with_columns(end_date=pl.Series([_cancelled(changes, o) for o in orgs["org_id"]], dtype=pl.Date))
     trace = _trace()
     store = Store(landing)
     carry: dict[date, list[pl.DataFrame]] = {}
@@ -133,6 +137,32 @@ def _customers(spec: GeneratorSpec, rng: np.random.Generator) -> pl.DataFrame:
     })
 
 
+def _plan_changes(spec: GeneratorSpec, orgs: pl.DataFrame) -> list[tuple[str, date, str | None]]:
+    """(org_id, effective_from, plan or None) for a few customers started before the first day:
+    free to pro and pro to enterprise mid-month, enterprise to pro on the next month's first day,
+    and a pro customer without purchases cancelling (SPEC §7)."""
+    earlier = orgs.filter(pl.col("start_date") < spec.start)
+    by_plan = {plan: earlier.filter(pl.col("plan") == plan)["org_id"].to_list() for plan, *_ in PLAN_MIX}
+    buyers = set(_buyers(orgs))
+    cancelling = [o for o in by_plan["pro"][1:] if o not in buyers]
+    picks = [
+        (by_plan["free"][:1], spec.start + timedelta(days=7), "pro"),
+        (by_plan["pro"][:1], spec.start + timedelta(days=14), "enterprise"),
+        (by_plan["enterprise"][:1], add_months(spec.start.replace(day=1), 1), "pro"),
+        (cancelling[-1:], spec.start + timedelta(days=20), None),
+    ]
+    return [(org_id, day, plan) for chosen, day, plan in picks for org_id in chosen]
+
+
+def _cancelled(changes: list[tuple[str, date, str | None]], org_id: str) -> date | None:
+    return next((day for org, day, plan in changes if org == org_id and plan is None), None)
+
+
+def _buyers(orgs: pl.DataFrame) -> list[str]:
+    """The customers who buy credits: the first two on pro."""
+    return orgs.filter(pl.col("plan") == "pro").head(2)["org_id"].to_list()
+
+
 _TRANSLITERATE = str.maketrans({"ø": "o", "ł": "l", "ı": "i", "Ł": "L", "Ø": "O", "ß": "ss"})
 _ORG_IDS = {"日本AIラボ株式会社": "nihon-ai-lab"}
 
@@ -145,7 +175,7 @@ def _slug(name: str) -> str:
     return "-".join(filter(None, [re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-"), suffix]))
 
 
-def _write_config(spec: GeneratorSpec, orgs: pl.DataFrame, folder: Path) -> None:
+def _write_config(spec: GeneratorSpec, orgs: pl.DataFrame, changes: list, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     price_cut = spec.start + timedelta(days=spec.days // 2)
     (folder / "pricebook.yaml").write_text(PRICE_BOOK % {"price_cut": price_cut.isoformat()})
@@ -162,16 +192,19 @@ def _write_config(spec: GeneratorSpec, orgs: pl.DataFrame, folder: Path) -> None
             f"    address: \"{10 + len(row['name'])} Market Street, Springfield\"",
         ]
     lines.append("credit_purchases:")
-    for n, row in enumerate(orgs.filter(pl.col("plan") == "pro").head(2).iter_rows(named=True)):
+    for n, org_id in enumerate(_buyers(orgs)):
         bought = datetime.combine(spec.start + timedelta(days=9 + 7 * n), time(12), tzinfo=timezone.utc)
         lines += [
             f"  - purchase_id: p-{1001 + n}",
-            f"    org_id: {row['org_id']}",
+            f"    org_id: {org_id}",
             f"    purchased_at: {bought.isoformat().replace('+00:00', 'Z')}",
             "    credits: 10000",
             "    price: \"100.00\"",
             "    expires_after_months: 12",
         ]
+    lines.append("plan_changes:")
+    lines += [f"  - {{org_id: {org_id}, effective_from: {day.isoformat()}, plan: {plan or 'null'}}}"
+              for org_id, day, plan in changes]
     (folder / "customers.yaml").write_text("\n".join(lines) + "\n")
 
 
@@ -181,7 +214,9 @@ def _trace() -> pl.DataFrame:
 
 
 def _events(spec: GeneratorSpec, day: date, orgs: pl.DataFrame, trace: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
-    active = orgs.filter(pl.col("start_date") <= day)
+    # a cancelled customer's gateway still sends for two days (quarantined: after_customer_end)
+    ended = pl.col("end_date") + pl.duration(days=2) <= day
+    active = orgs.filter((pl.col("start_date") <= day) & ~ended.fill_null(False))
     weekend = day.weekday() >= 5
     n = int(spec.events_per_day * (0.6 if weekend else 1.1) * rng.uniform(0.9, 1.1))
     if active.is_empty() or n == 0:

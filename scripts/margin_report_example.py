@@ -15,8 +15,11 @@ from datetime import date
 from pathlib import Path
 
 from billing_pipelines.generate import GeneratorSpec, generate
-from billing_pipelines.ledger.month_close import run_month_close
-from billing_pipelines.margin.report_document import write_margin_report
+from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.pipeline import ingest
+from billing_pipelines.margin.report_document import TREND_MONTHS, write_margin_report
+from billing_pipelines.month_close.documents import closes_through
+from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
 
 SPEC = GeneratorSpec(start=date(2026, 8, 1), days=92)
@@ -33,9 +36,9 @@ def main() -> None:
         generate(SPEC, root / "config", str(root / "landing"))
         settings = BillingSettings.from_env({"BILLING_HOME": str(root / "home"), "BILLING_CONFIG": str(root / "config"),
                                              "BILLING_LANDING": str(root / "landing")})
-        for month in MONTHS:
-            run_month_close(settings, month)
-        _, keys = write_margin_report(settings, MONTHS[-1])
+        ingest(settings, sorted(landing_dates(settings.landing_store())))
+        close_months(settings, MONTHS[-1])  # and every month before it
+        _, keys = write_margin_report(settings, closes_through(settings.warehouse(), MONTHS[-1], TREND_MONTHS))
         pdf = settings.warehouse().store.path(keys["pdf"])
         subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", pdf,
                         str(PNG.with_suffix(""))], check=True)

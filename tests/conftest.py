@@ -89,10 +89,20 @@ def settings(tmp_path: Path, config_dir: Path, landing: Landing) -> BillingSetti
     return BillingSettings.from_env(env)
 
 
+def _conformance_settings(home: Path, example: Path) -> BillingSettings:
+    """Settings over the conformance landing zone with the config of `example`."""
+    return BillingSettings.from_env({
+        "BILLING_HOME": str(home), "BILLING_CONFIG": str(example / "config"),
+        "BILLING_LANDING": str(CONFORMANCE / "landing"), "BILLING_GRACE_DAYS": "3",
+    })
+
+
 @pytest.fixture
 def conformance_settings(tmp_path: Path) -> BillingSettings:
-    root = CONFORMANCE
-    return BillingSettings.from_env({
-        "BILLING_HOME": str(tmp_path / "home"), "BILLING_CONFIG": str(root / "config"),
-        "BILLING_LANDING": str(root / "landing"), "BILLING_GRACE_DAYS": "3",
-    })
+    return _conformance_settings(tmp_path / "home", CONFORMANCE)
+
+
+@pytest.fixture
+def plan_changes_settings(tmp_path: Path) -> BillingSettings:
+    """The conformance landing zone with the config of conformance-plan-changes (SPEC §7)."""
+    return _conformance_settings(tmp_path / "home", CONFORMANCE_PLAN_CHANGES)

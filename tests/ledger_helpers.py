@@ -8,7 +8,10 @@ from decimal import Decimal
 import polars as pl
 
 from billing_pipelines.config import (
-    ActionTier, BillingConfig, CreditPurchase, Customer, ModelRate, Plan, PriceBook, RateLimits,
+    ActionTier, BillingConfig, CreditPurchase, Customer, ModelRate, Plan, PlanChange, PriceBook, RateLimits,
+)
+from billing_pipelines.ledger.checks import (
+    conservation_problems, invoice_total_problems, negative_grant_problems,
 )
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 
@@ -40,15 +43,25 @@ def purchase(purchase_id, at, credits, price, months=12, org_id="acme") -> Credi
     return CreditPurchase(purchase_id, org_id, utc(at), credits, Decimal(price), months)
 
 
-def config(the_plan: Plan, start="2026-10-01", tax="0", purchases=(), extra_customers=()) -> BillingConfig:
+def config(
+    the_plan: Plan, start="2026-10-01", tax="0", purchases=(), extra_customers=(), other_plans=(), changes=(),
+) -> BillingConfig:
+    """acme on `the_plan` from `start`, with `extra_customers`, `other_plans` to change to and
+    `changes` (PlanChange entries, see change())."""
     customers = [Customer("acme", "Acme", the_plan.plan, date.fromisoformat(start), Decimal(tax))]
     customers += list(extra_customers)
     return BillingConfig(
         price_book=PRICE_BOOK,
-        plans={the_plan.plan: the_plan},
+        plans={p.plan: p for p in (the_plan, *other_plans)},
         customers={c.org_id: c for c in customers},
         purchases=tuple(purchases),
+        plan_changes=tuple(changes),
     )
+
+
+def change(day: str, plan_name: str | None, org_id: str = "acme") -> PlanChange:
+    """A change to `plan_name` (None: a cancellation) from 00:00 UTC of `day`."""
+    return PlanChange(org_id, date.fromisoformat(day), plan_name)
 
 
 def utc(text: str) -> datetime:
@@ -72,3 +85,24 @@ def events(*rows) -> pl.DataFrame:
             "latency_ms": 100, "cost_usd": Decimal(cost), "credits": credits,
         })
     return pl.DataFrame(records, schema=BILLED_EVENT_SCHEMA, orient="row")
+
+
+def credits_of(close, org_id="acme") -> dict:
+    return close.credit_summaries[org_id].as_dict()
+
+
+def shares(close, request_id) -> list[tuple[str, str, int]]:
+    """(grant_kind, grant_id, credits) of one event's allocations, in consumption order."""
+    rows = close.allocations.filter(pl.col("request_id") == request_id)
+    return list(rows.select("grant_kind", "grant_id", "credits").iter_rows())
+
+
+def lines(close, org_id="acme") -> list[tuple[str, str]]:
+    invoice = next(i for i in close.invoices if i["org_id"] == org_id)
+    return [(line["kind"], line["amount"]) for line in invoice["lines"]]
+
+
+def assert_consistent(close) -> None:
+    assert conservation_problems(close.credit_summaries) == []
+    assert invoice_total_problems(close.invoices) == []
+    assert negative_grant_problems(close.grants) == []

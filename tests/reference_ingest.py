@@ -195,6 +195,9 @@ def _reason(event: dict, day: date, config: BillingConfig) -> str | None:
         return "no_rate"
     if ts.date() < customer.start_date:
         return "before_customer_start"
+    ended = config.cancelled_on(customer.org_id)
+    if ended is not None and ts.date() >= ended:
+        return "after_customer_end"
     if ts >= datetime.combine(day + timedelta(days=2), datetime.min.time()):
         return "future_timestamp"
     return None

@@ -8,19 +8,21 @@ import json
 import pytest
 
 from billing_pipelines import cli
-from conftest import CONFORMANCE
+from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES
 
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 
 
 @pytest.fixture
-def conformance_env(tmp_path, monkeypatch):
-    root = CONFORMANCE
-    for name, value in {"BILLING_HOME": tmp_path / "home", "BILLING_CONFIG": root / "config",
-                        "BILLING_LANDING": root / "landing", "BILLING_GRACE_DAYS": "3",
+def conformance_env(tmp_path, monkeypatch, request):
+    """The environment of a conformance example (CONFORMANCE unless the test is parametrized
+    with another) on the conformance landing zone; returns its expected.json."""
+    example = getattr(request, "param", CONFORMANCE)
+    for name, value in {"BILLING_HOME": tmp_path / "home", "BILLING_CONFIG": example / "config",
+                        "BILLING_LANDING": CONFORMANCE / "landing", "BILLING_GRACE_DAYS": "3",
                         "DAGSTER_HOME": tmp_path / "dagster"}.items():
         monkeypatch.setenv(name, str(value))
-    return json.loads((root / "expected.json").read_text())
+    return json.loads((example / "expected.json").read_text())
 
 
 def billing(capsys, *args: str):
@@ -28,6 +30,8 @@ def billing(capsys, *args: str):
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.parametrize("conformance_env", [CONFORMANCE, CONFORMANCE_PLAN_CHANGES], indirect=True,
+                         ids=["conformance", "plan-changes"])
 def test_ingest_close_and_report_through_dagster(conformance_env, capsys):
     expected = conformance_env
     got = billing(capsys, "ingest", "2026-11-01..2026-11-30", "2026-10-01..2026-10-31", "--format", "json")

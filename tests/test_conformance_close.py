@@ -1,6 +1,6 @@
-"""The conformance landing zone (../shared/conformance): the reference
-ingest prints the expected counts, and closing 2026-10 and 2026-11 gives the expected invoices
-and margin (the fields expected.json compares)."""
+"""The conformance examples (tests/data/conformance and conformance-plan-changes, on the same
+landing zone): the reference ingest prints the expected counts, and closing 2026-10 and 2026-11
+gives the expected invoices and margin (the fields expected.json compares)."""
 
 from __future__ import annotations
 
@@ -18,20 +18,26 @@ from billing_pipelines.ledger.checks import (
 )
 from reference_ingest import load_landing
 
-from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
-EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
+from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES  # noqa: E402  (tests/data)
+EXAMPLES = {"conformance": CONFORMANCE, "plan-changes": CONFORMANCE_PLAN_CHANGES}
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
+MONTHS = ["2026-10", "2026-11"]
 
 
 @cache
-def landed():
-    config = load_config(CONFORMANCE / "config")
+def expected(example: str) -> dict:
+    return json.loads((EXAMPLES[example] / "expected.json").read_text())
+
+
+@cache
+def landed(example: str):
+    config = load_config(EXAMPLES[example] / "config")
     return config, load_landing(CONFORMANCE / "landing", config)
 
 
 @cache
-def closed(month: str):
-    config, ingest = landed()
+def closed(example: str, month: str):
+    config, ingest = landed(example)
     return close_month(config, ingest.frame(), date.fromisoformat(f"{month}-01"), grace_days=3)
 
 
@@ -41,43 +47,65 @@ def compared(invoice: dict) -> dict:
     return picked
 
 
-def test_reference_ingest_counts_match_expected():
-    _, ingest = landed()
-    got = {day: ingest.counts(date.fromisoformat(day)) for day in EXPECTED["ingest"]}
-    assert got == EXPECTED["ingest"]
+every_example = pytest.mark.parametrize("example", list(EXAMPLES))
+every_month = pytest.mark.parametrize("month", MONTHS)
 
 
-@pytest.mark.parametrize("month", ["2026-10", "2026-11"])
-def test_invoices_match_expected(month):
-    assert [compared(i) for i in closed(month).invoices] == EXPECTED["invoices"][month]
+@every_example
+def test_reference_ingest_counts_match_expected(example):
+    _, ingest = landed(example)
+    got = {day: ingest.counts(date.fromisoformat(day)) for day in expected(example)["ingest"]}
+    assert got == expected(example)["ingest"]
 
 
-@pytest.mark.parametrize("month", ["2026-10", "2026-11"])
-def test_margin_matches_expected(month):
-    assert closed(month).margin == EXPECTED["margin"][month]
+@every_example
+@every_month
+def test_invoices_match_expected(example, month):
+    assert [compared(i) for i in closed(example, month).invoices] == expected(example)["invoices"][month]
 
 
-@pytest.mark.parametrize("month", ["2026-10", "2026-11"])
-def test_month_close_checks_pass(month):
-    close = closed(month)
+@every_example
+@every_month
+def test_margin_matches_expected(example, month):
+    assert closed(example, month).margin == expected(example)["margin"][month]
+
+
+@every_example
+@every_month
+def test_month_close_checks_pass(example, month):
+    close = closed(example, month)
     assert conservation_problems(close.credit_summaries) == []
     assert invoice_total_problems(close.invoices) == []
     assert negative_grant_problems(close.grants) == []
 
 
-def test_allocations_trace_every_credit_of_the_month():
-    close = closed("2026-11")
-    _, ingest = landed()
+@every_example
+def test_allocations_trace_every_credit_of_the_month(example):
+    close = closed(example, "2026-11")
+    _, ingest = landed(example)
     per_event = close.allocations.group_by("request_id").agg(credits=pl.col("credits").sum())
     billed = {e["request_id"]: e["credits"] for e in ingest.billed}
     assert all(billed[rid] == credits for rid, credits in per_event.iter_rows())
     assert per_event["credits"].sum() == sum(s.consumed for s in close.credit_summaries.values())
 
 
-def test_closing_month_by_month_from_the_previous_close_gives_the_same_results():
-    config, ingest = landed()
+@every_example
+def test_closing_month_by_month_from_the_previous_close_gives_the_same_results(example):
+    config, ingest = landed(example)
     events, previous = ingest.frame(), None
     for month in (date(2026, 9, 1), date(2026, 10, 1), date(2026, 11, 1)):
         previous = close_month(config, events, month, grace_days=3, previous=previous)
-    assert [compared(i) for i in previous.invoices] == EXPECTED["invoices"]["2026-11"]
-    assert previous.margin == EXPECTED["margin"]["2026-11"]
+    assert [compared(i) for i in previous.invoices] == expected(example)["invoices"]["2026-11"]
+    assert previous.margin == expected(example)["margin"]["2026-11"]
+
+
+def test_plan_changes_bill_each_period_with_its_own_description():
+    descriptions = {i["org_id"]: [line["description"] for line in i["lines"]]
+                    for i in closed("plan-changes", "2026-11").invoices}
+    assert descriptions == {
+        "acme": ["Pro plan, 1-15 November 2026 (15 of 30 days)",
+                 "Enterprise plan, 16-30 November 2026 (15 of 30 days)",
+                 "Credit purchase p-1001: 10,000 credits"],
+        "globex": ["Pro plan, November 2026"],
+        "initech": ["Free plan, 1-19 November 2026 (19 of 30 days)"],
+    }

@@ -13,7 +13,7 @@ from billing_pipelines import duck
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, billed_events_sql, ingest, summary_of
 from billing_pipelines.warehouse import WarehouseError
-from conftest import CONFORMANCE, Landing, event
+from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, Landing, event
 
 D1, D2 = "2026-11-03", "2026-11-04"
 
@@ -291,14 +291,51 @@ def test_a_cost_usd_that_is_not_a_decimal_is_ignored_not_a_reason(settings, land
 
 
 @pytest.mark.parametrize("newest_first", [False, True])
-def test_conformance_ingest_counts(conformance_settings, newest_first):
+@pytest.mark.parametrize("example, fixture", [(CONFORMANCE, "conformance_settings"),
+                                              (CONFORMANCE_PLAN_CHANGES, "plan_changes_settings")])
+def test_conformance_ingest_counts(example, fixture, request, newest_first):
     """In order, and newest date first (each earlier date then rebills the later ones it affects)."""
-    expected = json.loads((CONFORMANCE / "expected.json").read_text())["ingest"]
-    days = sorted(landing_dates(conformance_settings.landing_store()), reverse=newest_first)
+    settings = request.getfixturevalue(fixture)
+    expected = json.loads((example / "expected.json").read_text())["ingest"]
+    days = sorted(landing_dates(settings.landing_store()), reverse=newest_first)
     for day in days:
-        ingest(conformance_settings, [day])
-    got = {d.isoformat(): summary_of(conformance_settings, d).to_json() for d in days}
+        ingest(settings, [day])
+    got = {d.isoformat(): summary_of(settings, d).to_json() for d in days}
     assert got == expected
+
+
+@pytest.mark.parametrize("org, ts, reason", [
+    ("acme", "2026-11-02T23:59:59.999999Z", None),
+    ("acme", "2026-11-03T01:30:00+02:00", None),  # 23:30 UTC the day before
+    ("acme", "2026-11-03T00:00:00Z", "after_customer_end"),
+    ("acme", "2026-11-05T00:00:00Z", "after_customer_end"),  # also in the future: after_customer_end comes first
+    ("acme", "2026-09-30T23:59:59Z", "before_customer_start"),
+    ("initech", "2026-10-31T23:59:59Z", "before_customer_start"),
+    ("initech", "2026-11-01T00:00:00Z", None),
+])
+def test_events_from_the_cancellation_on_are_quarantined(settings, config_dir, landing, org, ts, reason):
+    # acme (started 2026-10-01) cancels from 2026-11-03; globex (09-15) and initech (11-01) go on
+    with (config_dir / "customers.yaml").open("a") as f:
+        f.write("plan_changes:\n  - {org_id: acme, effective_from: 2026-11-03, plan: null}\n")
+    others = [event("g", org="globex", ts="2026-11-03T10:00:00Z"), event("i", org="initech", ts="2026-11-03T10:00:00Z")]
+    landing.jsonl(D1, "events.jsonl", [event("x", org=org, ts=ts), *others])
+    summary = run(settings, D1)[D1]
+    assert summary["quarantined"] == ({reason: 1} if reason else {})
+    assert set(billed(settings)) == {"g", "i"} | (set() if reason else {"x"})
+
+
+def test_customers_who_cancel_keep_their_own_start_and_end(settings, config_dir, landing):
+    with (config_dir / "customers.yaml").open("a") as f:
+        f.write("plan_changes:\n  - {org_id: initech, effective_from: 2026-11-04, plan: null}\n"
+                "  - {org_id: acme, effective_from: 2026-11-03, plan: null}\n")
+    rows = [event("i-early", org="initech", ts="2026-10-31T12:00:00Z"), event("i-on", org="initech"),
+            event("i-ended", org="initech", ts="2026-11-04T00:00:00Z"), event("a-on", ts="2026-11-02T10:00:00Z"),
+            event("a-ended"), event("g", org="globex", ts="2026-09-15T00:00:00Z")]
+    landing.jsonl(D1, "events.jsonl", rows)
+    run(settings, D1)
+    reasons = {json.loads(q["raw"])["request_id"]: q["reason"] for q in table(settings, "quarantine", D1)}
+    assert reasons == {"i-early": "before_customer_start", "i-ended": "after_customer_end", "a-ended": "after_customer_end"}
+    assert set(billed(settings)) == {"i-on", "a-on", "g"}
 
 
 @pytest.mark.parametrize("name", ["big.jsonl", "big.jsonl.gz"])

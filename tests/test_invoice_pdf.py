@@ -15,11 +15,13 @@ from pypdf import PdfReader
 
 import billing_pipelines
 
+from billing_pipelines.close import close_month
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import InvoiceDocumentError, invoice_document
 from billing_pipelines.invoicing.pdf import render_invoice_html, render_invoice_pdf, render_invoice_pdfs
 from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
+from ledger_helpers import change, config, events, plan
 
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
 CJK_NAME = "日本テクノロジー株式会社"
@@ -237,3 +239,21 @@ def test_customer_without_email_or_address():
 def test_parallel_rendering_gives_the_same_bytes_in_order():
     documents = [example_invoice(org_id=f"org-{i}", number=f"INV-2026-00000{i}") for i in range(1, 4)]
     assert list(render_invoice_pdfs(documents, workers=2)) == [render_invoice_pdf(d) for d in documents]
+
+
+def test_each_plan_period_and_its_overage_is_a_line_of_the_pdf():
+    """SPEC §7: a month with a one-day period and a cancellation, closed by the ledger."""
+    basic = plan("basic", fee="30.00", included=300, overage="0.0200")
+    premium = plan("premium", fee="120.00", included=900, overage="0.0100")
+    cfg = config(basic, start="2026-11-01", other_plans=[premium],
+                 changes=[change("2026-11-15", "premium"), change("2026-11-16", "basic"), change("2026-11-25", None)])
+    close = close_month(cfg, events(("a", "2026-11-15T10:00:00", 200), ("b", "2026-11-20T10:00:00", 400)),
+                        date(2026, 11, 1))
+    [invoice] = close.invoices
+    assert [line["kind"] for line in invoice["lines"]] == ["plan_fee"] * 3 + ["overage"] * 2
+    document = invoice_document(invoice, cfg.customers["acme"], Seller(), date(2026, 12, 4), close.margin[0])
+    text = " ".join(" ".join(pdf_pages(render_invoice_pdf(document))).split())
+    for entry in invoice["lines"]:
+        assert row_text(entry) in text
+    assert "Premium plan, 15 November 2026 (1 of 30 days) 1 4.00 4.00" in text
+    assert "Overage, Basic plan, 16-24 November 2026: 310 credits 310 0.0200 6.20" in text

@@ -10,33 +10,9 @@ import pytest
 
 from billing_pipelines.close import close_month
 from billing_pipelines.config import Customer
-from billing_pipelines.ledger.checks import (
-    conservation_problems, invoice_total_problems, negative_grant_problems,
-)
-from ledger_helpers import config, events, plan, purchase
+from ledger_helpers import assert_consistent, config, credits_of, events, lines, plan, purchase, shares
 
 OCT, NOV, DEC = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1)
-
-
-def credits_of(close, org_id="acme") -> dict:
-    return close.credit_summaries[org_id].as_dict()
-
-
-def shares(close, request_id) -> list[tuple[str, str, int]]:
-    """(grant_kind, grant_id, credits) of one event's allocations, in consumption order."""
-    rows = close.allocations.filter(pl.col("request_id") == request_id)
-    return list(rows.select("grant_kind", "grant_id", "credits").iter_rows())
-
-
-def lines(close, org_id="acme") -> list[tuple[str, str]]:
-    invoice = next(i for i in close.invoices if i["org_id"] == org_id)
-    return [(line["kind"], line["amount"]) for line in invoice["lines"]]
-
-
-def assert_consistent(close) -> None:
-    assert conservation_problems(close.credit_summaries) == []
-    assert invoice_total_problems(close.invoices) == []
-    assert negative_grant_problems(close.grants) == []
 
 
 def test_purchase_mid_month_starts_at_its_time_and_is_used_after_the_plan_grant():

@@ -17,6 +17,8 @@ import pytest
 from pypdf import PdfReader
 
 from billing_pipelines import duck
+from billing_pipelines.close import advise_tiers, close_month
+from billing_pipelines.config import load_config
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
@@ -26,6 +28,7 @@ from billing_pipelines.month_close.documents import closes_through, stored_month
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.month_close.usage import month_events_sql
 from billing_pipelines.margin.examples import example_closes, example_config
+from billing_pipelines.margin.report import plan_changes_in
 from billing_pipelines.margin.report_document import (
     CHART_CUSTOMERS, TREND_MONTHS, build_margin_report, load_margin_report, margin_report_html, margin_report_pdf as print_pdf, report_key,
     stored_simulation, write_margin_report,
@@ -33,7 +36,8 @@ from billing_pipelines.margin.report_document import (
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation
 from billing_pipelines.resources import BillingSettings
 
-from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
+from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES  # noqa: E402  (tests/data)
+from reference_ingest import load_landing
 
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
 NAMES = {"acme": "Acme Corp", "globex": "Globex Corporation", "initech": "Initech"}
@@ -188,6 +192,8 @@ def test_asset_stores_the_report_and_warns_on_customers_below_target(closed):
     metadata = result.asset_materializations_for_node("margin_report_pdf")[0].metadata
     assert "| 1,045.57 | 933.72 | 33.5647 | 1,012.01 | 96.79 | 31.15 | 1 of 3 |" in metadata["summary"].value
     assert metadata["customers_below_target"].value == 1
+    assert [metadata[k].value for k in ("customers_upgraded", "customers_cancelled", "monthly_fee_difference")] == [
+        0, 0, "0.00"]
     store = closed.warehouse().store
     assert store.read_bytes(report_key(NOV, "pdf")).startswith(b"%PDF-")
     assert b"Customers below target" in store.read_bytes(report_key(NOV, "html"))
@@ -248,3 +254,29 @@ def test_charts_of_a_large_customer_base_show_the_largest_and_the_tables_everyon
     assert charted == {c.org_id for c in costliest}
     assert "Showing the 30 customers with the most COGS; the tables list all 45." in " ".join(html.split())
     assert all(f'<span class="id">{org_id}</span>' in html for org_id in config.customers)
+
+
+def test_the_months_plan_changes_are_counted_and_listed():
+    config = load_config(CONFORMANCE_PLAN_CHANGES / "config")
+    history = load_landing(CONFORMANCE / "landing", config).frame()
+    close = close_month(config, history, NOV)
+    stored = {"month": "2026-11", "margin": close.margin, "invoices": close.invoices,
+              "advisor": advise_tiers(config, history, close),
+              "credit_summaries": {o: s.as_dict() for o, s in close.credit_summaries.items()}}
+    report = build_margin_report(config, [stored])
+    changes = report.plan_changes
+    assert (changes.upgraded, changes.downgraded, changes.cancelled) == (("acme",), ("globex",), ("initech",))
+    assert changes.fee_difference == Decimal("0.00")  # +1,951.00 (acme), -1,951.00 (globex), -0.00 (initech)
+    assert changes.as_metadata() == {"customers_upgraded": 1, "customers_downgraded": 1, "customers_cancelled": 1,
+                                     "monthly_fee_difference": "0.00"}
+    assert plan_changes_in(config, OCT).changes == ()
+    assert {c.org_id: c.plan for c in report.customers} == {"acme": "pro → enterprise", "globex": "pro",
+                                                            "initech": "free"}
+    text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(io.BytesIO(print_pdf(
+        margin_report_html(report)))).pages)
+    section = text[text.index("Plan changes and cancellations"):]
+    assert "1 customer upgraded, 1 downgraded and 1 cancelled this month" in section
+    for row in ("Globex Corporation globex 2026-11-01 downgrade enterprise pro -1,951.00",
+                "Acme Corp acme 2026-11-16 upgrade pro enterprise +1,951.00",
+                "Initech initech 2026-11-20 cancelled free — +0.00"):
+        assert row in section

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from billing_pipelines.config import ActionTier, ModelRate
+from billing_pipelines.config import ActionTier, ModelRate, PlanChange
 from ledger_helpers import PRICE_BOOK, config, plan
 from reference_ingest import load_landing
 
@@ -37,9 +37,9 @@ def land(root, day: str, name: str, *rows, gz: bool = False):
     path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
 
 
-def reason_of(tmp_path, raw) -> str | None:
+def reason_of(tmp_path, raw, cfg=CONFIG) -> str | None:
     land(tmp_path, "2026-11-03", "e.jsonl", raw)
-    result = load_landing(tmp_path, CONFIG)
+    result = load_landing(tmp_path, cfg)
     return result.quarantine[0][4] if result.quarantine else None
 
 
@@ -84,6 +84,24 @@ def event(**changes) -> dict:
 )
 def test_quarantine_reasons_in_spec_order(tmp_path, raw, reason):
     assert reason_of(tmp_path, raw) == reason
+
+
+CANCELLED = replace(CONFIG, plan_changes=(PlanChange("acme", date(2026, 11, 4), None),))
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (event(ts="2026-11-03T23:59:59.999999Z"), None),
+        (event(ts="2026-11-04T01:00:00+02:00"), None),           # 2026-11-03T23:00Z
+        (event(ts="2026-11-04T00:00:00Z"), "after_customer_end"),
+        (event(ts="2026-11-05T00:00:00Z"), "after_customer_end"),  # before future_timestamp
+        (event(ts="2026-11-01T23:59:59Z"), "before_customer_start"),
+        (event(model="future", ts="2026-11-04T10:00:00Z"), "no_rate"),
+    ],
+)
+def test_after_the_cancellation_in_spec_order(tmp_path, raw, reason):
+    assert reason_of(tmp_path, raw, CANCELLED) == reason
 
 
 def test_rows_are_priced_exactly(tmp_path):

@@ -4,7 +4,8 @@ The balance of a customer at instant `at` is the ledger of `at`'s month (SPEC §
 `run_ledger` from the last closed month's snapshot, month by month, or from the customer's start
 where no month is closed, so consumption order, expiry and rollover are the ledger's own):
 the credits left in every grant active at `at` (start <= at < expiry), the month's consumption
-and overage, and its usage by model and action tier. At the first instant of month M+1, the
+and overage, and its usage by model and action tier, with the plan in effect at `at` (SPEC §7;
+after a cancellation, the last plan, whose price bills late usage). At the first instant of month M+1, the
 grants other than M+1's plan grant hold exactly the closing balance of M's invoice.
 """
 
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 
 import polars as pl
 
-from billing_pipelines.config import BillingConfig
-from billing_pipelines.ledger.consumption import opening_grants, run_ledger
+from billing_pipelines.config import BillingConfig, Plan
+from billing_pipelines.invoicing.drafts import overage_lines
+from billing_pipelines.ledger.consumption import PeriodOverage, opening_grants, run_ledger
 from billing_pipelines.ledger.events import with_ledger_time
 from billing_pipelines.ledger.grants import Grant, utc_naive
 from billing_pipelines.money import money
@@ -86,9 +89,8 @@ def current_balances(
     newest = dict(events.group_by("org_id").agg(pl.col("ts").max()).iter_rows())
     balances = {}
     for org_id, summaries in ledger.summaries.items():
-        plan = config.plan_of(org_id)
+        plan = scoped.plan_on(org_id, at.date()) or scoped.last_plan(org_id)
         summary = summaries[month]
-        price = plan.overage_credit_price
         balances[org_id] = Balance(
             org_id=org_id,
             month=month_key(month),
@@ -97,7 +99,7 @@ def current_balances(
             grants=[_grant_balance(g) for g in ledger.grants if g.org_id == org_id and g.start <= at < g.expiry],
             consumed_credits=summary.consumed,
             overage_credits=summary.overage,
-            overage_amount=None if price is None else money(summary.overage * price),
+            overage_amount=_overage_amount(plan, ledger.overage[org_id]),
             usage=usage.get(org_id, []),
             as_of=newest.get(org_id),
         )
@@ -114,6 +116,15 @@ def _ledger_at(config: BillingConfig, events: pl.DataFrame, month: date, snapsho
         opening = opening_grants(at, list(walked.summaries), walked.grants)
         at = add_months(at, 1)
     return run_ledger(config, events, month, opening)
+
+
+def _overage_amount(plan: Plan, overage: list[PeriodOverage]) -> str | None:
+    """The month's overage lines summed, as the invoice will bill them (each period at its plan's
+    price); None where the plan now bills no overage and no line is billed."""
+    lines = overage_lines(overage)
+    if not lines and plan.overage_credit_price is None:
+        return None
+    return money(sum((Decimal(line["amount"]) for line in lines), Decimal(0)))
 
 
 def _grant_balance(grant) -> GrantBalance:

@@ -271,12 +271,19 @@ def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
 
 def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> dict[str, str]:
     """The config as classify.sql looks it up: ENUM types and list variables; returns the SQL of
-    its placeholders over `day` (see classify.sql)."""
+    its placeholders over `day` (see classify.sql). Customers who cancel (SPEC §7) come after the
+    others in the org ENUM, each group in order of start date, so that only their rows look up
+    their cancellation date (a list variable costs every row that reads it, by its length)."""
     book = config.price_book
-    customers = sorted(config.customers.values(), key=lambda c: (c.start_date, c.org_id))
+    cancelled = {c.org_id: c.effective_from for c in config.plan_changes if c.plan is None}
+    customers = sorted(config.customers.values(), key=lambda c: (c.org_id in cancelled, c.start_date, c.org_id))
     if _lookup(con, "org_key", [c.org_id for c in customers]) != [c.org_id for c in customers]:
         raise RuntimeError("DuckDB did not keep the order of the customers' ENUM")
-    started = {c.start_date: i + 1 for i, c in enumerate(customers)}  # customers started by each start date
+    staying = len(customers) - len(cancelled)  # the code of the first customer who cancels
+    groups = (customers[:staying], customers[staying:])
+    started = [_by_day(con, f"customers_started_{n}", {c.start_date: i + 1 for i, c in enumerate(group)}, "0")
+               for n, group in enumerate(groups)]  # customers of each group started by each start date
+    _set_list(con, "customer_end", "DATE", [cancelled[c.org_id] for c in groups[1]])
     _lookup(con, "action_key", [a.action for a in book.actions],
             action_credits=("BIGINT", [a.credits for a in book.actions]),
             action_tokens_per_credit=("BIGINT", [a.tokens_per_credit for a in book.actions]))
@@ -286,8 +293,14 @@ def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> d
     rates = [book.rate_at(m, start) for m in models for start in starts]
     _set_list(con, "rate_input_e9", "BIGINT", [r and int(r.input_usd_per_1k * scale) for r in rates])
     _set_list(con, "rate_output_e9", "BIGINT", [r and int(r.output_usd_per_1k * scale) for r in rates])
-    return {"rate_period": _by_day(con, "rate_period", dict(zip(starts, range(len(starts)))), "NULL::BIGINT"),
-            "rate_periods": str(len(starts)), "customers_started": _by_day(con, "customers_started", started, "0")}
+    return {
+        "rate_period": _by_day(con, "rate_period", dict(zip(starts, range(len(starts)))), "NULL::BIGINT"),
+        "rate_periods": str(len(starts)),
+        "customers_started": started[0] if not cancelled else
+        f"(CASE WHEN org_code < {staying} THEN {started[0]} ELSE {staying} + {started[1]} END)",
+        "customer_ended": "false" if not cancelled else
+        f"(org_code >= {staying} AND day >= getvariable('customer_end')[org_code - {staying} + 1])",
+    }
 
 
 def _by_day(con: duckdb.DuckDBPyConnection, variable: str, steps: dict[date, int], before: str) -> str:

@@ -3,12 +3,13 @@ usage by model and action tier that its PDF shows."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
-from billing_pipelines.config import BillingConfig, CreditPurchase, Plan
-from billing_pipelines.ledger.consumption import CreditSummary
+from billing_pipelines.config import BillingConfig, CreditPurchase, Plan, PlanPeriod
+from billing_pipelines.ledger.consumption import CreditSummary, PeriodOverage
+from billing_pipelines.ledger.subscriptions import month_days, prorated_fee, whole_month
 from billing_pipelines.ledger.grants import utc_naive
 from billing_pipelines.ledger.usage import usage_totals
 from billing_pipelines.money import money, rate_text, round_half_up
@@ -17,15 +18,15 @@ from billing_pipelines.periods import month_key
 
 def draft_invoice(
     config: BillingConfig, org_id: str, month: date, credits: CreditSummary, cogs_usd: Decimal,
-    purchases: list[CreditPurchase],
+    purchases: list[CreditPurchase], overage: list[PeriodOverage],
 ) -> dict:
     """The invoice JSON object of SPEC §6 (status draft, no number); `purchases` are the
-    customer's credit purchases (those made in `month` are billed)."""
-    customer, plan = config.customers[org_id], config.plan_of(org_id)
-    lines = [_plan_fee_line(plan, month)]
+    customer's credit purchases (those made in `month` are billed), `overage` the month's
+    overage by plan period (the ledger's)."""
+    customer = config.customers[org_id]
+    lines = [_plan_fee_line(p) for p in config.plan_periods(org_id, month)]
     lines += [_purchase_line(p) for p in purchases if _month_of(p.purchased_at) == month]
-    if credits.overage > 0 and plan.overage_credit_price is not None:
-        lines.append(_overage_line(credits.overage, plan.overage_credit_price))
+    lines += overage_lines(overage)
     subtotal = sum((Decimal(line["amount"]) for line in lines), Decimal("0.00"))
     tax = round_half_up(Fraction(subtotal) * Fraction(customer.tax_rate), 2)
     return {
@@ -57,9 +58,25 @@ def _line(kind: str, description: str, quantity: int, unit_price: str, amount: D
     }
 
 
-def _plan_fee_line(plan: Plan, month: date) -> dict:
-    description = f"{plan.plan.capitalize()} plan, {month:%B %Y}"
-    return _line("plan_fee", description, 1, money(plan.monthly_fee), plan.monthly_fee)
+def _plan_fee_line(period: PlanPeriod) -> dict:
+    """The fee of one plan period: the monthly fee x d / D, rounded to cents (SPEC §7)."""
+    amount = round_half_up(prorated_fee(period), 2)
+    days = "" if whole_month(period) else f" ({period.days} of {month_days(period.start)} days)"
+    description = f"{_plan_name(period.plan)}, {_period_text(period)}{days}"
+    return _line("plan_fee", description, 1, money(amount), amount)
+
+
+def _plan_name(plan: Plan) -> str:
+    return f"{plan.plan.capitalize()} plan"
+
+
+def _period_text(period: PlanPeriod) -> str:
+    """'November 2026' for a whole month, else its days: '1-15 November 2026', '16 November 2026'."""
+    if whole_month(period):
+        return f"{period.start:%B %Y}"
+    last = period.end - timedelta(days=1)
+    days = f"{period.start.day}-{last.day}" if last != period.start else f"{last.day}"
+    return f"{days} {period.start:%B %Y}"
 
 
 def _purchase_line(purchase: CreditPurchase) -> dict:
@@ -67,10 +84,23 @@ def _purchase_line(purchase: CreditPurchase) -> dict:
     return _line("credit_purchase", description, 1, money(purchase.price), purchase.price)
 
 
-def _overage_line(overage: int, price: Decimal) -> dict:
+def overage_lines(overage: list[PeriodOverage]) -> list[dict]:
+    """One overage line per plan period with overage whose plan bills it, in period order, then
+    one for overage after the cancellation (SPEC §7)."""
+    return [_overage_line(o) for o in overage if o.credits > 0 and o.plan.overage_credit_price is not None]
+
+
+def _overage_line(overage: PeriodOverage) -> dict:
     """Overage credits at the plan's price per credit (shown with the price's own decimals)."""
-    amount = round_half_up(overage * price, 2)
-    return _line("overage", f"Overage: {overage:,} credits", overage, rate_text(price), amount)
+    price, credits, period = overage.plan.overage_credit_price, overage.credits, overage.period
+    if period is None:
+        what = f"Overage after the subscription ended ({_plan_name(overage.plan)} price)"
+    elif whole_month(period):
+        what = "Overage"
+    else:
+        what = f"Overage, {_plan_name(period.plan)}, {_period_text(period)}"
+    amount = round_half_up(credits * price, 2)
+    return _line("overage", f"{what}: {credits:,} credits", credits, rate_text(price), amount)
 
 
 def invoice_usage(summary) -> dict[str, dict]:

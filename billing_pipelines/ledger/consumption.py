@@ -1,7 +1,8 @@
 """The credit ledger (SPEC §3): events consume grants; what no grant covers is overage.
 
 Vectorized in three steps, so no Python loop runs over events:
-1. every customer's timeline is cut at its boundaries (month starts, purchase starts, expiries);
+1. every customer's timeline is cut at its boundaries (month starts, plan period starts, purchase
+   starts, expiries, the cancellation);
    between two boundaries the set of grants and their order are constant (an *interval*), and
    each event is placed in its interval by a binary search on (customer rank, ledger time) keys;
 2. a walk over customers x boundaries, on credit totals per interval only, consumes grants in
@@ -19,7 +20,7 @@ from fractions import Fraction
 
 import polars as pl
 
-from billing_pipelines.config import BillingConfig, Plan
+from billing_pipelines.config import BillingConfig, Plan, PlanPeriod
 from billing_pipelines.ledger.grants import (
     Grant,
     month_instant,
@@ -27,13 +28,15 @@ from billing_pipelines.ledger.grants import (
     purchase_grant,
     purchases_by_org,
     rollover_grant,
+    utc_naive,
 )
+from billing_pipelines.ledger.subscriptions import Subscription, changes_by_org, subscription_of
 from billing_pipelines.ledger.usage import UsageCodes, revenue_shares, usage_summary
 from billing_pipelines.periods import add_months
 
 _EPOCH, _MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
 _EVENT_COLUMNS = (
-    "request_id", "org_id", "billing_month", "ledger_time", "model", "action", "credits", "cost_usd",
+    "request_id", "org_id", "ts", "billing_month", "ledger_time", "model", "action", "credits", "cost_usd",
 )
 ALLOCATION_SCHEMA = {
     "request_id": pl.Utf8,
@@ -71,8 +74,10 @@ class CreditSummary:
 @dataclass
 class Ledger:
     """The ledger closed at the end of `month`: every grant's state at the next month's first
-    instant, credit summaries per customer and month, the allocations of `month`'s events, and
-    the month's usage_summary and revenue_shares (see ledger/usage.py)."""
+    instant, credit summaries per customer and month, the allocations of `month`'s events, the
+    month's usage_summary and revenue_shares (see ledger/usage.py), the customers `month` bills
+    (SPEC §7: those subscribed in it, and later ones with events billed in it) and each
+    customer's overage of `month` by plan period."""
 
     month: date
     grants: list[Grant]
@@ -80,16 +85,34 @@ class Ledger:
     allocations: pl.DataFrame
     usage: pl.DataFrame
     revenue_shares: pl.DataFrame
+    billed: list[str]
+    overage: dict[str, list[PeriodOverage]]
 
 
 @dataclass
 class _Interval:
-    """Credits a customer asks for between two boundaries, and the grants there in SPEC order."""
+    """Credits a customer asks for between two boundaries, and the grants there in SPEC order;
+    `period` is the plan period it lies in (None after a cancellation) and `plan` the plan whose
+    overage price applies there."""
 
     gid: int
     start: datetime
+    period: PlanPeriod | None
+    plan: Plan
     demand: int = 0
+    events: int = 0
+    overage: int = 0
     capacities: list[tuple[Grant, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PeriodOverage:
+    """Overage credits of one plan period of the month (`period` None: at ledger times after
+    the cancellation), at the overage price of `plan`."""
+
+    period: PlanPeriod | None
+    plan: Plan
+    credits: int
 
 
 def months_between(first: date, until: date) -> list[date]:
@@ -110,27 +133,42 @@ class CustomerBook:
     """One customer's grants walked through its boundaries on credit totals per interval."""
 
     def __init__(
-        self, org_id: str, plan: Plan, since: date, purchases, until: date, opening: list[Grant] = ()
+        self, subscription: Subscription, since: date, purchases, until: date, opening: list[Grant] = ()
     ):
-        """Walk the months from `since` up to `until`; `opening` are the grants alive at the
-        first instant of `since`'s month (copied), as a previous close left them."""
-        self.org_id, self.plan, self.until = org_id, plan, month_instant(until)
+        """Walk the months from `since` up to `until` (their plan periods are in `subscription`);
+        `opening` are the grants alive at the first instant of `since`'s month (copied), as a
+        previous close left them."""
+        self.org_id, self.subscription, self.until = subscription.org_id, subscription, month_instant(until)
         months = months_between(since, until)
         first = month_instant(since)
         self.opening = [replace(g) for g in opening]
-        self.new = [plan_grant(org_id, plan, m) for m in months if plan.included_credits > 0]
+        periods = [p for m in months for p in subscription.periods[m]]
+        self.new = [g for g in (plan_grant(self.org_id, p) for p in periods) if g.credits > 0]
         self.new += [g for g in map(purchase_grant, purchases) if first <= g.start < self.until]
-        self.grants = self.opening + self.new
-        self.summaries = {m: CreditSummary(granted=plan.included_credits) for m in months}
         for g in self.new:
+            self._end_with_subscription(g)
+        self.grants = self.opening + self.new
+        self.summaries = {m: CreditSummary() for m in months}
+        for g in self.new:
+            month = g.start.date().replace(day=1)
             if g.kind == "purchase":
-                self.summaries[g.start.date().replace(day=1)].purchased += g.credits
+                self.summaries[month].purchased += g.credits
+            else:
+                self.summaries[month].granted += g.credits
         for g in self.opening:
             if g.kind == "rollover" and g.start == first:
                 self.summaries[since.replace(day=1)].rolled_over_in += g.credits
         starts = {month_instant(m) for m in months} | {g.start for g in self.new}
+        starts |= {datetime.combine(p.start, datetime.min.time()) for p in periods}
         expiries = {g.expiry for g in self.grants if g.expiry <= self.until}
-        self.boundaries = sorted(starts | expiries | {self.until})
+        ends = {subscription.end} if subscription.end and first <= subscription.end < self.until else set()
+        self.boundaries = sorted(starts | expiries | ends | {self.until})
+
+    def _end_with_subscription(self, grant: Grant) -> Grant:
+        """A grant alive at the cancellation expires then (SPEC §7)."""
+        if self.subscription.end is not None:
+            grant.expiry = min(grant.expiry, self.subscription.end)
+        return grant
 
     def walk(self, intervals: list[_Interval]) -> None:
         """Consume, expire and roll over along the boundaries; `intervals` has one entry per
@@ -150,29 +188,35 @@ class CustomerBook:
 
     def _settle(self, boundary: datetime, live: list[Grant]) -> list[Grant]:
         """Expire the grants whose expiry is `boundary`; plan credits roll over first."""
-        kept = []
-        for grant in live:
-            if grant.expiry > boundary:
-                kept.append(grant)
-                continue
-            if grant.kind == "plan":
-                kept.extend(self._roll_over(grant))
+        kept = [g for g in live if g.expiry > boundary]
+        ending = [g for g in live if g.expiry <= boundary]
+        kept += self._roll_over(boundary, [g for g in ending if g.kind == "plan"])
+        for grant in ending:
             grant.expired = grant.left
             self.summaries[expiry_month(grant.expiry)].expired += grant.expired
         return kept
 
-    def _roll_over(self, grant: Grant) -> list[Grant]:
-        credits = min(grant.left, self.plan.rollover_max_credits)
-        if credits <= 0:
+    def _roll_over(self, boundary: datetime, plan_grants: list[Grant]) -> list[Grant]:
+        """Month M's plan grants ending at M+1's first instant roll over (SPEC §3, §7): at most
+        the max_credits of the plan of M's last day, taken from the latest start first, each
+        part at its source's unit price; nothing rolls over at or after a cancellation."""
+        if not plan_grants or self.subscription.ended_by(boundary):
             return []
-        grant.rolled_over = credits
-        rollover = rollover_grant(grant, self.plan, credits)
-        self.grants.append(rollover)
-        self.summaries[expiry_month(grant.expiry)].rolled_over_out += credits
-        month = rollover.start.date()
-        if month in self.summaries:
-            self.summaries[month].rolled_over_in += credits
-        return [rollover]
+        month = expiry_month(boundary)
+        plan = self.subscription.last_day_plan(month)
+        room, rollovers = plan.rollover_max_credits, []
+        for grant in sorted(plan_grants, key=lambda g: g.start, reverse=True):
+            credits = min(grant.left, room)
+            if credits <= 0:
+                continue
+            grant.rolled_over, room = credits, room - credits
+            rollovers.append(self._end_with_subscription(rollover_grant(grant, plan, credits)))
+        self.grants += rollovers
+        moved = sum(r.credits for r in rollovers)
+        self.summaries[month].rolled_over_out += moved
+        if boundary.date() in self.summaries:
+            self.summaries[boundary.date()].rolled_over_in += moved
+        return rollovers
 
     def _open_month(self, boundary: datetime, live: list[Grant]) -> None:
         """Opening of the month starting at `boundary` and closing of the month before it."""
@@ -199,16 +243,17 @@ class CustomerBook:
             grant.consumed += take
             need -= take
         summary.overage += need
+        interval.overage = need
 
 
 def run_ledger(
     config: BillingConfig, events: pl.DataFrame, month: date,
     opening: dict[str, list[Grant]] | None = None,
 ) -> Ledger:
-    """The ledger of every customer billed in `month` (start month <= month), from the full
-    history of `events` (billed events with ledger_time and billing_month, SPEC §2), or, where
-    `opening` is given, from the grants each customer closed with the month before (see
-    opening_grants) and the events billed in `month` only."""
+    """The ledger of every customer started by `month`, from the full history of `events`
+    (billed events with ledger_time and billing_month, SPEC §2), or, where `opening` is given,
+    from the grants each customer closed with the month before (see opening_grants) and the
+    events billed in `month` only."""
     month = month.replace(day=1)
     until = add_months(month, 1)
     books = _books(config, month, until, opening)
@@ -222,15 +267,35 @@ def run_ledger(
     intervals, placed = _place_events(books, history, codes)
     for org_id, customer_book in books.items():
         customer_book.walk(intervals[org_id])
-    current = [i for org_id in books for i in intervals[org_id] if i.start >= month_instant(month)]
-    overage_prices = [Fraction(b.plan.overage_credit_price or 0) for b in books.values()]
+    current = {o: [i for i in intervals[o] if i.start >= month_instant(month)] for o in books}
     billed = _only(placed, pl.col("billing_month") == month)
-    allocations, shares = allocate(billed, current, overage_prices)
-    grants = [g for b in books.values() for g in b.grants]
-    summaries = {o: b.summaries for o, b in books.items()}
+    allocations, shares = allocate(billed, [i for o in books for i in current[o]], _overage_prices(intervals))
     return Ledger(
-        month, grants, summaries, allocations, usage_summary(billed, codes), revenue_shares(shares, codes)
+        month=month,
+        grants=[g for b in books.values() for g in b.grants],
+        summaries={o: b.summaries for o, b in books.items()},
+        allocations=allocations,
+        usage=usage_summary(billed, codes),
+        revenue_shares=revenue_shares(shares, codes),
+        billed=[o for o, b in books.items() if b.subscription.periods[month] or any(i.events for i in current[o])],
+        overage={o: _period_overage(current[o]) for o in books},
     )
+
+
+def _overage_prices(intervals: dict[str, list[_Interval]]) -> list[Fraction]:
+    """The overage price of every interval, by gid (0 where overage is not billed)."""
+    return [Fraction(i.plan.overage_credit_price or 0) for group in intervals.values() for i in group]
+
+
+def _period_overage(intervals: list[_Interval]) -> list[PeriodOverage]:
+    """The overage of a month's intervals summed by plan period, in period order (the part after
+    a cancellation last)."""
+    credits: dict[PlanPeriod | None, int] = {}
+    plans: dict[PlanPeriod | None, Plan] = {}
+    for i in intervals:
+        credits[i.period] = credits.get(i.period, 0) + i.overage
+        plans[i.period] = i.plan
+    return [PeriodOverage(period, plans[period], total) for period, total in credits.items()]
 
 
 def _only(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
@@ -252,40 +317,68 @@ def opening_grants(closed_month: date, customers, grants: list[Grant]) -> dict[s
 def _books(
     config: BillingConfig, month: date, until: date, opening: dict[str, list[Grant]] | None
 ) -> dict[str, CustomerBook]:
-    books, bought = {}, purchases_by_org(config.purchases)
+    """A book per customer started by `month`, walked from its start (or from `opening`)."""
+    books, bought, changes = {}, purchases_by_org(config.purchases), changes_by_org(config)
     for org_id in sorted(config.customers):
         customer = config.customers[org_id]
         if customer.start_date.replace(day=1) > month:
             continue
         purchases = bought.get(org_id, [])
-        early = [p for p in purchases if p.purchased_at.date() < customer.start_date]
-        if early:
-            raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
-        plan = config.plan_of(org_id)
+        own_changes = changes.get(org_id, ())
+        _check_purchases(org_id, customer.start_date, own_changes, purchases)
         if opening is None or customer.start_date.replace(day=1) == month:
-            books[org_id] = CustomerBook(org_id, plan, customer.start_date, purchases, until)
+            since, alive = customer.start_date, []
         elif org_id in opening:
-            books[org_id] = CustomerBook(org_id, plan, month, purchases, until, opening[org_id])
+            since, alive = month, opening[org_id]
+        elif _cancelled_by(own_changes, month):
+            since, alive = month, []  # every grant expired at the cancellation
         else:
             raise ValueError(f"{org_id}: no closing state of the month before {month:%Y-%m}")
+        subscription = subscription_of(config, org_id, months_between(since, until), own_changes)
+        books[org_id] = CustomerBook(subscription, since, purchases, until, alive)
     return books
 
 
+def _cancelled_by(changes, month: date) -> bool:
+    """Whether the subscription ended on or before `month`'s first day."""
+    return any(c.plan is None and c.effective_from <= month for c in changes)
+
+
+def _check_purchases(org_id: str, start: date, changes, purchases) -> None:
+    """Purchases fall within the subscription: from the start_date, before a cancellation."""
+    early = [p for p in purchases if p.purchased_at.date() < start]
+    if early:
+        raise ValueError(f"purchase {early[0].purchase_id} is before {org_id}'s start_date")
+    end = next((c.effective_from for c in changes if c.plan is None), None)
+    late = [p for p in purchases if end is not None and utc_naive(p.purchased_at).date() >= end]
+    if late:
+        raise ValueError(f"purchase {late[0].purchase_id} is at or after {org_id}'s cancellation on {end}")
+
+
 def _check_orgs(history: pl.DataFrame, books: dict[str, CustomerBook]) -> None:
-    """Every event belongs to a customer billed by then (ingest quarantines the rest)."""
-    firsts = pl.DataFrame(
-        {"org_id": list(books), "first": [b.boundaries[0] for b in books.values()]},
-        schema={"org_id": pl.Utf8, "first": pl.Datetime("us")},
+    """Every event belongs to a customer billed by then, and happened before its cancellation
+    (ingest quarantines the rest)."""
+    bounds = pl.DataFrame(
+        {"org_id": list(books), "first": [b.boundaries[0] for b in books.values()],
+         "end": [b.subscription.end for b in books.values()]},
+        schema={"org_id": pl.Utf8, "first": pl.Datetime("us"), "end": pl.Datetime("us")},
     )
-    earliest = history.group_by("org_id").agg(pl.col("ledger_time").min())
-    stray = earliest.join(firsts, on="org_id", how="left").filter(
+    span = history.group_by("org_id").agg(pl.col("ledger_time").min(), pl.col("ts").max())
+    stray = span.join(bounds, on="org_id", how="left").filter(
         pl.col("first").is_null() | (pl.col("ledger_time") < pl.col("first"))
     )
     if stray.height:
-        org_id, at, _ = stray.sort("org_id").row(0)
+        org_id, at, *_ = stray.sort("org_id").row(0)
         raise ValueError(
             f"billed events of org {org_id!r} at {at}: not a customer billed then "
             f"({stray.height} such orgs; ingest should have quarantined them)"
+        )
+    ended = span.join(bounds, on="org_id").filter(pl.col("ts") >= pl.col("end"))
+    if ended.height:
+        org_id, _, at, _, end = ended.sort("org_id").row(0)
+        raise ValueError(
+            f"billed events of org {org_id!r} at {at}: at or after its cancellation ({end:%Y-%m-%d}; "
+            f"{ended.height} such orgs; ingest should have quarantined them as after_customer_end)"
         )
 
 
@@ -300,7 +393,9 @@ def _place_events(
     for rank, (org_id, book) in enumerate(books.items()):
         intervals[org_id] = []
         for boundary in book.boundaries[:-1]:
-            intervals[org_id].append(_Interval(len(cut_keys), boundary))
+            period = book.subscription.period_at(boundary)
+            plan = period.plan if period else book.subscription.last_plan
+            intervals[org_id].append(_Interval(len(cut_keys), boundary, period, plan))
             cut_keys.append(rank << 64 | (boundary - _EPOCH) // _MICROSECOND)
     rank = pl.col("org_id").cast(pl.Enum(list(books))).to_physical().cast(pl.Int128)
     try:
@@ -313,8 +408,8 @@ def _place_events(
     cuts = pl.Series(cut_keys, dtype=pl.Int128)
     placed = placed.with_columns(gid=cuts.search_sorted(placed["key"], side="right").cast(pl.Int64) - 1)
     by_gid = {i.gid: i for group in intervals.values() for i in group}
-    for gid, credits in placed.group_by("gid").agg(pl.col("credits").sum()).iter_rows():
-        by_gid[gid].demand = credits
+    for gid, credits, count in placed.group_by("gid").agg(pl.col("credits").sum(), pl.len()).iter_rows():
+        by_gid[gid].demand, by_gid[gid].events = credits, count
     return intervals, placed
 
 
@@ -322,8 +417,8 @@ def allocate(
     events: pl.DataFrame, intervals: list[_Interval], overage_prices: list[Fraction]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each event's credits split over the grants of its interval in consumption order (SPEC §3);
-    what lies beyond the interval's grants is overage (grant_id null, at the customer's overage
-    price, `overage_prices` by customer rank, 0 where it is not billed). `events` are placed
+    what lies beyond the interval's grants is overage (grant_id null, at the overage price of the
+    interval's plan, `overage_prices` by gid, 0 where it is not billed). `events` are placed
     events (with `key` and `gid`) in any order; rows come out in consumption order, the shares of
     events split across grants after the others (deterministic, whatever the input order).
 
@@ -333,16 +428,16 @@ def allocate(
     runs on numeric columns; the event's text columns are gathered once, at the end. Also returns
     the shares' (usage_code, credits, unit_price_num, unit_price_den), for revenue_shares."""
     order = events.select(pl.arg_sort_by("key", "request_id")).to_series()
-    ranges = events.select(
-        "gid", "credits", "usage_code", rank=(pl.col("key") // 2**64).cast(pl.Int32)
-    )[order].with_columns(row=order, end=pl.col("credits").cum_sum())
+    ranges = events.select("gid", "credits", "usage_code")[order].with_columns(
+        row=order, end=pl.col("credits").cum_sum()
+    )
     ends = _grant_ends(ranges, intervals)
     ranges = _only(ranges, pl.col("credits") > 0)
     ranges = ranges.with_columns(
         first=ends["end"].search_sorted(ranges["end"] - ranges["credits"], side="right").cast(pl.Int64),
         last=ends["end"].search_sorted(ranges["end"], side="left").cast(pl.Int64),
     )
-    columns = ["row", "gid", "rank", "usage_code", "credits", "grant"]
+    columns = ["row", "gid", "usage_code", "credits", "grant"]
     split = _split_shares(ranges.filter(pl.col("first") != pl.col("last")), ends).select(columns)
     whole = ranges.select(*columns[:-1], grant="first").filter(pl.col("grant") == ranges["last"])
     del ranges
@@ -389,16 +484,16 @@ def _split_shares(split: pl.DataFrame, ends: pl.DataFrame) -> pl.DataFrame:
 def _allocation_rows(
     events: pl.DataFrame, shares: pl.DataFrame, ends: pl.DataFrame, overage_prices: list[Fraction]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Allocation rows: each share with its grant, or as overage at the customer's price."""
+    """Allocation rows: each share with its grant, or as overage at its interval's price."""
     grant = ends[shares["grant"]]
-    rank = shares["rank"]
+    gid = shares["gid"]
     covered = grant["gid"] == shares["gid"]
     priced = shares.select("usage_code", "credits").with_columns(
         unit_price_num=pl.when(covered).then(grant["unit_price_num"]).otherwise(
-            pl.Series([p.numerator for p in overage_prices], dtype=pl.Int64).gather(rank)
+            pl.Series([p.numerator for p in overage_prices], dtype=pl.Int64).gather(gid)
         ),
         unit_price_den=pl.when(covered).then(grant["unit_price_den"]).otherwise(
-            pl.Series([p.denominator for p in overage_prices], dtype=pl.Int64).gather(rank)
+            pl.Series([p.denominator for p in overage_prices], dtype=pl.Int64).gather(gid)
         ),
     )
     text = events.select("request_id", "org_id", "billing_month", "ledger_time", "model", "action")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from fractions import Fraction
 
-from billing_pipelines.config import CreditPurchase, Plan
+from billing_pipelines.config import CreditPurchase, Plan, PlanPeriod
+from billing_pipelines.ledger.subscriptions import prorated_credits, prorated_fee, whole_month
 from billing_pipelines.periods import add_months, month_key
 
 # Consumption order among grants with the same expiry and start (SPEC §3).
@@ -61,18 +62,23 @@ def purchases_by_org(purchases: tuple[CreditPurchase, ...]) -> dict[str, list[Cr
     return grouped
 
 
-def plan_grant(org_id: str, plan: Plan, month: date) -> Grant:
-    """The plan grant of `month`: included credits from its first instant to the next month's."""
-    start = month_instant(month)
+def plan_grant(org_id: str, period: PlanPeriod) -> Grant:
+    """The plan grant of a plan period (SPEC §3, §7): its prorated credits from the period's first
+    instant to the next month's, at its prorated fee per credit. Its origin (and id) is the month
+    where the period is the whole month, else the period's first day."""
+    month = period.start.replace(day=1)
+    credits = prorated_credits(period)
+    fee = prorated_fee(period)
+    origin = month_key(month) if whole_month(period) else period.start.isoformat()
     return Grant(
-        grant_id=f"plan:{org_id}:{month_key(month)}",
+        grant_id=f"plan:{org_id}:{origin}",
         org_id=org_id,
         kind="plan",
-        start=start,
-        expiry=add_months(start, 1),
-        credits=plan.included_credits,
-        unit_price=plan.unit_price,
-        origin=month_key(month),
+        start=datetime.combine(period.start, datetime.min.time()),
+        expiry=add_months(month_instant(month), 1),
+        credits=credits,
+        unit_price=fee / credits if fee and credits else Fraction(0),
+        origin=origin,
     )
 
 
@@ -92,7 +98,8 @@ def purchase_grant(purchase: CreditPurchase) -> Grant:
 
 
 def rollover_grant(source: Grant, plan: Plan, credits: int) -> Grant:
-    """The rollover of a plan grant's unused credits, starting at the source's expiry."""
+    """The rollover of a plan grant's unused credits, starting at the source's expiry, for the
+    rollover months of `plan` (the plan of the source month's last day)."""
     return Grant(
         grant_id=f"rollover:{source.org_id}:{source.origin}",
         org_id=source.org_id,

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
-from billing_pipelines.config import BillingConfig, Customer, PriceBook
+from billing_pipelines.config import BillingConfig, Customer, Plan, PriceBook, RateLimits
 from billing_pipelines.margin.report import customer_margin
 from billing_pipelines.periods import add_months, month_key
 
@@ -19,11 +19,13 @@ ACTIONS = {"complex": 5, "document": 1, "embedding": 1, "simple": 1}
 
 
 def example_config(customers: int) -> BillingConfig:
-    """A price book with the 3.0 target and `customers` customers org-0000, org-0001, ..."""
+    """A price book with the 3.0 target, the plans of PLANS and `customers` customers org-0000,
+    org-0001, ..."""
     plans = list(PLANS)
+    limits = RateLimits(1, 1, Decimal(1), 0)
     return BillingConfig(
         price_book=PriceBook("USD", TARGET, (), ()),
-        plans={},
+        plans={name: Plan(name, Decimal(int(fee)).scaleb(-2), 0, None, 0, 1, limits) for name, fee in PLANS.items()},
         customers={
             f"org-{i:04d}": Customer(f"org-{i:04d}", f"Customer {i:04d} Ltd", plans[i % 3], date(2025, 1, 1))
             for i in range(customers)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
 import polars as pl
 
+from billing_pipelines.config import BillingConfig
 from billing_pipelines.ledger.consumption import expiry_month
 from billing_pipelines.ledger.grants import Grant
 from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
@@ -77,3 +79,60 @@ def _split(usage: pl.DataFrame, shares: pl.DataFrame, field: str) -> dict[str, l
             "cogs_usd": money(cost, 4),
         })
     return rows
+
+
+@dataclass(frozen=True)
+class MonthPlanChange:
+    """One plan change of the month, against the plan of the day before it (`to` None: a
+    cancellation, moving to a fee of 0)."""
+
+    org_id: str
+    effective_from: date
+    before: str
+    to: str | None
+    fee_difference: Decimal
+
+
+@dataclass(frozen=True)
+class PlanChanges:
+    """A month's plan changes (SPEC §7) in (effective_from, org_id) order: the customers who moved
+    to a plan with a higher or a lower monthly_fee or cancelled, and the fees' net difference."""
+
+    changes: tuple[MonthPlanChange, ...]
+
+    def _customers(self, moved) -> tuple[str, ...]:
+        return tuple(sorted({c.org_id for c in self.changes if moved(c)}))
+
+    @property
+    def upgraded(self) -> tuple[str, ...]:
+        return self._customers(lambda c: c.to is not None and c.fee_difference > 0)
+
+    @property
+    def downgraded(self) -> tuple[str, ...]:
+        return self._customers(lambda c: c.to is not None and c.fee_difference < 0)
+
+    @property
+    def cancelled(self) -> tuple[str, ...]:
+        return self._customers(lambda c: c.to is None)
+
+    @property
+    def fee_difference(self) -> Decimal:
+        return sum((c.fee_difference for c in self.changes), Decimal(0))
+
+    def as_metadata(self) -> dict[str, int | str]:
+        """Counts of customers and the net fee difference, for the Dagster UI."""
+        return {"customers_upgraded": len(self.upgraded), "customers_downgraded": len(self.downgraded),
+                "customers_cancelled": len(self.cancelled), "monthly_fee_difference": money(self.fee_difference)}
+
+
+def plan_changes_in(config: BillingConfig, month: date) -> PlanChanges:
+    """The plan changes effective in `month`."""
+    rows = []
+    for change in sorted(config.plan_changes, key=lambda c: (c.effective_from, c.org_id)):
+        if change.effective_from.replace(day=1) != month.replace(day=1):
+            continue
+        before = config.plan_on(change.org_id, change.effective_from - timedelta(days=1))
+        after = Decimal(0) if change.plan is None else config.plans[change.plan].monthly_fee
+        rows.append(MonthPlanChange(change.org_id, change.effective_from, before.plan, change.plan,
+                                    after - before.monthly_fee))
+    return PlanChanges(tuple(rows))

@@ -22,6 +22,7 @@ from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.invoicing.seller import Seller, load_seller
 from billing_pipelines.margin import charts
+from billing_pipelines.margin.report import PlanChanges, plan_changes_in
 from billing_pipelines.money import money
 from billing_pipelines.paths import resource_dir
 from billing_pipelines.periods import month_key, parse_month
@@ -103,7 +104,7 @@ def customer_margin_line(row: dict, config: BillingConfig, target: Decimal) -> C
     return CustomerMargin(
         org_id=row["org_id"],
         name=customer.name if customer else row["org_id"],
-        plan=customer.plan if customer else "",
+        plan=plans_of_month(config, row["org_id"], parse_month(row["month"])) if customer else "",
         revenue=revenue,
         breakage=Decimal(row["breakage"]),
         cogs=cogs,
@@ -114,6 +115,15 @@ def customer_margin_line(row: dict, config: BillingConfig, target: Decimal) -> C
         shortfall=Decimal(money(max(cogs * target - revenue, Decimal(0)))),
         costliest_model=costliest["model"] if costliest else None,
     )
+
+
+def plans_of_month(config: BillingConfig, org_id: str, month: date) -> str:
+    """The customer's plans in `month` in period order ('pro → enterprise'); after its
+    cancellation, its last plan and '(ended)'."""
+    names = [p.plan.plan for p in config.plan_periods(org_id, month)]
+    if not names:
+        return f"{config.last_plan(org_id).plan} (ended)"
+    return " → ".join(name for i, name in enumerate(names) if i == 0 or names[i - 1] != name)
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,8 @@ class MarginReport:
     revenue_per_credit: Decimal | None
     expired_credits: int
     simulation: list[dict] | None
+    plan_changes: PlanChanges
+    names: dict[str, str]  # customer names by org_id (the config's)
 
     @property
     def below_target(self) -> list[CustomerMargin]:
@@ -169,6 +181,8 @@ def build_margin_report(
         revenue_per_credit=_decimal(close["advisor"]["revenue_per_credit"]),
         expired_credits=sum(s["expired"] for s in close["credit_summaries"].values()),
         simulation=None if simulation is None else _simulation_lines(simulation, names),
+        plan_changes=plan_changes_in(config, parse_month(close["month"])),
+        names={c.org_id: c.name for c in config.customers.values()},
     )
 
 
@@ -285,6 +299,7 @@ def _environment() -> Environment:
         amount=lambda v, places=2: "—" if v is None else f"{Decimal(money(v, places)):,.{places}f}",
         pct=lambda v: "—" if v is None else f"{money(v)}%",
         times=lambda v: "—" if v is None else f"{money(v)}×",
+        signed=lambda v: f"{Decimal(money(v)):+,.2f}",
         count=lambda v: "—" if v is None else f"{v:,}",
     )
     return env

@@ -256,6 +256,7 @@ def margin_report_pdf(context: dg.AssetExecutionContext, billing: BillingSetting
         "html": dg.MetadataValue.path(store.url(keys["html"])),
         "revenue": dg.MetadataValue.text(f"{report.totals.revenue:.2f}"),
         "customers_below_target": len(report.below_target),
+        **report.plan_changes.as_metadata(),
         "summary": dg.MetadataValue.md(report_markdown(report)),
     })
     below = report.below_target

@@ -1,9 +1,10 @@
 -- Quarantine reasons of SPEC §1.2 (first matching, in order), then the price of every valid row
 -- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or landing.parquet_fields_sql) and the config as
 -- lookups, not joins, so that rows keep the order of {fields} (a hash join reorders them):
--- - org_key, an ENUM of the customers in order of start date, and {customers_started}, the number
---   of customers who started on or before the day `day`: an org has not started on `day` when
---   its code is at least that number;
+-- - org_key, an ENUM of the customers in order of start date (those who cancel after the others,
+--   see _register_config), and {customers_started}, the first code of the org's group whose
+--   customer had not started on the day `day`: an org has not started on `day` when its code is
+--   at least that;
 -- - the ENUM types model_key and action_key, whose codes index the list variables action_credits
 --   and action_tokens_per_credit, and rate_input_e9 and rate_output_e9: the rate of each model in
 --   each period of the price book (between two dates on which some rate changes; {rate_period}
@@ -59,6 +60,9 @@ WITH intrinsic AS (
         WHEN NOT action_known THEN 'unknown_action'
         WHEN input_e9 IS NULL THEN 'no_rate'
         WHEN not_started THEN 'before_customer_start'
+        -- {customer_ended}: `day` is on or after the org's cancellation date (orgs who cancel have
+        -- the last codes; the list variable customer_end has their dates in code order)
+        WHEN {customer_ended} THEN 'after_customer_end'
         WHEN ts >= DATE '{landing_date}' + INTERVAL 2 DAY THEN 'future_timestamp'
     END) AS reason
     FROM (SELECT *, CASE WHEN cost_e12 >= CAST('1e38' AS HUGEINT) OR exact_credits > 9223372036854775807
