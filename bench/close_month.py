@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 MONTH, BEFORE = "2026-11", "2026-10"
 
 CLOSE = """
-import json, resource, sys, time
+import json, sys, time
 from datetime import date
 from billing_pipelines.resources import BillingSettings
 settings = BillingSettings.from_env(json.loads(sys.argv[1]))
@@ -40,8 +40,9 @@ else:
     from billing_pipelines.month_close.documents import close_documents
     documents = close_documents(settings, config, month, shards)
     what = {"invoices": len(documents["invoices"]), "total": str(sum(__import__("decimal").Decimal(i["total"]) for i in documents["invoices"]))}
-print(json.dumps({"seconds": time.perf_counter() - start,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "what": what}))
+# VmHWM: this process's own peak (ru_maxrss would count the parent's pages this fork began with)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mib": hwm // 1024, "what": what}))
 """
 
 
