@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_support import ROOT, fresh_home, fresh_process
+
 sys.path.insert(0, str(ROOT))
 MONTH, BEFORE = "2026-11", "2026-10"
 
@@ -40,9 +40,6 @@ else:
     from billing_pipelines.month_close.documents import close_documents
     documents = close_documents(settings, config, month, shards)
     what = {"invoices": len(documents["invoices"]), "total": str(sum(__import__("decimal").Decimal(i["total"]) for i in documents["invoices"]))}
-# VmHWM: this process's own peak (ru_maxrss would count the parent's pages this fork began with)
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mib": hwm // 1024, "what": what}))
 """
 
 
@@ -95,12 +92,6 @@ def write_month_usage(settings, events: int, customers: int) -> None:
     con.close()
 
 
-def run(env: dict, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CLOSE, json.dumps(env), *args], capture_output=True, text=True, cwd=ROOT)
-    if out.returncode:
-        sys.exit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -113,9 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     from billing_pipelines.resources import BillingSettings
 
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    env = {"BILLING_HOME": str(out / "home"), "BILLING_CONFIG": str(out / "config"),
-           "BILLING_LANDING": str(out / "landing")}
+    env = fresh_home(out)
     write_config(out / "config", args.customers)
     started = time.perf_counter()
     write_month_usage(BillingSettings.from_env(env), args.events, args.customers)
@@ -124,9 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     report = {}
     for shards in (1, args.shards):
         for shard in range(shards):
-            run(env, "ledger", BEFORE, str(shard), str(shards))
-        ledger = [run(env, "ledger", MONTH, str(shard), str(shards)) for shard in range(shards)]
-        documents = run(env, "documents", MONTH, "0", str(shards))
+            fresh_process(CLOSE, env, "ledger", BEFORE, str(shard), str(shards))
+        ledger = [fresh_process(CLOSE, env, "ledger", MONTH, str(shard), str(shards)) for shard in range(shards)]
+        documents = fresh_process(CLOSE, env, "documents", MONTH, "0", str(shards))
         report[shards] = {"ledger": ledger, "documents": documents}
         print(f"{shards} shard(s): ledger {[round(r['seconds'], 1) for r in ledger]} s, "
               f"peak RSS {[r['peak_rss_mib'] for r in ledger]} MiB; documents {documents['seconds']:.1f} s, "

@@ -22,7 +22,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta
@@ -32,7 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_support import ROOT, fresh_home, fresh_process
+
 sys.path.insert(0, str(ROOT))
 YEAR = date(2025, 1, 1)
 MEASURED_DAYS = (10, 100, 365)
@@ -60,9 +60,6 @@ else:
     close_ledger_shard(settings, config, month, 0, 1)
     documents = close_documents(settings, config, month, 1)
     what = {"events": usage["meta"]["events"], "invoices": len(documents["invoices"])}
-# VmHWM: this process's own peak (ru_maxrss would count the parent's pages this fork began with)
-hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_rss_mib": hwm // 1024, "what": what}))
 """
 
 
@@ -108,13 +105,6 @@ def landing_file(path: Path, day: date, n: int, customers: int, seed: int) -> No
     pq.write_table(table, path)
 
 
-def run(env: dict, kind: str, value: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", RUN, json.dumps(env), kind, value], capture_output=True, text=True,
-                         cwd=ROOT)
-    if out.returncode:
-        sys.exit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
 
 def forget_stage(home: Path, day: date) -> None:
     """Make the next ingest of `day` price it again (its outputs are pure: the same bytes)."""
@@ -138,9 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     from billing_pipelines.resources import BillingSettings
 
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-    env = {"BILLING_HOME": str(out / "home"), "BILLING_CONFIG": str(out / "config"),
-           "BILLING_LANDING": str(out / "landing"), "BILLING_GRACE_DAYS": "3"}
+    env = fresh_home(out, BILLING_GRACE_DAYS="3")
     write_config(out / "config", args.customers)
     settings = BillingSettings.from_env(env)
     days = [YEAR + timedelta(days=n) for n in range(args.days)]
@@ -170,9 +158,9 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.rounds):
         for n in measured_days:
             forget_stage(out / "home", days[n - 1])
-            side["ingest"][n].append(run(env, "ingest", days[n - 1].isoformat()))
+            side["ingest"][n].append(fresh_process(RUN, env, "ingest", days[n - 1].isoformat()))
         for n in measured_months:
-            side["close"][n].append(run(env, "close", add_months(YEAR, n - 1).isoformat()))
+            side["close"][n].append(fresh_process(RUN, env, "close", add_months(YEAR, n - 1).isoformat()))
     report = {"events_per_date": args.events, "customers": args.customers, "timeline": timeline,
               "side_by_side": {kind: {n: _summary(runs) for n, runs in by.items()} for kind, by in side.items()}}
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))

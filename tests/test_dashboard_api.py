@@ -148,11 +148,15 @@ def test_the_limiter_sees_the_live_balance_of_a_plan_without_overage(tmp_path):
     assert response.status_code == 402
 
 
-def test_tokens_commands(tmp_path, capsys):
-    settings = live_settings(tmp_path)
+def dashboard_commands(settings):
+    """`billing tokens|gateway-keys ...` run on `settings`, as the CLI would."""
     parser = argparse.ArgumentParser()
     dashboard_cli.register(parser.add_subparsers(dest="command"))
-    run = lambda *argv: (lambda a: a.handler(a, settings))(parser.parse_args(list(argv)))  # noqa: E731
+    return lambda *argv: (lambda a: a.handler(a, settings))(parser.parse_args(list(argv)))
+
+
+def test_tokens_commands(tmp_path, capsys):
+    run = dashboard_commands(live_settings(tmp_path))
     run("tokens", "create", "acme")
     out, err = capsys.readouterr()
     token, token_id = out.strip(), err.split()[2]
@@ -169,9 +173,7 @@ def test_tokens_commands(tmp_path, capsys):
 
 def test_gateway_keys_commands(tmp_path, capsys):
     settings = live_settings(tmp_path)
-    parser = argparse.ArgumentParser()
-    dashboard_cli.register(parser.add_subparsers(dest="command"))
-    run = lambda *argv: (lambda a: a.handler(a, settings))(parser.parse_args(list(argv)))  # noqa: E731
+    run = dashboard_commands(settings)
     run("gateway-keys", "create", "gateway-eu-1")
     out, err = capsys.readouterr()
     key, key_id = out.strip(), err.split()[3]
