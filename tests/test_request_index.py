@@ -49,17 +49,17 @@ def _brute_force(runs: dict[date, np.ndarray], day: date, keys: np.ndarray):
 
 
 def test_every_date_finds_exactly_the_hashes_earlier_dates_hold(tmp_path, monkeypatch):
-    monkeypatch.setattr(request_index, "_CHUNK", 64)  # compaction merges many chunks
+    monkeypatch.setattr(request_index, "CHUNK", 64)  # compaction and probes go a chunk at a time
     runs = _dates_with_keys(seed=3, days=45, per_day=300)  # across a year and three months
     index = RequestIndex(Warehouse(str(tmp_path / "wh")))
     for day, keys in runs.items():
         index.put_date_run(day, keys, source=str(day))
     for day in [START + timedelta(days=n) for n in (0, 5, 12, 13, 30, 44)]:
         before = index.runs_before(day, build=True)
-        found, first = index.first_seen(runs[day], before)
+        found, first = index.found_in(runs[day], before)
         expected_found, expected_first = _brute_force(runs, day, runs[day])
-        assert (found == expected_found).all()
-        assert first[found].tolist() == expected_first
+        assert found.tolist() == np.flatnonzero(expected_found).tolist()
+        assert first.tolist() == expected_first
     names = {run.name for run in index.runs_before(START + timedelta(days=44), build=True)}
     assert names == {"year=2025", "month=2026-01", *(f"dt=2026-02-{d:02d}" for d in range(1, 2))}
 
@@ -78,8 +78,19 @@ def test_a_changed_date_invalidates_its_month_and_year_runs(tmp_path):
     fresh = RequestIndex(Warehouse(str(tmp_path / "wh")))
     assert not {"year=2025", "month=2025-12"} & fresh.names
     probe = sort_keys(np.array([7, 8, 9], np.uint64), np.array([1, 2, 2], np.uint64))
-    found, first = fresh.first_seen(probe, fresh.runs_before(later, build=True))
-    assert found.tolist() == [True, True, False] and set(first[:2]) == {day_number(changed)}
+    found, first = fresh.found_in(probe, fresh.runs_before(later, build=True))
+    assert found.tolist() == [0, 1] and set(first) == {day_number(changed)}
+
+
+def test_two_runs_differ_by_what_one_holds_and_not_the_other(monkeypatch):
+    monkeypatch.setattr(request_index, "CHUNK", 8)  # many aligned parts
+    rng = np.random.default_rng(2)
+    old = sort_keys(rng.integers(0, 2**64 - 1, 200, dtype=np.uint64), rng.integers(0, 2**64 - 1, 200, dtype=np.uint64))
+    new = np.sort(np.concatenate([old[10:], old[:3], sort_keys(np.array([5, 2**63], np.uint64),
+                                                                 np.array([1, 2], np.uint64))]), order=["h1", "h2"])
+    delta = request_index.symmetric_difference(old, new)
+    assert sorted(delta.tolist()) == sorted(old[3:10].tolist() + [(5, 1), (2**63, 2)])
+    assert request_index.same_keys(old, old.copy()) and not request_index.same_keys(old, new)
 
 
 def test_the_filter_lets_few_strangers_through():

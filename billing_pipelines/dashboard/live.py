@@ -64,9 +64,9 @@ def landed_file(store: Store, key: str) -> tuple[StoredFile, date]:
 def _unseen(con, settings: BillingSettings, query: str) -> str:
     """`query` (with h1, h2) without the rows whose request hash a billed landing date holds."""
     keys = con.execute(f"SELECT h1, h2 FROM ({query})").fetchnumpy()
-    index = RequestIndex(settings.warehouse())
-    found, _ = index.first_seen(sort_keys(keys["h1"], keys["h2"]), index.runs_before(date.max))
-    seen = sort_keys(keys["h1"], keys["h2"])[found]
+    index, keys = RequestIndex(settings.warehouse()), sort_keys(keys["h1"], keys["h2"])
+    found, _ = index.found_in(keys, index.runs_before(date.max))
+    seen = keys[found]
     con.register("seen_hashes", pa.table({"h1": seen["h1"], "h2": seen["h2"]}))
     return f"SELECT * FROM ({query}) ANTI JOIN seen_hashes USING (h1, h2)"
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from itertools import accumulate
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -33,7 +35,7 @@ from billing_pipelines.ingest.landing import (
     partition_name, read_fields, read_parquet_sql,
 )
 from billing_pipelines.ingest.request_index import (
-    Probe, RequestIndex, day_of, index_lock, sort_keys, symmetric_difference,
+    CHUNK, KEYS, Probe, RequestIndex, day_of, index_lock, same_keys, symmetric_difference,
 )
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
@@ -140,17 +142,28 @@ def stage(zone: LandingZone, day: date) -> dict:
                           "ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NULL)")
             queries["json_events"] = event_sources_sql(valid_json, "files") + " ORDER BY f.file_idx, f.line_no"
         copies = {_copy_name(i): (zone.store, landed.events[i].stored) for i in sorted(landed.parquet)}
-        arrays = {FIRST_OCCURRENCES: first_occurrences(con)}
-        return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies, arrays)
+        with tempfile.TemporaryDirectory(dir=zone.settings.scratch_dir()) as scratch:
+            arrays = {FIRST_OCCURRENCES: first_occurrences(con, Path(scratch) / "first.npy")}
+            return zone.warehouse.commit(PRICED, partition_name(day), con, queries, meta, copies, arrays)
     finally:
         con.close()
 
 
-def first_occurrences(con: duckdb.DuckDBPyConnection) -> np.ndarray:
-    """The request hashes of the date's first occurrences (valid, first in date), sorted: the
-    date's run of the request index."""
-    h1, h2 = con.execute("SELECT h1, h2 FROM classified WHERE first_in_date").fetchnumpy().values()
-    return sort_keys(np.asarray(h1, np.uint64), np.asarray(h2, np.uint64))
+def first_occurrences(con: duckdb.DuckDBPyConnection, path: Path) -> np.ndarray:
+    """The request hashes of the date's first occurrences (valid, first in date), sorted by DuckDB
+    (beyond memory where need be) into a memory-mapped file at `path`: the date's run of the
+    request index."""
+    count = con.execute("SELECT count(*) FROM classified WHERE first_in_date").fetchone()[0]
+    keys = np.lib.format.open_memmap(path, "w+", KEYS, (count,))
+    ordered = con.sql("SELECT h1, h2 FROM classified WHERE first_in_date ORDER BY h1, h2, file_idx, line_no")
+    at = 0
+    with ordered.to_arrow_reader(CHUNK) as batches:
+        for batch in batches:
+            keys["h1"][at:at + batch.num_rows] = batch.column(0).to_numpy()
+            keys["h2"][at:at + batch.num_rows] = batch.column(1).to_numpy()
+            at += batch.num_rows
+    keys.flush()
+    return keys
 
 
 def config_scope(con: duckdb.DuckDBPyConnection) -> dict:
@@ -362,7 +375,7 @@ def _bill_locked(zone: LandingZone, index: RequestIndex, day: date) -> Billing:
     manifest = zone.warehouse.manifest(PRICED, partition_name(day))
     keys = _first_occurrences_of(zone.warehouse, day)
     held, source = index.date_run_keys(day), manifest["meta"]["fingerprint"]
-    if held is not None and np.array_equal(held, keys):
+    if held is not None and same_keys(held, keys):
         if index.source(day) != source:
             index.set_source(day, source)
     else:
@@ -387,7 +400,7 @@ def _propagate(zone: LandingZone, index: RequestIndex, day: date) -> list[Ingest
 
 def _first_occurrences_of(wh: Warehouse, day: date) -> np.ndarray:
     [path] = wh.local_paths(wh.file_paths(PRICED, FIRST_OCCURRENCES, [partition_name(day)]))
-    return np.load(path)
+    return np.load(path, mmap_mode="r")
 
 
 def _decide(zone: LandingZone, index: RequestIndex, day: date) -> IngestSummary:
@@ -395,9 +408,9 @@ def _decide(zone: LandingZone, index: RequestIndex, day: date) -> IngestSummary:
     date's run holds, with the earliest such date; committed as billed usage."""
     wh, part = zone.warehouse, partition_name(day)
     keys = _first_occurrences_of(wh, day)
-    found, first = index.first_seen(keys, index.runs_before(day, build=True))
+    found, first = index.found_in(keys, index.runs_before(day, build=True))
     seen = pa.table({"h1": keys["h1"][found], "h2": keys["h2"][found],
-                     "original_landing_date": pa.array(first[found], pa.int32()).cast(pa.date32())})
+                     "original_landing_date": pa.array(first, pa.int32()).cast(pa.date32())})
     con = duck.connect(zone.settings.scratch_dir())
     try:
         con.register("seen_before", seen)

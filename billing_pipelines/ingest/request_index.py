@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ DATASET = "request_index"
 KEYS = np.dtype([("h1", "<u8"), ("h2", "<u8")])
 BITS_PER_KEY = 16
 _EPOCH = date(1970, 1, 1)
-_CHUNK = 1 << 22  # hashes merged at a time when compacting (bounded memory)
+CHUNK = 1 << 22  # hashes held in memory at a time (4 M: 64 MB), whatever the size of a run
 _LOCK_SPACE = 4_240_002  # PostgreSQL advisory lock key of the index (see billing_db for 4_240_001)
 
 
@@ -70,10 +71,17 @@ def hash_masks(h2: np.ndarray) -> np.ndarray:
 
 
 def build_filter(keys: np.ndarray, log_words: int) -> np.ndarray:
-    """The Bloom filter of `keys` (sorted by h1), `2**log_words` words."""
+    """The Bloom filter of `keys` (sorted by h1), `2**log_words` words, a chunk at a time."""
     words = np.zeros(1 << log_words, np.uint64)
-    _fill_filter(words, keys, log_words)
+    for chunk in chunks(keys):
+        _fill_filter(words, chunk, log_words)
     return words
+
+
+def chunks(keys: np.ndarray) -> Iterator[np.ndarray]:
+    """`keys` in consecutive slices of up to CHUNK (memory-mapped keys stay on disk but one)."""
+    for start in range(0, len(keys), CHUNK):
+        yield np.asarray(keys[start:start + CHUNK])
 
 
 def _fill_filter(words: np.ndarray, keys: np.ndarray, log_words: int) -> None:
@@ -194,16 +202,20 @@ class RequestIndex:
         rest = [d for d in later if (d.year, d.month) != (day.year, day.month)]
         return [self.run(n) for n in [f"dt={d}" for d in own] + self._covering(rest, build=False)]
 
-    def first_seen(self, keys: np.ndarray, runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
-        """Per hash of `keys` (sorted by h1): whether `runs` hold it and the earliest day number."""
-        probe = Probe.of(keys)
-        found = np.zeros(len(keys), bool)
-        first = np.full(len(keys), np.iinfo(np.int32).max, np.int32)
-        for run in runs:
-            positions, days = run.lookup(probe)
-            found[positions] = True
-            first[positions] = np.minimum(first[positions], days)
-        return found, first
+    def found_in(self, keys: np.ndarray, runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+        """(positions in `keys`, earliest day number) of the hashes of `keys` (sorted by h1) that
+        `runs` hold, a chunk of keys at a time."""
+        positions, days = [np.empty(0, np.int64)], [np.empty(0, np.int32)]
+        for offset, chunk in zip(range(0, len(keys), CHUNK), chunks(keys)):
+            probe = Probe.of(chunk)
+            first = np.full(len(chunk), np.iinfo(np.int32).max, np.int32)
+            for run in runs:
+                found, found_days = run.lookup(probe)
+                first[found] = np.minimum(first[found], found_days)
+            held = np.flatnonzero(first != np.iinfo(np.int32).max)
+            positions.append(held + offset)
+            days.append(first[held])
+        return np.concatenate(positions), np.concatenate(days)
 
     def source(self, day: date) -> str | None:
         """The stage fingerprint of the priced events `day`'s run was taken from."""
@@ -211,8 +223,9 @@ class RequestIndex:
         return manifest["meta"]["source"] if manifest else None
 
     def date_run_keys(self, day: date) -> np.ndarray | None:
+        """`day`'s run (memory-mapped), or None where it has none."""
         name = f"dt={day.isoformat()}"
-        return np.asarray(self.run(name).keys) if name in self.names else None
+        return self.run(name).keys if name in self.names else None
 
     # -- writing (under index_lock)
     def put_date_run(self, day: date, keys: np.ndarray, source: str, delta: np.ndarray | None = None) -> None:
@@ -272,9 +285,11 @@ class RequestIndex:
         """Merge `children` (in day order) into one run, a range of h1 at a time."""
         total = sum(len(c.keys) for c in children)
         log_words = filter_words(total)
-        chunks = max(1, -(-total // _CHUNK))
-        bounds = [2**64 * i // chunks for i in range(chunks + 1)]
-        keys_out, days_out = np.empty(total, KEYS), np.empty(total, np.int32)
+        parts = max(1, -(-total // CHUNK))
+        bounds = [2**64 * i // parts for i in range(parts + 1)]
+        scratch = tempfile.TemporaryDirectory(prefix="billing-index-")
+        keys_out = np.lib.format.open_memmap(Path(scratch.name) / "keys.npy", "w+", KEYS, (total,))
+        days_out = np.lib.format.open_memmap(Path(scratch.name) / "days.npy", "w+", np.int32, (total,))
         words = np.zeros(1 << log_words, np.uint64)
         at = 0
         for low, high in zip(bounds[:-1], bounds[1:]):
@@ -287,17 +302,25 @@ class RequestIndex:
             _fill_filter(words, keys, log_words)
             at += len(keys)
         children_meta = {c.name: self.wh.manifest(DATASET, c.name)["meta"].get("source", c.name) for c in children}
-        self.wh.commit_arrays(DATASET, name, {"keys": keys_out, "days": days_out, "filter": words},
-                              {"level": level, "entries": total, "children": children_meta})
+        with scratch:
+            keys_out.flush()
+            days_out.flush()
+            self.wh.commit_arrays(DATASET, name, {"keys": keys_out, "days": days_out, "filter": words},
+                                  {"level": level, "entries": total, "children": children_meta})
         self.names.add(name)
 
 
 def _slice(run: Run, low: int, high: int) -> tuple[np.ndarray, np.ndarray]:
     """The entries of `run` with low <= h1 < high."""
-    h1 = run.keys["h1"]
+    start, stop = _bounds(run.keys["h1"], low, high)
+    return np.asarray(run.keys[start:stop]), np.asarray(run.days[start:stop])
+
+
+def _bounds(h1: np.ndarray, low: int, high: int) -> tuple[int, int]:
+    """[start, stop) of the sorted `h1` with low <= h1 < high (high may be 2**64)."""
     start = int(np.searchsorted(h1, np.uint64(low))) if low else 0
     stop = len(h1) if high >= 2**64 else int(np.searchsorted(h1, np.uint64(high)))
-    return np.asarray(run.keys[start:stop]), np.asarray(run.days[start:stop])
+    return start, stop
 
 
 def _group(days: list[date], key) -> dict:
@@ -312,12 +335,34 @@ def keys_digest(keys: np.ndarray) -> str:
 
 
 def symmetric_difference(old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """The hashes in exactly one of two runs, as KEYS sorted by h1."""
+    """The hashes in exactly one of two runs (sorted by h1), as KEYS sorted by h1: a range of h1
+    at a time."""
     def distinct(keys: np.ndarray) -> np.ndarray:
         return np.unique(np.ascontiguousarray(keys, KEYS).view(np.dtype((np.void, KEYS.itemsize))))
 
-    once = np.setxor1d(distinct(old), distinct(new), assume_unique=True).view(KEYS)
-    return once[np.argsort(once["h1"], kind="stable")]
+    parts = [np.empty(0, KEYS)]
+    for old_part, new_part in _aligned(old, new):
+        once = np.setxor1d(distinct(old_part), distinct(new_part), assume_unique=True).view(KEYS)
+        parts.append(once[np.argsort(once["h1"], kind="stable")])
+    return np.concatenate(parts)
+
+
+def same_keys(old: np.ndarray, new: np.ndarray) -> bool:
+    """Whether two runs hold the same hashes in the same order, a chunk at a time."""
+    return len(old) == len(new) and all(np.array_equal(a, b) for a, b in zip(chunks(old), chunks(new)))
+
+
+def _aligned(first: np.ndarray, second: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Both runs (sorted by h1) cut at the same h1 bounds, about CHUNK hashes a part."""
+    parts = max(1, -(-max(len(first), len(second)) // CHUNK))
+    bounds = [2**64 * i // parts for i in range(parts + 1)]
+    for low, high in zip(bounds[:-1], bounds[1:]):
+        yield (_slice_keys(first, low, high), _slice_keys(second, low, high))
+
+
+def _slice_keys(keys: np.ndarray, low: int, high: int) -> np.ndarray:
+    start, stop = _bounds(keys["h1"], low, high)
+    return np.asarray(keys[start:stop])
 
 
 @contextmanager
