@@ -153,7 +153,7 @@ def first_occurrences(con: duckdb.DuckDBPyConnection, path: Path) -> np.ndarray:
     """The request hashes of the date's first occurrences (valid, first in date), sorted by DuckDB
     (beyond memory where need be) into a memory-mapped file at `path`: the date's run of the
     request index."""
-    count = con.execute("SELECT count(*) FROM classified WHERE first_in_date").fetchone()[0]
+    [(count,)] = con.execute("SELECT count(*) FROM classified WHERE first_in_date").fetchall()
     keys = np.lib.format.open_memmap(path, "w+", KEYS, (count,))
     ordered = con.sql("SELECT h1, h2 FROM classified WHERE first_in_date ORDER BY h1, h2, file_idx, line_no")
     at = 0
