@@ -17,3 +17,14 @@ def connect(scratch: Path | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config=config)
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def literal(text: str | os.PathLike) -> str:
+    """`text` as an SQL string literal, for the few places DuckDB takes no parameter (a file path
+    in read_parquet or COPY TO, a key in a VALUES list): the one quoting helper of the project."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def literal_list(texts) -> str:
+    """A list literal of `texts` (see literal)."""
+    return "[" + ", ".join(literal(t) for t in texts) + "]"

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from billing_pipelines import duck
 from billing_pipelines.storage import Store, StoredFile, is_temporary
 
 MANIFEST = "_manifest.json"
@@ -81,7 +82,7 @@ class Warehouse:
             for name, query in tables.items():
                 staged = self.store.staging_path(f"{folder}/{name}.parquet", Path(scratch))
                 try:
-                    con.execute(f"COPY ({query}) TO '{staged}' ({PARQUET_OPTIONS})")
+                    con.execute(f"COPY ({query}) TO {duck.literal(staged)} ({PARQUET_OPTIONS})")
                     files[name] = self._put_file(staged, folder, name)
                 finally:
                     staged.unlink(missing_ok=True)  # moved in, or left by a failed write
@@ -140,7 +141,7 @@ class Warehouse:
         give the same types, nullability included, and so the same bytes downstream."""
         if not paths:
             return "(SELECT NULL WHERE FALSE)"
-        return f"read_parquet({_sql_list(self.local_paths(paths))}, hive_partitioning = false)"
+        return f"read_parquet({duck.literal_list(self.local_paths(paths))}, hive_partitioning = false)"
 
     def local_paths(self, paths: list[str]) -> list[str]:
         """Local paths DuckDB can read for data files of this warehouse (see `relation`)."""
@@ -214,7 +215,3 @@ def _file_sha256(path: Path) -> str:
 
 def _canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, indent=1, default=str).encode() + b"\n"
-
-
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"

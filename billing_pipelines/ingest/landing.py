@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from isal import igzip, isal_zlib
 
-from billing_pipelines import paths
+from billing_pipelines import duck, paths
 from billing_pipelines.storage import Store, StoredFile
 
 EVENT_FIELDS = (
@@ -471,9 +471,8 @@ def read_parquet_sql(path: str, schema: pa.Schema | None = None) -> str:
     """A DuckDB source over one local Parquet file: its columns by position (see _positions), so
     that no column name reaches SQL, and its 0-based `file_row_number`."""
     names = _positions(pq.read_schema(path) if schema is None else schema)
-    quoted = path.replace("'", "''")
     aliases = f"({', '.join(names)})" if names else ""
-    return f"(SELECT *, file_row_number FROM read_parquet('{quoted}', hive_partitioning = false) AS p{aliases})"
+    return f"(SELECT *, file_row_number FROM read_parquet({duck.literal(path)}, hive_partitioning = false) AS p{aliases})"
 
 
 def _null_value(name: str) -> str:

@@ -486,7 +486,7 @@ def _priced_relation(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: list[
         day = manifest["meta"]["landing_date"]
         priced = wh.relation(con, wh.file_paths(PRICED, "priced_events", [part]))
         selects.append(f"SELECT DATE '{day}' AS landing_date, * FROM {priced}")
-        files += [f"(DATE '{day}', {i}, '{_quote(key)}')" for i, key in enumerate(manifest["meta"]["files"])]
+        files += [f"(DATE '{day}', {i}, {duck.literal(key)})" for i, key in enumerate(manifest["meta"]["files"])]
     if not selects:
         selects = ["SELECT NULL::DATE AS landing_date, NULL::INTEGER AS file_idx, NULL::BIGINT AS line_no, "
                    "NULL::UBIGINT AS h1, NULL::UBIGINT AS h2, NULL::DECIMAL(38, 12) AS cost_usd, "
@@ -515,7 +515,7 @@ def _stored_sources_sql(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: li
                 key = manifest["meta"]["files"][file_idx]
                 path = _landed_copy(wh, part, name, key)
                 fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
-                selects.append(event_sources_sql(f"({fields})", f"(SELECT {file_idx} AS file_idx, '{_quote(key)}' AS key)"))
+                selects.append(event_sources_sql(f"({fields})", f"(SELECT {file_idx} AS file_idx, {duck.literal(key)} AS key)"))
     if not selects:  # no events at all: the same columns, no rows
         empty = parquet_fields_sql(0, "(SELECT 0 AS file_row_number WHERE false)", pa.schema([]))
         selects.append(event_sources_sql(f"({empty})", "(SELECT 0 AS file_idx, '' AS key)"))
@@ -529,7 +529,3 @@ def _landed_copy(wh: Warehouse, part: str, name: str, key: str) -> str:
     except WarehouseError as exc:
         raise WarehouseError(f"{exc}: its landed file {key} was rewritten in place after it was ingested; "
                              f"run `billing ingest {part[3:]}` to bill it as it is now") from exc
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "''")

@@ -11,7 +11,9 @@ config fails the collection with the command to run.
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -46,23 +48,32 @@ def collect_month_usage(zone: LandingZone, month: date, grace_days: int) -> dict
     con = duck.connect(zone.settings.scratch_dir())
     try:
         con.register("customer_buckets", _buckets(config))
-        selects = [_billed_on(con, zone, day, grace_days) for day in billed]
-        if previous is not None:
-            handed = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(add_months(month, -1))]))
-            selects.append(f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = DATE '{month}'")
-        events = "\nUNION ALL\n".join(selects) or no_events_sql()
-        query = f"SELECT * FROM ({events}) ORDER BY billing_month, bucket, org_id, ts, request_id"
-        con.execute(f"CREATE TEMP TABLE month_events AS {query}")
-        counts = dict(con.execute("SELECT bucket, count(*) FROM month_events WHERE billing_month = $1 GROUP BY 1",
-                                  [month]).fetchall())
-        handover = con.execute("SELECT count(*) FROM month_events WHERE billing_month > $1", [month]).fetchone()[0]
-        meta = {"month": month_key(month), "landing_dates": {d.isoformat(): manifest_version(wh.manifest(BILLED, partition_name(d)))
-                                                           for d in billed},
-                "previous": previous, "events": sum(counts.values()), "handed_over": handover,
-                "events_by_bucket": {str(b): n for b, n in sorted(counts.items())}}
-        return wh.commit(MONTH_USAGE, partition(month), con, {EVENTS: "SELECT * FROM month_events"}, meta)
+        with tempfile.TemporaryDirectory(dir=zone.settings.scratch_dir()) as scratch:
+            parts = [_write(con, _billed_on(con, zone, day, grace_days), Path(scratch) / f"{day}.parquet")
+                     for day in billed]
+            if previous is not None:
+                handed = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(add_months(month, -1))]))
+                parts.append(_write(con, f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = DATE '{month}'",
+                                    Path(scratch) / "handed-over.parquet"))
+            events = f"read_parquet({duck.literal_list(parts)})" if parts else f"({no_events_sql()})"
+            counts = dict(con.execute(f"SELECT bucket, count(*) FROM {events} WHERE billing_month = $1 GROUP BY 1",
+                                      [month]).fetchall())
+            [(handover,)] = con.execute(f"SELECT count(*) FROM {events} WHERE billing_month > $1", [month]).fetchall()
+            meta = {"month": month_key(month), "previous": previous, "events": sum(counts.values()),
+                    "landing_dates": {d.isoformat(): manifest_version(wh.manifest(BILLED, partition_name(d))) for d in billed},
+                    "handed_over": handover, "events_by_bucket": {str(b): n for b, n in sorted(counts.items())}}
+            query = f"SELECT * FROM {events} ORDER BY billing_month, bucket, org_id, ts, request_id"
+            return wh.commit(MONTH_USAGE, partition(month), con, {EVENTS: query}, meta)
     finally:
         con.close()
+
+
+def _write(con, query: str, path: Path) -> Path:
+    """One landing date's (or the handover's) events as a local Parquet part: the month is sorted
+    from the parts, one join at a time, so memory stays within DuckDB's limit whatever its size."""
+    con.execute(f"COPY ({query}) TO {duck.literal(path)} (FORMAT parquet)")
+    return path
+
 
 
 def _refuse_stale(zone: LandingZone, month: date, days: list[date]) -> None:
