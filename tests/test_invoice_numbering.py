@@ -145,13 +145,16 @@ def test_draft_pdfs_asset_and_finalize_job_through_dagster(env, tmp_path):
     assert [f.key for f in store.list("invoices/2026-03")] == [
         "invoices/2026-03/org-00/invoice-draft.pdf", "invoices/2026-03/org-01/invoice-draft.pdf"]
 
-    config = {"ops": {"finalized_invoices": {"config": {"issue_date": "2026-04-02"}}}}
-    result = defs.resolve_job_def("finalize_invoices").execute_in_process(
-        partition_key="2026-03", run_config=config, instance=instance)
+    config = {"ops": {"finalize_month_invoices": {"config": {"month": "2026-03", "issue_date": "2026-04-02"}}}}
+    result = defs.resolve_job_def("finalize_invoices").execute_in_process(run_config=config, instance=instance)
     assert result.success
-    metadata = result.asset_materializations_for_node("finalized_invoices")[0].metadata
+    [materialization] = result.asset_materializations_for_node("finalize_month_invoices")
+    assert materialization.partition == "2026-03"
+    metadata = materialization.metadata
     assert metadata["documents"].value == 2
     assert metadata["numbers"].value == "INV-2026-000001 .. INV-2026-000002"
+    table = [(r.data["org_id"], r.data["number"], r.data["status"]) for r in metadata["by_customer"].records]
+    assert table == [("org-00", "INV-2026-000001", "final"), ("org-01", "INV-2026-000002", "final")]
     assert [f.key for f in store.list("invoices/2026-03")] == [
         "invoices/2026-03/org-00/INV-2026-000001.pdf", "invoices/2026-03/org-01/INV-2026-000002.pdf"]
 
