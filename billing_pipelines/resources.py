@@ -56,6 +56,11 @@ class BillingConfigResource(dg.ConfigurableResource):
     quarantine_limit: str = "0.05"
 
 
+def _of(resource: str, field: str) -> property:
+    """A read-only attribute of BillingSettings: `field` of its resource `resource`."""
+    return property(lambda self: getattr(getattr(self, resource), field))
+
+
 class BillingSettings(dg.ConfigurableResource):
     """The warehouse, the billing database and the billing config of one deployment. Every
     setting has an embedded default, so nothing needs a service: BILLING_HOME (default
@@ -103,29 +108,13 @@ class BillingSettings(dg.ConfigurableResource):
                                         quarantine_limit=value["BILLING_QUARANTINE_LIMIT"]),
         )
 
-    @property
-    def home(self) -> str:
-        return self.storage.home
-
-    @property
-    def warehouse_root(self) -> str:
-        return self.storage.root
-
-    @property
-    def database_url(self) -> str:
-        return self.database.url
-
-    @property
-    def config_dir(self) -> str:
-        return self.setup.config_dir
-
-    @property
-    def landing(self) -> str:
-        return self.setup.landing
-
-    @property
-    def grace_days(self) -> int:
-        return self.setup.grace_days
+    # the settings the domain functions read, by their environment names
+    home = _of("storage", "home")
+    warehouse_root = _of("storage", "root")
+    database_url = _of("database", "url")
+    config_dir = _of("setup", "config_dir")
+    landing = _of("setup", "landing")
+    grace_days = _of("setup", "grace_days")
 
     def known_gaps(self) -> set:
         from billing_pipelines.ingest.quality import known_gaps
