@@ -82,6 +82,8 @@ def quarantine_share(billing: BillingSettings, rows_read: int, quarantined: int)
     deps=[priced_events],
     kinds={"duckdb", "parquet"},
     owners=OWNERS, tags=TAGS, code_version=PIPELINE_VERSION,
+    # the daily schedule ingests yesterday at 00:30 UTC: by 03:00 a run should have billed it
+    freshness_policy=dg.FreshnessPolicy.cron(deadline_cron="0 3 * * *", lower_bound_delta=timedelta(hours=3)),
     description="The duplicate decision across all history (SPEC §1.3): the first occurrence of a "
     "request_id is billed, every later one, on any date, is a duplicate kept for audit. Checked against "
     "the request index (the first occurrences of every earlier date); a date whose request_ids change "
