@@ -168,5 +168,6 @@ def daily_ingest_schedule(context: dg.ScheduleEvaluationContext, billing: Billin
     yesterday = now.date() - timedelta(days=1)
     grace = [yesterday - timedelta(days=n) for n in range(billing.grace_days, 0, -1)]
     days = [d for d in stale_dates(LandingZone(billing), grace) if landing_dates.has_partition_key(d.isoformat())]
-    return [dg.RunRequest(partition_key=d.isoformat(), tags={"billing/reingest": "late files"}) for d in days] + [
-        dg.RunRequest(run_key=yesterday.isoformat(), partition_key=yesterday.isoformat())]
+    late = [dg.RunRequest(run_key=f"{d}@{yesterday}", partition_key=d.isoformat(), tags={"billing/reingest": "late files"})
+            for d in days]
+    return late + [dg.RunRequest(run_key=yesterday.isoformat(), partition_key=yesterday.isoformat())]
