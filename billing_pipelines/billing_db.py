@@ -149,6 +149,17 @@ def engine_from_url(url: str | None = None) -> Engine:
     return engine
 
 
+_ENGINES: dict[str, Engine] = {}
+
+
+def shared_engine(url: str) -> Engine:
+    """This process's one engine on `url` (engine_from_url, made once): every caller shares its
+    connection pool."""
+    if url not in _ENGINES:
+        _ENGINES[url] = engine_from_url(url)
+    return _ENGINES[url]
+
+
 def sync_config(engine: Engine, config: BillingConfig) -> None:
     """Make customers and plans mirror the config, and record its price book version."""
     with Session(engine) as session:

@@ -30,10 +30,9 @@ def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
         check_issue_date(month, args.issue_date or today())
     except ValueError as exc:
         raise SystemExit(f"billing: {exc}") from exc
-    issue_date = args.issue_date.isoformat() if args.issue_date else ""
-    run_job("finalize_invoices", month_key(month), settings,
-            {"ops": {"finalized_invoices": {"config": {"issue_date": issue_date}}}})
-    documents = billing_db.list_invoices(billing_db.engine_from_url(settings.database_url), month_key(month))
+    config = {"month": month_key(month), "issue_date": (args.issue_date or today()).isoformat()}
+    run_job("finalize_invoices", None, settings, {"ops": {"finalize_month_invoices": {"config": config}}})
+    documents = billing_db.list_invoices(settings.engine(), month_key(month))
     final = [d for d in documents if d["status"] == "final"]
     print(f"{month_key(month)}: {len(final)} final documents, PDFs in {settings.warehouse().store.url('invoices')}")
     for d in final:

@@ -42,7 +42,7 @@ def close_documents(settings: BillingSettings, config: BillingConfig, month: dat
     }
     wh.commit(MONTH_CLOSE, partition(month), None, {},
               {**documents, "shards": [manifest_version(p) for p in parts]})
-    engine = billing_db.engine_from_url(settings.database_url)
+    engine = settings.engine()
     billing_db.sync_config(engine, config)
     billing_db.store_grants(engine, month_key(month), stored_grants(wh, month, shards))
     billing_db.store_draft_invoices(engine, month_key(month), documents["invoices"])
