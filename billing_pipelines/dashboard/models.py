@@ -3,7 +3,8 @@
 `dashboard_live_events` holds the events the micro-batch counted that the daily ingest may not
 have committed yet (request_id is the primary key: the idempotency key of SPEC §1.3);
 `dashboard_state.generation` grows by one with every micro-batch, so a balance computed from an
-older snapshot never overwrites a newer one. Balances, their grants and usage are per customer.
+older snapshot never overwrites a newer one. Balances, their grants and usage (this month's, and
+by day for the months not closed yet) are per customer.
 `dashboard_api_tokens` and `gateway_keys` hold the hashes of customers' tokens and gateways' keys.
 """
 
@@ -89,6 +90,19 @@ class BalanceUsageRow(SQLModel, table=True):
 
     __tablename__ = "dashboard_usage"
     org_id: str = Field(primary_key=True)
+    model: str = Field(primary_key=True)
+    action: str = Field(primary_key=True)
+    requests: int = Field(sa_type=BigInteger)
+    credits: int = Field(sa_type=BigInteger)
+
+
+class BalanceDailyUsageRow(SQLModel, table=True):
+    """Usage by day of the months not closed yet (the day an event is billed on: its own, or the
+    first day of the month a late event is billed in), by model and action tier."""
+
+    __tablename__ = "dashboard_daily_usage"
+    org_id: str = Field(primary_key=True)
+    day: date = Field(primary_key=True)
     model: str = Field(primary_key=True)
     action: str = Field(primary_key=True)
     requests: int = Field(sa_type=BigInteger)
