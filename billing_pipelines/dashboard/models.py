@@ -85,10 +85,10 @@ class BalanceGrantRow(SQLModel, table=True):
     credits_left: int = Field(sa_type=BigInteger)
 
 
-class BalanceUsageRow(SQLModel, table=True):
-    """Usage of the current month by model and action tier."""
+class UsageCounts(SQLModel):
+    """A customer's requests and credits of one model and action tier (the columns of both
+    usage tables)."""
 
-    __tablename__ = "dashboard_usage"
     org_id: str = Field(primary_key=True)
     model: str = Field(primary_key=True)
     action: str = Field(primary_key=True)
@@ -96,17 +96,18 @@ class BalanceUsageRow(SQLModel, table=True):
     credits: int = Field(sa_type=BigInteger)
 
 
-class BalanceDailyUsageRow(SQLModel, table=True):
+class BalanceUsageRow(UsageCounts, table=True):
+    """Usage of the current month by model and action tier."""
+
+    __tablename__ = "dashboard_usage"
+
+
+class BalanceDailyUsageRow(UsageCounts, table=True):
     """Usage by day of the months not closed yet (the day an event is billed on: its own, or the
     first day of the month a late event is billed in), by model and action tier."""
 
     __tablename__ = "dashboard_daily_usage"
-    org_id: str = Field(primary_key=True)
     day: date = Field(primary_key=True)
-    model: str = Field(primary_key=True)
-    action: str = Field(primary_key=True)
-    requests: int = Field(sa_type=BigInteger)
-    credits: int = Field(sa_type=BigInteger)
 
 
 class ApiTokenRow(SQLModel, table=True):
