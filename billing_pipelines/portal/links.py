@@ -2,7 +2,7 @@
 `{org, exp}` with HMAC-SHA256 (itsdangerous) under a server secret kept in the billing database,
 so any `billing serve` process on that database verifies it. Opening the link before `exp`
 starts a session: a cookie signed with the same secret (Starlette's SessionMiddleware,
-HttpOnly, SameSite=Lax) that holds the org and its own expiry."""
+HttpOnly, SameSite=Lax) that holds the org, valid SESSION_SECONDS after the last request."""
 
 from __future__ import annotations
 
