@@ -240,8 +240,8 @@ Results (BILLING_HOME={settings.home}):
   billing database:                       {settings.database_url}
   invoices:  .venv/bin/billing invoices {month_key(start)}
   margin:    .venv/bin/billing margin {month_key(start)}
-  finalize:  .venv/bin/billing finalize {month_key(start)}
-  balances:  .venv/bin/billing tokens create <org_id>; .venv/bin/billing serve
+  finalize:  write {settings.config_dir}/seller.yaml (docs/invoices.md), then .venv/bin/billing finalize {month_key(start)}
+  portal:    .venv/bin/billing serve; .venv/bin/billing portal-link <org_id> (or billing tokens create <org_id>)
   gateway:   .venv/bin/billing gateway-keys create <name> (for /v1/ratelimit/)
   Dagster UI on the same instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml""")
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from billing_pipelines import cli
-from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES
+from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, config_with_seller
 
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 
@@ -78,10 +78,11 @@ def test_bad_arguments_get_clear_errors(conformance_env):
         cli.main(["margin", "2026-11"])
 
 
-def test_the_billing_cycle_finalizes_only_in_the_finalize_job(conformance_env, capsys):
+def test_the_billing_cycle_finalizes_only_in_the_finalize_job(conformance_env, capsys, tmp_path, monkeypatch):
     from billing_pipelines.definitions import defs
     from billing_pipelines.resources import BillingSettings
 
+    monkeypatch.setenv("BILLING_CONFIG", str(config_with_seller(CONFORMANCE / "config", tmp_path / "config")))
     settings = BillingSettings.from_env()
     instance = cli.dagster_instance(settings)
     cli.main(["ingest", "2026-10-01..2026-11-03"])

@@ -47,9 +47,10 @@ def invoice_document(
     refers_to: str | None = None,
 ) -> dict:
     """The document to render from a SPEC §6 invoice object, the customer's config entry, the
-    seller, and optionally the customer's SPEC §6 margin row (usage by model and action tier)."""
+    seller, and optionally the customer's SPEC §6 margin row (usage by model and action tier, in
+    credits: its cost is ours, COGS, and stays in the margin report)."""
     usage = {
-        field: [{name: row[name], "credits": row["credits"], "cost_usd": row["cogs_usd"]}
+        field: [{name: row[name], "credits": row["credits"]}
                 for row in (margin or {}).get(source, [])]
         for field, source, name in (("usage_by_model", "by_model", "model"),
                                     ("usage_by_action", "by_action", "action"))
@@ -141,7 +142,7 @@ def _long_date(day: date) -> str:
     return f"{day.day} {MONTH_NAMES[day.month - 1]} {day.year}"
 
 
-def _month_name(month: date) -> str:
+def month_name(month: date) -> str:
     return f"{MONTH_NAMES[month.month - 1]} {month.year}"
 
 
@@ -187,7 +188,7 @@ def _credit_rows(doc: _Reader, month: date) -> list[Row]:
         raise InvoiceDocumentError(
             f"{doc.where}: credits do not balance: opening + granted + purchased - (consumed - overage)"
             f" - expired = {c['opening'] + moved}, closing = {c['closing']}")
-    previous, following = _month_name(add_months(month, -1)), _month_name(add_months(month, 1))
+    previous, following = month_name(add_months(month, -1)), month_name(add_months(month, 1))
     return [
         Row("Opening balance", (grouped(c["opening"]),), "balance"),
         Row(f"incl. rolled over from {previous}", (grouped(c["rolled_over_in"]),), "note"),
@@ -206,14 +207,15 @@ def _signed(value: int) -> str:
 
 
 def _usage_rows(doc: _Reader, field: str, name_field: str) -> list[Row]:
-    """Usage rows (name, credits, cost) sorted by name."""
+    """Usage rows (name, credits) sorted by name; a `cost_usd` (COGS, in documents frozen
+    before invoices stopped showing it) is never printed."""
     rows = []
     for index, raw in enumerate(doc.items(field, required=False)):
         if not isinstance(raw, dict):
             raise InvoiceDocumentError(f"{doc.where}: {field}[{index}] must be an object")
         usage = _Reader(raw, f"{doc.where}: {field}[{index}]")
-        rows.append((usage.text(name_field), usage.integer("credits"), usage.decimal("cost_usd")))
-    return [Row(name, (grouped(used), grouped(cost))) for name, used, cost in sorted(rows)]
+        rows.append((usage.text(name_field), usage.integer("credits")))
+    return [Row(name, (grouped(used),)) for name, used in sorted(rows)]
 
 
 class _Reader:

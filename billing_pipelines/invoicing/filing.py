@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from billing_pipelines import billing_db
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import invoice_document, invoice_view
-from billing_pipelines.invoicing.seller import Seller, load_seller
+from billing_pipelines.invoicing.seller import Seller, final_seller, load_seller
 from billing_pipelines.resources import BillingSettings
 
 PARALLEL_FROM = 16  # fewer documents render faster in this process than in a fresh pool
@@ -32,8 +32,10 @@ class Issuer:
     customers: dict[str, Customer]
 
     @classmethod
-    def of(cls, settings: BillingSettings) -> "Issuer":
-        return cls(load_seller(settings.config_dir), settings.billing_config().customers)
+    def of(cls, settings: BillingSettings, final: bool = True) -> "Issuer":
+        """The issuer of final documents (seller.yaml required) or, `final` False, of drafts."""
+        seller = final_seller(settings.config_dir) if final else load_seller(settings.config_dir)
+        return cls(seller, settings.billing_config().customers)
 
     def document(self, invoice: dict, issue_date: date, margin: dict | None = None) -> dict:
         """The PDF document of an invoice or adjustment object, checked renderable (so nothing

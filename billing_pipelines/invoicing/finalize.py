@@ -67,7 +67,7 @@ def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, d
     drafts = [i for i in billing_db.list_invoices(engine, key) if i["status"] == "draft"]
     if not drafts:
         return []
-    issuer = Issuer.of(settings)
+    issuer = Issuer.of(settings, final=False)
     return store_pdfs(settings, (
         (pdf_key(i["org_id"], key), issuer.document(i, issue_date, margins.get(i["org_id"]))) for i in drafts
     ), workers)
