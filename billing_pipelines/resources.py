@@ -18,7 +18,9 @@ class BillingSettings(dg.ConfigurableResource):
     BILLING_HOME (all state, default ./.billing), BILLING_CONFIG (the three YAML files, default
     ./config), BILLING_LANDING (local folder or s3:// URL, default ./data/landing),
     BILLING_WAREHOUSE (Parquet datasets, default $BILLING_HOME/warehouse, or an s3:// URL),
-    BILLING_DATABASE_URL (default SQLite in $BILLING_HOME), BILLING_GRACE_DAYS (default 3).
+    BILLING_DATABASE_URL (default SQLite in $BILLING_HOME), BILLING_GRACE_DAYS (default 3),
+    BILLING_SMTP_URL (default none: e-mails are written to $BILLING_HOME/outbox as .eml files),
+    BILLING_FINANCE_EMAIL (who hears of customers below the target ratio; default none).
     """
 
     home: str
@@ -27,6 +29,8 @@ class BillingSettings(dg.ConfigurableResource):
     warehouse_root: str
     database_url: str
     grace_days: int = 3
+    smtp_url: str = ""
+    finance_email: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "BillingSettings":
@@ -42,6 +46,8 @@ class BillingSettings(dg.ConfigurableResource):
             warehouse_root=_location(env.get("BILLING_WAREHOUSE", f"{home}/warehouse")),
             database_url=env.get("BILLING_DATABASE_URL", f"sqlite:///{home}/billing.db"),
             grace_days=int(grace),
+            smtp_url=env.get("BILLING_SMTP_URL", ""),
+            finance_email=env.get("BILLING_FINANCE_EMAIL", ""),
         )
 
     def billing_config(self) -> BillingConfig:

@@ -14,7 +14,7 @@ shows a close stale once anything it reads changed.
 """
 
 import warnings
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import dagster as dg
@@ -22,9 +22,12 @@ import polars as pl
 from pydantic import Field
 
 from billing_pipelines import duck
+from billing_pipelines.delivery.alerts import queue_margin_alert
+from billing_pipelines.delivery.service import delivery_engine
 from billing_pipelines.ingest.assets import billed_usage
 from billing_pipelines.ingest.pipeline import LandingZone
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
+from billing_pipelines.invoicing.seller import load_seller
 from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
@@ -138,14 +141,21 @@ def _check(asset: str, name: str, problems: list[str]) -> dg.AssetCheckResult:
 )
 def month_documents(context: dg.AssetExecutionContext, billing: BillingSettings):
     month = _month(context.partition_key)
-    documents = _failing_clearly(lambda: close_documents(billing, billing.billing_config(), month, close_shard_count()))
+    config = billing.billing_config()
+    documents = _failing_clearly(lambda: close_documents(billing, config, month, close_shard_count()))
     below = [m["org_id"] for m in documents["margin"] if m["below_target"]]
+    finance_alert = queue_margin_alert(delivery_engine(billing), load_seller(billing.config_dir), billing.finance_email,
+                                       context.partition_key, documents["margin"],
+                                       str(config.price_book.target_credit_to_cost_ratio),
+                                       datetime.now(timezone.utc))
     yield dg.MaterializeResult(asset_key="draft_invoices", metadata={
         "invoices": len(documents["invoices"]),
         "total": dg.MetadataValue.text(_money_total(documents["invoices"])),
     })
     yield dg.MaterializeResult(asset_key="margin_report", metadata={
         "customers_below_target": len(below),
+        "below_target": dg.MetadataValue.json(below),
+        "finance_alert": finance_alert or "none (no customer below target, or no BILLING_FINANCE_EMAIL)",
         "summary": dg.MetadataValue.md(_margin_markdown(documents["margin"])),
     })
     yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents["invoices"]))
@@ -306,7 +316,7 @@ credit_ledger_job = dg.define_asset_job(
 month_close_job = dg.define_asset_job(
     "month_close",
     selection=dg.AssetSelection.assets("draft_invoices", "margin_report", invoice_pdfs, rate_limit_simulation,
-                                       margin_report_pdf, finalized_invoices),
+                                       margin_report_pdf, finalized_invoices, "invoice_delivery"),
     partitions_def=billing_months, tags={"billing/lane": "month_close"},
     description="A month's documents from its shards' ledgers: draft invoices and their PDFs, margin report, "
     "rate-limit simulation; and, on request (tag billing/finalize=true), finalization.",
@@ -316,8 +326,10 @@ margin_report_job = dg.define_asset_job(
     description="The margin report (PDF and HTML) of a closed month, again.",
 )
 finalize_invoices = dg.define_asset_job(
-    "finalize_invoices", selection=[finalized_invoices], partitions_def=billing_months,
-    description="Finalize a billing month's invoices: numbers, PDFs and their sha256, frozen for good.",
+    "finalize_invoices", selection=dg.AssetSelection.assets(finalized_invoices, "invoice_delivery"),
+    partitions_def=billing_months,
+    description="Finalize a billing month's invoices: numbers, PDFs and their sha256, frozen for good; "
+    "then e-mail them to the customers.",
 )
 # When the month's partition ends (its close time, SPEC §2), at 02:00 UTC: collect its events;
 # the automation conditions then close the shards and the documents.
