@@ -29,6 +29,7 @@ from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.definitions import defs
 from billing_pipelines.delivery import queue
 from billing_pipelines.delivery.alerts import queue_margin_alert, raised_alerts, update_states
+from billing_pipelines.delivery.assets import delivery_sensor
 from billing_pipelines.delivery.mail import EmlMailer, SmtpMailer, mailer_for
 from billing_pipelines.delivery.outbox import OUTBOX, add_messages, deliver_outbox, outbox_row
 from billing_pipelines.delivery.service import delivery_engine
@@ -39,7 +40,8 @@ from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
 from conftest import Landing, event
-from delivery_support import SMTP_PASSWORD, SMTP_USER, Receiver, deliver_then_die, smtp_server
+from db_support import DATABASE_KINDS, fresh_database
+from delivery_support import SMTP_PASSWORD, SMTP_USER, Receiver, deliver_then_die, free_port, smtp_server
 from finalize_support import copy_config, pdf_text
 
 OCTOBER = date(2026, 10, 1)
@@ -152,8 +154,9 @@ def test_a_refused_message_is_retried_after_its_backoff_and_starttls_login(tmp_p
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
     engine = billing_db.engine_from_url(f"sqlite:///{tmp_path}/billing.db")
     seller = Seller()
-    add_messages(engine, [outbox_row("<hello.acme@example.com>", "alert", "acme", "billing@acme.example",
-                                     "Hello", "Hello.\n", NOW, seller)])
+    with engine.begin() as conn:
+        add_messages(conn, [outbox_row("<hello.acme@example.com>", "alert", "acme", "billing@acme.example",
+                                       "Hello", "Hello.\n", NOW, seller)])
     with smtp_server(server_tls) as (inbox, port):
         plain = SmtpMailer(f"smtp://127.0.0.1:{port}")
         assert deliver_outbox(engine, plain, None, NOW) == {"sent": 0, "failed": 1}
@@ -169,18 +172,56 @@ def test_a_refused_message_is_retried_after_its_backoff_and_starttls_login(tmp_p
     assert message["From"] == "Example AI Ltd <billing@example.com>"
 
 
+def test_a_bad_smtp_url_is_refused_with_what_it_must_be():
+    for url in ("http://mail.example:25", "smtp://"):
+        with pytest.raises(ValueError, match="BILLING_SMTP_URL must be smtp://"):
+            SmtpMailer(url)
+
+
+def test_the_delivery_sensor_runs_deliver_messages_while_something_is_due(tmp_path):
+    """Nothing due: no run. A due message: a run request, the same while it stays due. A run whose
+    SMTP server is down shows the failure (counts, a failing check); the message waits its backoff."""
+    env = {"BILLING_HOME": str(tmp_path / "home"), "BILLING_CONFIG": str(tmp_path),
+           "BILLING_SMTP_URL": f"smtp://127.0.0.1:{free_port()}"}
+    settings = BillingSettings.from_env(env)
+    context = dg.build_sensor_context(resources={"billing": settings})
+    assert isinstance(delivery_sensor(context), dg.SkipReason)
+    queued_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+    with delivery_engine(settings).begin() as conn:
+        add_messages(conn, [outbox_row("<due.acme@example.com>", "alert", "acme", "billing@acme.example", "Due",
+                                       "Due.\n", queued_at, Seller())])
+    request = delivery_sensor(context)
+    assert isinstance(request, dg.RunRequest) and delivery_sensor(context).run_key == request.run_key
+    result = defs.resolve_job_def("deliver_messages").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), resources={"billing": settings})
+    shown, [check] = materialization(result, "message_delivery"), result.get_asset_check_evaluations()
+    assert (shown["email_failed_now"], shown["email_failed"], check.passed) == (1, 1, False)
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert isinstance(delivery_sensor(context), dg.SkipReason)  # until its backoff is over
+
+
 def test_without_smtp_messages_are_eml_files_in_the_outbox_folder(tmp_path):
     engine = billing_db.engine_from_url(f"sqlite:///{tmp_path}/billing.db")
     mailer = mailer_for("", str(tmp_path / "home"))
     assert mailer == EmlMailer(tmp_path / "home" / "outbox")
-    add_messages(engine, [outbox_row("<low.initech@example.com>", "alert", "initech", "peter@initech.example",
-                                     "Credits low", "80 % used.\n", NOW, Seller())])
+    with engine.begin() as conn:
+        add_messages(conn, [outbox_row("<low.initech@example.com>", "alert", "initech", "peter@initech.example",
+                                       "Credits low", "80 % used.\n", NOW, Seller())])
     assert deliver_outbox(engine, mailer, None, NOW) == {"sent": 1, "failed": 0}
     mailer.send(message_from_bytes((tmp_path / "home/outbox/low.initech@example.com.eml").read_bytes(),
                                    policy=policy.default))  # a resend writes the same file
     [eml] = (tmp_path / "home" / "outbox").iterdir()
     parsed = message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert (parsed["To"], parsed["Subject"], parsed.get_content()) == ("peter@initech.example", "Credits low", "80 % used.\n")
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def engine(request, tmp_path):
+    """A fresh billing database, SQLite or PostgreSQL, with every table."""
+    with fresh_database(request.param, tmp_path) as url:
+        engine = billing_db.engine_from_url(url)
+        yield engine
+        engine.dispose()
 
 
 def verify_standard_webhook(secret: str, headers: dict[str, str], body: str) -> bool:
@@ -193,12 +234,12 @@ def verify_standard_webhook(secret: str, headers: dict[str, str], body: str) -> 
                for sig in headers["webhook-signature"].split() if sig.startswith("v1,"))
 
 
-def test_a_webhook_is_signed_with_the_customers_secret_and_retried_after_a_500(tmp_path):
-    engine = billing_db.engine_from_url(f"sqlite:///{tmp_path}/billing.db")
+def test_a_webhook_is_signed_with_the_customers_secret_and_retried_after_a_500(engine):
     with Receiver() as receiver, httpx.Client() as client:
         receiver.statuses = [500]
-        assert queue_webhook(engine, "acme", receiver.url, "alert_acme_x_1", "alert.x", {"credits_left": 3}, NOW)
-        assert not queue_webhook(engine, "acme", receiver.url, "alert_acme_x_1", "alert.x", {"credits_left": 3}, NOW)
+        with engine.begin() as conn:
+            assert queue_webhook(conn, "acme", receiver.url, "alert_acme_x_1", "alert.x", {"credits_left": 3}, NOW)
+            assert not queue_webhook(conn, "acme", receiver.url, "alert_acme_x_1", "alert.x", {"credits_left": 3}, NOW)
         assert deliver_webhooks(engine, client, NOW) == {"sent": 0, "failed": 1}
         assert deliver_webhooks(engine, client, NOW + timedelta(seconds=29)) == {"sent": 0, "failed": 0}
         assert deliver_webhooks(engine, client, NOW + timedelta(seconds=30)) == {"sent": 1, "failed": 0}
@@ -247,14 +288,16 @@ def test_the_live_micro_batch_fires_an_alert_once_at_80_and_once_at_100_percent(
                                              "BILLING_LANDING": str(tmp_path / "landing")})
         engine = delivery_engine(settings)
         at = datetime(2026, 11, 10, 12, tzinfo=timezone.utc)
-        fired = []
+        fired, batches = [], []
         for name, complex_events in (("first", 34), ("second", 4), ("third", 3), ("fourth", 1)):  # 170, 190, 205, 210
-            process_landed_file(settings, initech_usage(settings, name, complex_events), at=at)
+            batches.append(process_landed_file(settings, initech_usage(settings, name, complex_events), at=at))
             deliver_webhooks(engine, client, at)
             fired.append(receiver.events())
     assert fired == [["alert.credits_used_80"], ["alert.credits_used_80"],
                      ["alert.credits_used_80", "alert.credits_used_100"],
                      ["alert.credits_used_80", "alert.credits_used_100"]]
+    assert [b.alerts_fired for b in batches] == [["alert_initech_credits_used_80_2026-11_1"], [],
+                                                 ["alert_initech_credits_used_100_2026-11_1"], []]
     secret = webhook_secret(engine, "initech", at)
     assert all(verify_standard_webhook(secret, h, body) for h, body in receiver.requests)
     with engine.connect() as conn:
@@ -268,12 +311,12 @@ def balance(consumed: int, left: int, overage: int = 0, month: str = "2026-11", 
                    consumed, overage, None, [], None)
 
 
-def test_an_alert_fires_again_only_after_it_was_clear_and_in_each_period(tmp_path):
-    engine = billing_db.engine_from_url(f"sqlite:///{tmp_path}/billing.db")
+def test_an_alert_fires_again_only_after_it_was_clear_and_in_each_period(engine):
     alerts = ("credits_used_80", "overage_started")
 
     def step(b: Balance, at: datetime = NOW) -> list[tuple[str, int]]:
-        return update_states(engine, "acme", b.month, alerts, raised_alerts(b, alerts, at), at)
+        with engine.begin() as conn:
+            return update_states(conn, "acme", b.month, alerts, raised_alerts(b, alerts, at), at)
 
     assert step(balance(80, 20)) == [("credits_used_80", 1)]
     assert step(balance(90, 10)) == []

@@ -48,6 +48,7 @@ class LiveBatch:
     new_events: int = 0
     balances: dict[str, Balance] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    alerts_fired: list[str] = field(default_factory=list)  # their webhook-ids (delivery.alerts)
 
 
 def landed_file(store: Store, key: str) -> tuple[StoredFile, date]:
@@ -107,9 +108,9 @@ def refresh_balances(con, settings: BillingSettings, config: BillingConfig, orgs
     snapshot, events, absorbed = history(con, settings, config, live, orgs, at)
     balances = current_balances(config, events, orgs, at, settings.grace_days, snapshot)
     written = state.store_balances(engine, balances, generation)
-    raise_alerts(engine, config, load_seller(settings.config_dir), {o: balances[o] for o in written}, at)
+    fired = raise_alerts(engine, config, load_seller(settings.config_dir), {o: balances[o] for o in written}, at)
     state.forget_live_events(engine, absorbed)
-    return LiveBatch(None, generation, balances=balances, written=written)
+    return LiveBatch(None, generation, balances=balances, written=written, alerts_fired=fired)
 
 
 def process_landed_file(settings: BillingSettings, key: str | None, at: datetime | None = None) -> LiveBatch:

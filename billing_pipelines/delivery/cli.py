@@ -4,7 +4,6 @@ is due now, through the `deliver_messages` job): add with `register(subparsers)`
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime, timezone
 
 from billing_pipelines.resources import BillingSettings
@@ -21,10 +20,22 @@ def cmd_webhook_secret(args: argparse.Namespace, settings: BillingSettings) -> N
 
 def cmd_deliver(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.cli import run_job
-    from billing_pipelines.delivery.service import delivery_engine, queue_counts
 
     run_job("deliver_messages", None, settings)
-    print(json.dumps(queue_counts(delivery_engine(settings)), indent=1))
+    print(delivery_summary(settings))
+
+
+def delivery_summary(settings: BillingSettings) -> str:
+    """What the queues hold, per channel, and where e-mail goes."""
+    from urllib.parse import urlsplit
+
+    from billing_pipelines.delivery.service import delivery_engine, queue_counts
+
+    where = (f"SMTP {urlsplit(settings.smtp_url).hostname}" if settings.smtp_url
+             else f".eml files in {settings.home}/outbox (no BILLING_SMTP_URL)")
+    counts = ", ".join(f"{channel}: {c['sent']} sent, {c['failed']} failed, {c['pending'] + c['sending']} pending"
+                       for channel, c in queue_counts(delivery_engine(settings)).items())
+    return f"delivery: {counts} (failed ones are retried with backoff); e-mail to {where}"
 
 
 def register(subparsers) -> None:

@@ -34,11 +34,14 @@ class SmtpMailer:
 
     url: str
 
-    def send(self, message: EmailMessage) -> None:
+    def __post_init__(self):
         parts = urlsplit(self.url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError(f"BILLING_SMTP_URL must be smtp://[user:pass@]host[:port][?starttls=true] or smtps://..., "
                              f"got {parts.scheme}://{parts.hostname or ''}")
+
+    def send(self, message: EmailMessage) -> None:
+        parts = urlsplit(self.url)
         starttls = parse_qs(parts.query).get("starttls", ["false"])[0].lower() in ("true", "1", "yes")
         tls = ssl.create_default_context()
         if parts.scheme == "smtps":

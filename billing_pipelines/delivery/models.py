@@ -12,7 +12,19 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 
-class OutboxMessageRow(SQLModel, table=True):
+class QueuedRow(SQLModel):
+    """The columns of a queue row (billing_pipelines.delivery.queue)."""
+
+    created_at: datetime
+    status: str = Field(default="pending", index=True)  # pending | sending | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_at: datetime | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = None
+
+
+class OutboxMessageRow(QueuedRow, table=True):
     """One e-mail: an invoice, adjustment or credit note with its PDF, or an alert."""
 
     __tablename__ = "delivery_outbox"
@@ -26,13 +38,6 @@ class OutboxMessageRow(SQLModel, table=True):
     body: str
     attachment_key: str | None = None  # the PDF in the warehouse store
     attachment_name: str | None = None
-    created_at: datetime
-    status: str = Field(default="pending", index=True)  # pending | sending | sent | failed
-    attempts: int = 0
-    next_attempt_at: datetime
-    claimed_at: datetime | None = None
-    sent_at: datetime | None = None
-    last_error: str | None = None
 
 
 class WebhookSecretRow(SQLModel, table=True):
@@ -44,7 +49,7 @@ class WebhookSecretRow(SQLModel, table=True):
     created_at: datetime
 
 
-class WebhookDeliveryRow(SQLModel, table=True):
+class WebhookDeliveryRow(QueuedRow, table=True):
     """One webhook message to a customer's endpoint; `webhook_id` is its `webhook-id` header."""
 
     __tablename__ = "webhook_deliveries"
@@ -54,13 +59,6 @@ class WebhookDeliveryRow(SQLModel, table=True):
     url: str
     event_type: str
     payload: str  # the JSON body, signed as it is
-    created_at: datetime
-    status: str = Field(default="pending", index=True)  # pending | sending | sent | failed
-    attempts: int = 0
-    next_attempt_at: datetime
-    claimed_at: datetime | None = None
-    sent_at: datetime | None = None
-    last_error: str | None = None
 
 
 class WebhookAttemptRow(SQLModel, table=True):

@@ -5,12 +5,12 @@ crash between sending and recording is recovered).
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session, select
 
 from billing_pipelines import billing_db
@@ -45,13 +45,13 @@ def queue_documents(engine: Engine, issuer: Issuer, month: str, now: datetime) -
         rows = list(session.exec(query.order_by(billing_db.InvoiceRow.id)))
     messages = [document_message(row, issuer, now) for row in rows
                 if row.org_id in issuer.customers and issuer.customers[row.org_id].email]
-    return add_messages(engine, messages)
-
-
-def add_messages(engine: Engine, messages: list[dict]) -> int:
-    """Insert outbox rows (OutboxMessageRow fields) whose Message-ID is new; returns how many."""
     with engine.begin() as conn:
-        return sum(conn.execute(billing_db.insert_ignore(conn, OUTBOX).values(**m)).rowcount for m in messages)
+        return add_messages(conn, messages)
+
+
+def add_messages(conn: Connection, messages: list[dict]) -> int:
+    """Insert outbox rows (OutboxMessageRow fields) whose Message-ID is new; returns how many."""
+    return sum(conn.execute(billing_db.insert_ignore(conn, OUTBOX).values(**m)).rowcount for m in messages)
 
 
 def document_message(row: billing_db.InvoiceRow, issuer: Issuer, now: datetime) -> dict:
@@ -60,7 +60,7 @@ def document_message(row: billing_db.InvoiceRow, issuer: Issuer, now: datetime) 
     period = parse_month(row.month).strftime("%B %Y")
     refers = f" (to invoice {row.refers_to})" if row.refers_to else ""
     body = (f"Dear {customer.name},\n\nplease find attached {what.lower()} {row.number}{refers} for {period}: "
-            f"total {row.currency} {Decimal(row.total):,.2f}, due {seller.due_date(row.issue_date or date.today()).isoformat()}.\n\n"
+            f"total {row.currency} {Decimal(row.total):,.2f}, due {seller.due_date(row.issue_date).isoformat()}.\n\n"
             f"{seller.name}\n{seller.email}\n")
     return outbox_row(message_id(f"{row.number}.{row.org_id}", seller), row.kind, row.org_id, customer.email,
                       f"{what} {row.number} for {period} from {seller.name}", body, now,

@@ -14,7 +14,7 @@ import secrets
 from datetime import datetime, timezone
 
 import httpx
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from standardwebhooks.webhooks import Webhook
 
 from billing_pipelines import billing_db
@@ -41,15 +41,14 @@ def signed_headers(secret: str, webhook_id: str, at: datetime, body: str) -> dic
             "webhook-signature": Webhook(secret).sign(webhook_id, at, body)}
 
 
-def queue_webhook(engine: Engine, org_id: str, url: str, webhook_id: str, event_type: str, data: dict,
+def queue_webhook(conn: Connection, org_id: str, url: str, webhook_id: str, event_type: str, data: dict,
                   now: datetime) -> bool:
     """Queue `{type, timestamp, data}` for `url` unless `webhook_id` was queued before."""
     at = now.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
     body = json.dumps({"type": event_type, "timestamp": at, "data": data}, sort_keys=True)
-    with engine.begin() as conn:
-        return conn.execute(billing_db.insert_ignore(conn, DELIVERIES).values(
-            webhook_id=webhook_id, org_id=org_id, url=url, event_type=event_type, payload=body,
-            created_at=now, next_attempt_at=now)).rowcount == 1
+    return conn.execute(billing_db.insert_ignore(conn, DELIVERIES).values(
+        webhook_id=webhook_id, org_id=org_id, url=url, event_type=event_type, payload=body,
+        created_at=now, next_attempt_at=now)).rowcount == 1
 
 
 def deliver_webhooks(engine: Engine, client: httpx.Client, now: datetime) -> dict[str, int]:
