@@ -269,10 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from billing_pipelines import backfill
     from billing_pipelines.dashboard import cli as dashboard_cli
+    from billing_pipelines.delivery import cli as delivery_cli
     from billing_pipelines.invoicing import cli as invoicing_cli
     from billing_pipelines.margin import cli as margin_cli
 
-    for domain in (backfill, invoicing_cli, margin_cli, dashboard_cli):
+    for domain in (backfill, invoicing_cli, margin_cli, dashboard_cli, delivery_cli):
         domain.register(sub)
 
     demo = sub.add_parser("demo", help="a demo billing cycle on the embedded default (no service needed)")

@@ -56,6 +56,14 @@ class BillingConfigResource(dg.ConfigurableResource):
     quarantine_limit: str = "0.05"
 
 
+class DeliveryResource(dg.ConfigurableResource):
+    """Where e-mails go (BILLING_SMTP_URL, a secret: its password is shown nowhere; empty: `.eml`
+    files under $BILLING_HOME/outbox) and who hears of customers below target (BILLING_FINANCE_EMAIL)."""
+
+    smtp_url: str = ""
+    finance_email: str = ""
+
+
 def _of(resource: str, field: str) -> property:
     """A read-only attribute of BillingSettings: `field` of its resource `resource`."""
     return property(lambda self: getattr(getattr(self, resource), field))
@@ -65,11 +73,13 @@ class BillingSettings(dg.ConfigurableResource):
     """The warehouse, the billing database and the billing config of one deployment. Every
     setting has an embedded default, so nothing needs a service: BILLING_HOME (default
     ./.billing), BILLING_CONFIG (./config), BILLING_LANDING (./data/landing), BILLING_WAREHOUSE
-    ($BILLING_HOME/warehouse), BILLING_DATABASE_URL (SQLite in $BILLING_HOME), BILLING_GRACE_DAYS (3)."""
+    ($BILLING_HOME/warehouse), BILLING_DATABASE_URL (SQLite in $BILLING_HOME), BILLING_GRACE_DAYS (3),
+    BILLING_SMTP_URL and BILLING_FINANCE_EMAIL (none)."""
 
     storage: WarehouseResource
     database: BillingDatabase
     setup: BillingConfigResource
+    delivery: DeliveryResource
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "BillingSettings":
@@ -98,6 +108,8 @@ class BillingSettings(dg.ConfigurableResource):
             "BILLING_DATABASE_URL": env.get("BILLING_DATABASE_URL", f"sqlite:///{home}/billing.db"),
             "BILLING_KNOWN_GAPS": env.get("BILLING_KNOWN_GAPS", ""),
             "BILLING_QUARANTINE_LIMIT": env.get("BILLING_QUARANTINE_LIMIT", "0.05"),
+            "BILLING_SMTP_URL": env.get("BILLING_SMTP_URL", ""),
+            "BILLING_FINANCE_EMAIL": env.get("BILLING_FINANCE_EMAIL", ""),
         }
         value = {name: source(name, v) if env.get(name) == v else v for name, v in values.items()}
         return cls(
@@ -106,6 +118,7 @@ class BillingSettings(dg.ConfigurableResource):
             setup=BillingConfigResource(config_dir=value["BILLING_CONFIG"], landing=value["BILLING_LANDING"],
                                         grace_days=int(grace), known_gaps=value["BILLING_KNOWN_GAPS"],
                                         quarantine_limit=value["BILLING_QUARANTINE_LIMIT"]),
+            delivery=DeliveryResource(smtp_url=value["BILLING_SMTP_URL"], finance_email=value["BILLING_FINANCE_EMAIL"]),
         )
 
     # the settings the domain functions read, by their environment names
@@ -115,6 +128,8 @@ class BillingSettings(dg.ConfigurableResource):
     config_dir = _of("setup", "config_dir")
     landing = _of("setup", "landing")
     grace_days = _of("setup", "grace_days")
+    smtp_url = _of("delivery", "smtp_url")
+    finance_email = _of("delivery", "finance_email")
 
     def known_gaps(self) -> set:
         from billing_pipelines.ingest.quality import known_gaps

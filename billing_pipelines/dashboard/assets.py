@@ -45,6 +45,7 @@ def live_balances(context: dg.AssetExecutionContext, config: LiveBatchConfig, bi
         "new_events": batch.new_events,
         "customers_updated": dg.MetadataValue.json(batch.written),
         "generation": batch.generation,
+        "alerts_fired": dg.MetadataValue.json(batch.alerts_fired),
     })
 
 

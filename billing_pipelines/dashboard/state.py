@@ -14,8 +14,7 @@ from functools import cache
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, make_url, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, delete, func, insert, make_url, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from billing_pipelines import billing_db
@@ -50,16 +49,8 @@ def dashboard_engine(url: str) -> Engine:
                 time.sleep(0.2 * (attempt + 1))
 
 
-def _insert_ignore(conn: Connection, table: Table):
-    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
-    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    if conn.dialect.name not in dialects:
-        raise ValueError(f"the dashboard needs SQLite or PostgreSQL, not {conn.dialect.name}")
-    return dialects[conn.dialect.name](table).on_conflict_do_nothing()
-
-
 def _bump(conn: Connection) -> int:
-    conn.execute(_insert_ignore(conn, STATE).values(id=1, generation=0))
+    conn.execute(billing_db.insert_ignore(conn, STATE).values(id=1, generation=0))
     conn.execute(update(STATE).where(STATE.c.id == 1).values(generation=STATE.c.generation + 1))
     return conn.execute(select(STATE.c.generation)).scalar_one()
 
@@ -120,7 +111,7 @@ def store_balances(engine: Engine, balances: dict[str, Balance], generation: int
     with engine.begin() as conn:
         for org_id, balance in sorted(balances.items()):
             fields = _balance_fields(balance, now)
-            conn.execute(_insert_ignore(conn, BALANCES).values(org_id=org_id, generation=-1, **fields))
+            conn.execute(billing_db.insert_ignore(conn, BALANCES).values(org_id=org_id, generation=-1, **fields))
             newer = update(BALANCES).where(BALANCES.c.org_id == org_id, BALANCES.c.generation < generation)
             if conn.execute(newer.values(generation=generation, **fields)).rowcount == 0:
                 continue

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
 def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines import billing_db
     from billing_pipelines.cli import parse_month_arg, run_job
+    from billing_pipelines.delivery.cli import delivery_summary
     from billing_pipelines.invoicing.filing import today
     from billing_pipelines.invoicing.finalize import check_issue_date
     from billing_pipelines.periods import month_key
@@ -37,6 +38,7 @@ def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
     print(f"{month_key(month)}: {len(final)} final documents, PDFs in {settings.warehouse().store.url('invoices')}")
     for d in final:
         print(f"  {d['org_id']:<24} {d.get('kind', 'invoice'):<12} {d['number']:<16} {d['currency']} {d['total']:>12}")
+    print(delivery_summary(settings))
 
 
 def _date(text: str) -> date:

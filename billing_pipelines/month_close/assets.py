@@ -15,7 +15,7 @@ shows a close stale once anything it reads changed.
 """
 
 import warnings
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import dagster as dg
@@ -23,10 +23,14 @@ import polars as pl
 from pydantic import Field
 
 from billing_pipelines import billing_db, duck
+from billing_pipelines.delivery.alerts import queue_margin_alert
+from billing_pipelines.delivery.assets import deliver_month_invoices
+from billing_pipelines.delivery.service import delivery_engine
 from billing_pipelines.ingest.assets import billed_usage
 from billing_pipelines.ingest.pipeline import PIPELINE_VERSION, LandingZone
 from billing_pipelines.invoicing.finalize import FinalizationRefused, file_draft_pdfs, finalize_month
 from billing_pipelines.invoicing.review import INVOICE_COLUMNS, invoice_rows
+from billing_pipelines.invoicing.seller import load_seller
 from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
@@ -156,6 +160,10 @@ def month_documents(context: dg.AssetExecutionContext, billing: BillingSettings)
     month, config = _month(context.partition_key), billing.billing_config()
     documents = _failing_clearly(lambda: close_documents(billing, config, month, close_shard_count()))
     below = [m["org_id"] for m in documents["margin"] if m["below_target"]]
+    finance_alert = queue_margin_alert(delivery_engine(billing), load_seller(billing.config_dir), billing.finance_email,
+                                       context.partition_key, documents["margin"],
+                                       str(config.price_book.target_credit_to_cost_ratio),
+                                       datetime.now(timezone.utc))
     yield dg.MaterializeResult(asset_key="draft_invoices", metadata={
         "invoices": len(documents["invoices"]),
         "total": dg.MetadataValue.text(_money_total(documents["invoices"])),
@@ -164,6 +172,8 @@ def month_documents(context: dg.AssetExecutionContext, billing: BillingSettings)
     yield dg.MaterializeResult(asset_key="margin_report", metadata={
         "customers_below_target": len(below),
         "by_customer": _margin_table(documents["margin"]),
+        "below_target": dg.MetadataValue.json(below),
+        "finance_alert": finance_alert or "none (no customer below target, or no BILLING_FINANCE_EMAIL)",
     })
     yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents["invoices"]))
 
@@ -235,7 +245,7 @@ def finalize_month_invoices(context: dg.OpExecutionContext, config: FinalizeConf
         "numbers": dg.MetadataValue.text(f"{numbers[0]} .. {numbers[-1]}" if numbers else "none new"),
         "by_customer": invoice_table(billing, billing.billing_config(), month, documents),
     })
-    yield dg.Output(len(filed))
+    yield dg.Output(key)
 
 
 def _stale_drafts(billing: BillingSettings, month: date) -> list[str]:
@@ -392,9 +402,10 @@ margin_report_job = dg.define_asset_job(
 
 @dg.job(tags={"billing/lane": "finalization"},
         description="Finalize a reviewed billing month: launch with its month and issue date in the config. "
-        "Refuses, saying why, where the drafts are stale or a blocking check of the month failed.")
+        "Refuses, saying why, where the drafts are stale or a blocking check of the month failed; "
+        "then e-mails the documents (invoice_delivery).")
 def finalize_invoices():
-    finalize_month_invoices()
+    deliver_month_invoices(finalize_month_invoices())
 
 
 # When the month's partition ends (its close time, SPEC §2), at 02:00 UTC: collect its events;

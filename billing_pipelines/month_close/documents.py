@@ -6,12 +6,14 @@ credit note (billing_pipelines.invoicing.adjustments)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from fractions import Fraction
 
 from billing_pipelines import billing_db, duck
 from billing_pipelines.config import BillingConfig
+from billing_pipelines.delivery.outbox import queue_documents
 from billing_pipelines.invoicing.adjustments import issue_adjustments
+from billing_pipelines.invoicing.filing import Issuer
 from billing_pipelines.margin.advisor import tier_advice
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition, stored_grants
@@ -46,7 +48,8 @@ def close_documents(settings: BillingSettings, config: BillingConfig, month: dat
     billing_db.sync_config(engine, config)
     billing_db.store_grants(engine, month_key(month), stored_grants(wh, month, shards))
     billing_db.store_draft_invoices(engine, month_key(month), documents["invoices"])
-    issue_adjustments(settings, month, documents["invoices"])
+    if issue_adjustments(settings, month, documents["invoices"]):  # e-mailed like the invoices
+        queue_documents(engine, Issuer.of(settings), month_key(month), datetime.now(timezone.utc))
     return documents
 
 
