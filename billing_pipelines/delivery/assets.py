@@ -18,6 +18,8 @@ from billing_pipelines.resources import BillingSettings
 GROUP = "delivery"
 SENSOR_INTERVAL_SECONDS = 30
 CHECK = "nothing_failing"
+OWNERS = ["team:finance"]
+TAGS = {"domain": "delivery"}
 
 
 def _delivery_metadata(billing: BillingSettings, now: datetime) -> tuple[dict, dict]:
@@ -33,7 +35,7 @@ def _delivery_metadata(billing: BillingSettings, now: datetime) -> tuple[dict, d
 
 invoice_delivery = dg.AssetSpec(
     "invoice_delivery", partitions_def=billing_months, deps=["finalized_invoices"], group_name="invoice_finalization",
-    kinds={"email"},
+    kinds={"email"}, owners=OWNERS, tags=TAGS,
     description="Each final invoice, adjustment and credit note of the month e-mailed with its PDF to the customer, "
     "once (an outbox in the billing database, a Message-ID derived from its number). Recorded by the "
     "finalize_invoices job after finalization; failures are retried with backoff by the delivery_sensor.",
@@ -53,7 +55,7 @@ def deliver_month_invoices(context: dg.OpExecutionContext, month: str, billing: 
     return queued
 
 
-@dg.asset(group_name=GROUP, kinds={"email"}, check_specs=[dg.AssetCheckSpec(CHECK, asset="message_delivery")],
+@dg.asset(group_name=GROUP, kinds={"email"}, owners=OWNERS, tags=TAGS, check_specs=[dg.AssetCheckSpec(CHECK, asset="message_delivery")],
           description="Send every e-mail (invoices, alerts, finance's) and webhook that is due: new ones and "
           "failed ones whose backoff is over; counts by status.")
 def message_delivery(billing: BillingSettings):
