@@ -23,7 +23,7 @@ def fresh_process(script: str, env: dict, *args: str) -> dict:
                          capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         sys.exit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith('{"seconds"')))
 
 
 def fresh_home(out: Path, **extra: str) -> dict:
