@@ -191,20 +191,20 @@ def test_the_delivery_sensor_runs_deliver_messages_while_something_is_due(tmp_pa
     env = {"BILLING_HOME": str(tmp_path / "home"), "BILLING_CONFIG": str(tmp_path),
            "BILLING_SMTP_URL": f"smtp://127.0.0.1:{free_port()}"}
     settings = BillingSettings.from_env(env)
-    context = dg.build_sensor_context(resources={"billing": settings})
-    assert isinstance(delivery_sensor(context), dg.SkipReason)
-    queued_at = datetime.now(timezone.utc) - timedelta(seconds=1)
-    with delivery_engine(settings).begin() as conn:
-        add_messages(conn, [outbox_row("<due.acme@example.com>", "alert", "acme", "billing@acme.example", "Due",
-                                       "Due.\n", queued_at, Seller())])
-    request = delivery_sensor(context)
-    assert isinstance(request, dg.RunRequest) and delivery_sensor(context).run_key == request.run_key
-    result = defs.resolve_job_def("deliver_messages").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), resources={"billing": settings})
-    shown, [check] = materialization(result, "message_delivery"), result.get_asset_check_evaluations()
-    assert (shown["email_failed_now"], shown["email_failed"], check.passed) == (1, 1, False)
-    assert check.severity == dg.AssetCheckSeverity.WARN
-    assert isinstance(delivery_sensor(context), dg.SkipReason)  # until its backoff is over
+    with dg.build_sensor_context(resources={"billing": settings}) as context:
+        assert isinstance(delivery_sensor(context), dg.SkipReason)
+        queued_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+        with delivery_engine(settings).begin() as conn:
+            add_messages(conn, [outbox_row("<due.acme@example.com>", "alert", "acme", "billing@acme.example", "Due",
+                                           "Due.\n", queued_at, Seller())])
+        request = delivery_sensor(context)
+        assert isinstance(request, dg.RunRequest) and delivery_sensor(context).run_key == request.run_key
+        result = defs.resolve_job_def("deliver_messages").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), resources={"billing": settings})
+        shown, [check] = materialization(result, "message_delivery"), result.get_asset_check_evaluations()
+        assert (shown["email_failed_now"], shown["email_failed"], check.passed) == (1, 1, False)
+        assert check.severity == dg.AssetCheckSeverity.WARN
+        assert isinstance(delivery_sensor(context), dg.SkipReason)  # until its backoff is over
 
 
 def test_without_smtp_messages_are_eml_files_in_the_outbox_folder(tmp_path):
