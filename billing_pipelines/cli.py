@@ -155,7 +155,7 @@ def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None
     from dagster import MultiPartitionKey
 
     from billing_pipelines.month_close.chain import months_to_close
-    from billing_pipelines.month_close.documents import stored_month_close
+    from billing_pipelines.month_close.documents import ClosedMonth, stored_month_close
     from billing_pipelines.partitions import billing_months, close_shard_count
     from billing_pipelines.periods import month_key
 
@@ -168,10 +168,10 @@ def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None
         run_job("month_close", month_key(each), settings)
         if each < month:
             print(f"{month_key(each)} closed first (its close was missing or out of date)")
-    meta = stored_month_close(settings.warehouse(), month)
-    total = sum(Decimal(i["total"]) for i in meta["invoices"])
-    print(f"{args.month} closed: {len(meta['invoices'])} draft invoices, total {total:.2f}; "
-          f"{sum(m['below_target'] for m in meta['margin'])} customers below the target ratio")
+    closed = ClosedMonth.from_json(stored_month_close(settings.warehouse(), month))
+    total = sum((i.total for i in closed.invoices), Decimal("0.00"))
+    print(f"{args.month} closed: {len(closed.invoices)} draft invoices, total {total:.2f}; "
+          f"{sum(m.below_target for m in closed.margin)} customers below the target ratio")
     print(f"  invoices: billing invoices {args.month} --format json   (database {settings.database_url})")
     print(f"  margin:   billing margin {args.month} --format json")
 

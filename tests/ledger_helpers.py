@@ -98,7 +98,7 @@ def shares(close, request_id) -> list[tuple[str, str, int]]:
 
 
 def lines(close, org_id="acme") -> list[tuple[str, str]]:
-    invoice = next(i for i in close.invoices if i["org_id"] == org_id)
+    invoice = next(i.to_json() for i in close.invoices if i.org_id == org_id)
     return [(line["kind"], line["amount"]) for line in invoice["lines"]]
 
 

@@ -46,7 +46,7 @@ def november(tmp_path_factory):
     live = process_landed_file(settings, None, at=DECEMBER).balances
     end_of_november = process_landed_file(settings, None, at=datetime(2026, 11, 30, 23, 59, 59)).balances
     ingest(settings, sorted(landing_dates(settings.landing_store())))
-    close = close_months(settings, date(2026, 11, 1))
+    close = close_months(settings, date(2026, 11, 1)).to_json()
     return settings, batches, live, end_of_november, close
 
 

@@ -50,9 +50,9 @@ def billing(tmp_path, config_dir, landing, database_url) -> BillingSettings:
 
 
 def close_october(billing: BillingSettings) -> dict:
-    """What an operator does: ingest what landed, then close October; returns its documents."""
+    """What an operator does: ingest what landed, then close October; returns its documents (JSON)."""
     ingest(billing, sorted(landing_dates(billing.landing_store())))
-    return close_months(billing, OCTOBER)
+    return close_months(billing, OCTOBER).to_json()
 
 
 def finalize_october(billing: BillingSettings, issue_date: date) -> list[dict]:

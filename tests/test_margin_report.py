@@ -260,8 +260,8 @@ def test_the_months_plan_changes_are_counted_and_listed():
     config = load_config(CONFORMANCE_PLAN_CHANGES / "config")
     history = load_landing(CONFORMANCE / "landing", config).frame()
     close = close_month(config, history, NOV)
-    stored = {"month": "2026-11", "margin": close.margin, "invoices": close.invoices,
-              "advisor": advise_tiers(config, history, close),
+    stored = {"month": "2026-11", "margin": [m.to_json() for m in close.margin],
+              "invoices": [i.to_json() for i in close.invoices], "advisor": advise_tiers(config, history, close).to_json(),
               "credit_summaries": {o: s.as_dict() for o, s in close.credit_summaries.items()}}
     report = build_margin_report(config, [stored])
     changes = report.plan_changes

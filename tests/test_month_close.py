@@ -54,8 +54,8 @@ def _assert_equals_full_history(settings: BillingSettings, months: list[date], s
     for month in months:
         full = close_month(config, history, month, settings.grace_days)
         stored = stored_month_close(settings.warehouse(), month)
-        assert stored["invoices"] == full.invoices, month
-        assert stored["margin"] == full.margin, month
+        assert stored["invoices"] == [i.to_json() for i in full.invoices], month
+        assert stored["margin"] == [m.to_json() for m in full.margin], month
         assert stored["credit_summaries"] == {o: s.as_dict() for o, s in full.credit_summaries.items()}, month
         expected = full.allocations.select("request_id", pl.col("grant_id").cast(pl.Utf8), "credits").sort(pl.all())
         assert _allocations(settings, month, shards).equals(expected), month

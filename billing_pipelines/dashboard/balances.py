@@ -124,7 +124,7 @@ def _overage_amount(plan: Plan, overage: list[PeriodOverage]) -> str | None:
     lines = overage_lines(overage)
     if not lines and plan.overage_credit_price is None:
         return None
-    return money(sum((Decimal(line["amount"]) for line in lines), Decimal(0)))
+    return money(sum((line.amount for line in lines), Decimal(0)))
 
 
 def _grant_balance(grant) -> GrantBalance:

@@ -18,7 +18,9 @@ from sqlalchemy import Engine
 from billing_pipelines import billing_db
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import invoice_document, invoice_view
+from billing_pipelines.invoicing.models import Adjustment, Invoice
 from billing_pipelines.invoicing.seller import Seller, load_seller
+from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.resources import BillingSettings
 
 PARALLEL_FROM = 16  # fewer documents render faster in this process than in a fresh pool
@@ -35,17 +37,15 @@ class Issuer:
     def of(cls, settings: BillingSettings) -> "Issuer":
         return cls(load_seller(settings.config_dir), settings.billing_config().customers)
 
-    def document(self, invoice: dict, issue_date: date, margin: dict | None = None) -> dict:
-        """The PDF document of an invoice or adjustment object, checked renderable (so nothing
+    def document(self, invoice: Invoice | Adjustment, issue_date: date, margin: MarginRow | None = None) -> dict:
+        """The PDF document of an invoice or adjustment, checked renderable (so nothing
         unrenderable is ever frozen). An adjustment's credit summary is a difference, which the
         summary table cannot show, so its PDF leaves it out."""
-        customer = self.customers.get(invoice["org_id"])
+        customer = self.customers.get(invoice.org_id)
         if customer is None:
-            raise LookupError(f"{invoice['org_id']!r} has an invoice of {invoice['month']} but is not in customers.yaml")
-        kind = invoice.get("kind", "invoice")
-        document = invoice_document(invoice, customer, self.seller, issue_date, margin,
-                                    kind=kind, refers_to=invoice.get("refers_to"))
-        if kind != "invoice":
+            raise LookupError(f"{invoice.org_id!r} has an invoice of {invoice.month} but is not in customers.yaml")
+        document = invoice_document(invoice, customer, self.seller, issue_date, margin)
+        if isinstance(invoice, Adjustment):
             document["credits"] = None
         invoice_view(document)
         return document

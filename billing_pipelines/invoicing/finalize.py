@@ -13,11 +13,13 @@ from datetime import date
 
 from billing_pipelines import billing_db
 from billing_pipelines.invoicing.filing import Issuer, file_pdfs, store_pdfs, today
+from billing_pipelines.invoicing.models import stored_invoice
+from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 
 
-def finalize_month(settings: BillingSettings, month: date, margins: dict[str, dict], issue_date: date | None = None,
+def finalize_month(settings: BillingSettings, month: date, margins: dict[str, MarginRow], issue_date: date | None = None,
                    workers: int = 2) -> list[dict]:
     """Finalize every draft invoice of `month`, issued on `issue_date` (default today, UTC; not
     before the month has ended): number and freeze them (number_drafts), then render, store and
@@ -27,7 +29,7 @@ def finalize_month(settings: BillingSettings, month: date, margins: dict[str, di
     return file_pdfs(settings, billing_db.engine_from_url(settings.database_url), month_key(month), workers)
 
 
-def number_drafts(settings: BillingSettings, month: date, issue_date: date, margins: dict[str, dict]) -> list[str]:
+def number_drafts(settings: BillingSettings, month: date, issue_date: date, margins: dict[str, MarginRow]) -> list[str]:
     """In one transaction (all or none), give each draft of `month` the next number of the
     issue date's year and freeze it with the document its PDF will be made from."""
     check_issue_date(month, issue_date)
@@ -36,7 +38,8 @@ def number_drafts(settings: BillingSettings, month: date, issue_date: date, marg
         drafts = billing_db.draft_rows(session, key)
         numbers = billing_db.next_document_numbers(session, issue_date.year, len(drafts))
         for row, number in zip(drafts, numbers):
-            invoice = {**billing_db.stored_document(row), "status": "final", "number": number}
+            draft = stored_invoice(billing_db.stored_document(row))
+            invoice = draft.model_copy(update={"status": "final", "number": number})
             rendered = issuer.document(invoice, issue_date, margins.get(row.org_id))
             billing_db.freeze(session, row, number, issue_date, rendered)
     return numbers
@@ -48,17 +51,17 @@ def check_issue_date(month: date, issue_date: date) -> None:
         raise ValueError(f"{month_key(month)} cannot be finalized before it has ended (issue date {issue_date})")
 
 
-def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, dict], workers: int = 2) -> list[str]:
+def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, MarginRow], workers: int = 2) -> list[str]:
     """Render and store the PDF of every draft invoice of `month` (DRAFT watermark, issue date
     the first day after the month) under its draft key; returns the keys."""
     from billing_pipelines.invoicing.pdf import pdf_key
 
     key, issue_date = month_key(month), add_months(month.replace(day=1), 1)
     engine = billing_db.engine_from_url(settings.database_url)
-    drafts = [i for i in billing_db.list_invoices(engine, key) if i["status"] == "draft"]
+    drafts = [stored_invoice(i) for i in billing_db.list_invoices(engine, key) if i["status"] == "draft"]
     if not drafts:
         return []
     issuer = Issuer.of(settings)
     return store_pdfs(settings, (
-        (pdf_key(i["org_id"], key), issuer.document(i, issue_date, margins.get(i["org_id"]))) for i in drafts
+        (pdf_key(i.org_id, key), issuer.document(i, issue_date, margins.get(i.org_id))) for i in drafts
     ), workers)

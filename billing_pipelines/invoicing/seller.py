@@ -19,7 +19,7 @@ from typing import Annotated
 
 from pydantic import Field, Strict, StringConstraints, with_config
 
-from billing_pipelines.config import ENTRY, YamlDocument, read_yaml, validate_documents
+from billing_pipelines.config import ENTRY, read_yaml, validate_documents
 
 SELLER_FILE = "seller.yaml"
 SellerText = Annotated[str, Strict(), StringConstraints(strip_whitespace=True)]
@@ -48,14 +48,4 @@ def load_seller(config_folder: str | Path) -> Seller:
     path = Path(config_folder) / SELLER_FILE
     if not path.is_file():
         return Seller()
-    return _validated(read_yaml(path.read_bytes(), SELLER_FILE))
-
-
-def seller_from_dict(doc: dict, where: str = "seller") -> Seller:
-    """A Seller from a mapping (seller.yaml or an invoice document's `seller`), validated."""
-    return _validated(YamlDocument(where, doc))
-
-
-def _validated(document: YamlDocument) -> Seller:
-    """The seller of `document`, or a ConfigError naming the field."""
-    return validate_documents(dict[str, Seller], [document])[document.name]
+    return validate_documents(dict[str, Seller], [read_yaml(path.read_bytes(), SELLER_FILE)])[SELLER_FILE]

@@ -28,6 +28,7 @@ from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
 from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
+from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.margin.report_document import MarginReport, TREND_MONTHS, write_margin_report
 from billing_pipelines.month_close.documents import close_documents, closes_through, margins_by_org
 from billing_pipelines.month_close.errors import MonthCloseError
@@ -139,26 +140,22 @@ def _check(asset: str, name: str, problems: list[str]) -> dg.AssetCheckResult:
 def month_documents(context: dg.AssetExecutionContext, billing: BillingSettings):
     month = _month(context.partition_key)
     documents = _failing_clearly(lambda: close_documents(billing, billing.billing_config(), month, close_shard_count()))
-    below = [m["org_id"] for m in documents["margin"] if m["below_target"]]
+    below = [m.org_id for m in documents.margin if m.below_target]
     yield dg.MaterializeResult(asset_key="draft_invoices", metadata={
-        "invoices": len(documents["invoices"]),
-        "total": dg.MetadataValue.text(_money_total(documents["invoices"])),
+        "invoices": len(documents.invoices),
+        "total": dg.MetadataValue.text(str(sum((i.total for i in documents.invoices), Decimal("0.00")))),
     })
     yield dg.MaterializeResult(asset_key="margin_report", metadata={
         "customers_below_target": len(below),
-        "summary": dg.MetadataValue.md(_margin_markdown(documents["margin"])),
+        "summary": dg.MetadataValue.md(_margin_markdown(documents.margin)),
     })
-    yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents["invoices"]))
+    yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents.invoices))
 
 
-def _money_total(invoices: list[dict]) -> str:
-    return str(sum((Decimal(i["total"]) for i in invoices), Decimal("0.00")))
-
-
-def _margin_markdown(margin: list[dict]) -> str:
+def _margin_markdown(margin: list[MarginRow]) -> str:
     rows = ["| customer | revenue | COGS | margin % | ratio | below target |", "|---|---:|---:|---:|---:|---|"]
-    rows += [f"| {m['org_id']} | {m['revenue']} | {m['cogs_usd']} | {m['margin_pct']} | "
-             f"{m['credit_to_cost_ratio']} | {'**yes**' if m['below_target'] else 'no'} |" for m in margin]
+    rows += [f"| {m.org_id} | {m.revenue} | {m.cogs_usd} | {m.margin_pct} | "
+             f"{m.credit_to_cost_ratio} | {'**yes**' if m.below_target else 'no'} |" for m in margin]
     return "\n".join(rows)
 
 

@@ -143,9 +143,9 @@ def _documents(closes: list[MonthClose]) -> dict:
     return {
         "usage_revenue": str(revenue),
         "credit_summaries": {o: s.as_dict() for c in closes for o, s in sorted(c.credit_summaries.items())},
-        "invoices": sorted((i for c in closes for i in c.invoices), key=lambda i: i["org_id"]),
+        "invoices": [i.to_json() for i in sorted((i for c in closes for i in c.invoices), key=lambda i: i.org_id)],
         "invoice_usage": dict(sorted((o, u) for c in closes for o, u in c.invoice_usage.items())),
-        "margin": sorted((m for c in closes for m in c.margin), key=lambda m: m["org_id"]),
+        "margin": [m.to_json() for m in sorted((m for c in closes for m in c.margin), key=lambda m: m.org_id)],
     }
 
 
