@@ -74,7 +74,7 @@ def _unseen(con, settings: BillingSettings, query: str) -> str:
 def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
     """The billable events of one file (valid, first in the file) that the warehouse has not seen."""
     classify_files(con, config, settings.landing_store(), [stored], day)
-    priced = (f"SELECT DATE '{day}' AS landing_date, k.key, e.* FROM ({priced_events_sql(day)}) e "
+    priced = (f"SELECT {duck.literal(day)} AS landing_date, k.key, e.* FROM ({priced_events_sql()}) e "
               f"JOIN files k USING (file_idx) WHERE e.first_in_date")
     query = priced_event_fields_sql(f"({_unseen(con, settings, priced)})", f"({event_sources_sql('fields', 'files')})")
     return con.sql(f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({query})").pl().cast(LIVE_EVENT_SCHEMA)

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pyarrow as pa
 
+from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.dashboard.balances import Snapshot
 from billing_pipelines.ingest.landing import partition_name
@@ -52,7 +53,7 @@ def billed_since(con, settings: BillingSettings, config: BillingConfig, snapshot
         days = [d for d in (first + timedelta(days=n) for n in range((date.today() - first).days + 2))
                 if wh.manifest(BILLED, partition_name(d))]
         events = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [usage_partition(snapshot.month)]))
-        handed = [f"SELECT {columns} FROM {events} WHERE billing_month > DATE '{snapshot.month}'"]
+        handed = [f"SELECT {columns} FROM {events} WHERE billing_month > {duck.literal(snapshot.month)}"]
     selects = [f"SELECT {columns} FROM ({billed_events_sql(con, zone, [d])})" for d in days] + handed
     if not selects:
         return f"SELECT {columns} FROM ({no_events_sql()})"

@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from isal import igzip, isal_zlib
 
-from billing_pipelines import duck, paths
+from billing_pipelines import duck
+from billing_pipelines.duck import Sql
 from billing_pipelines.storage import Store, StoredFile
 
 EVENT_FIELDS = (
@@ -175,8 +176,8 @@ def _parse_ts(expr: str) -> str:
     """SQL of an RFC 3339 text `expr` as a UTC timestamp, fractions truncated to microseconds
     (DuckDB's cast truncates), NULL where it is not RFC 3339 or its year is 0000."""
     instant = f"coalesce(try_cast({expr} AS TIMESTAMPTZ), try_cast(upper({expr}) AS TIMESTAMPTZ))"  # t, z
-    return (f"CASE WHEN regexp_full_match({expr}, '{_RFC3339}') AND NOT starts_with({expr}, '0000') "
-            f"THEN {_utc(instant)} END")
+    return Sql(f"CASE WHEN regexp_full_match({expr}, {duck.literal(_RFC3339)}) AND NOT starts_with({expr}, '0000') "
+               f"THEN {_utc(instant)} END")
 
 
 def _utc(instant: str, nanoseconds: bool = False) -> str:
@@ -238,9 +239,9 @@ def _load_json_fields(con: duckdb.DuckDBPyConnection, store: Store, landed: Date
     """Table `json_fields`: the lines of the JSON-lines files parsed (jsonl_fields.sql), a block of
     about JSON_BLOCK_BYTES of text at a time (the next one read meanwhile), so that memory does not
     grow with the size of a file or a date. The rows of a file found unreadable midway are dropped."""
-    fields = ", ".join(f"'$.{name}'" for name in EVENT_FIELDS)
-    parse = (paths.sql("ingest/jsonl_fields.sql").replace("{lines}", "json_lines").replace("{paths}", f"[{fields}]")
-             .replace("{type_paths}", f"['$', {fields}]").replace("{parse_ts(v[4])}", _parse_ts("v[4]")))
+    fields = [f"$.{name}" for name in EVENT_FIELDS]
+    parse = duck.render("ingest/jsonl_fields.sql", lines=Sql("json_lines"), paths=duck.literal_list(fields),
+                        type_paths=duck.literal_list(["$", *fields]), parse_ts=_parse_ts)
     _register_strict_json(con)
     con.register("json_lines", _NO_LINES)
     con.execute(f"CREATE OR REPLACE TEMP TABLE json_fields AS {parse}")

@@ -16,7 +16,8 @@ from typing import Annotated
 import duckdb
 from pydantic import BaseModel, ConfigDict, Strict, StringConstraints
 
-from billing_pipelines import paths
+from billing_pipelines import duck
+from billing_pipelines.duck import Sql
 from billing_pipelines.money import Cost, PerCredit, round_half_up
 
 PERCENTILES = ("median", "p90", "p99")  # the nearest ranks of 1/2, 9/10 and 99/100 (tier_stats.sql)
@@ -74,7 +75,7 @@ def tier_advice(
     credits recognized `usage_revenue` in total."""
     consumed = con.execute(f"SELECT coalesce(sum(credits), 0) FROM ({events})").fetchone()[0]
     per_credit = usage_revenue / consumed if consumed else None
-    stats = con.execute(paths.sql("margin/tier_stats.sql").format(events=events))
+    stats = con.execute(duck.render("margin/tier_stats.sql", events=Sql(events)))
     columns = [c[0] for c in stats.description]
     actions = stats.fetchall()
     models = con.execute(f"SELECT model, sum(credits), sum(cost_usd) FROM ({events}) GROUP BY 1 ORDER BY 1").fetchall()

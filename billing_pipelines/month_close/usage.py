@@ -53,7 +53,7 @@ def collect_month_usage(zone: LandingZone, month: date, grace_days: int) -> dict
                      for day in billed]
             if previous is not None:
                 handed = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(add_months(month, -1))]))
-                parts.append(_write(con, f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = DATE '{month}'",
+                parts.append(_write(con, f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = {duck.literal(month)}",
                                     Path(scratch) / "handed-over.parquet"))
             events = f"read_parquet({duck.literal_list(parts)})" if parts else f"({no_events_sql()})"
             counts = dict(con.execute(f"SELECT bucket, count(*) FROM {events} WHERE billing_month = $1 GROUP BY 1",
@@ -112,7 +112,7 @@ def _billed_on(con, zone: LandingZone, day: date, grace_days: int) -> str:
     """The billed events of one landing date with their customer bucket and billing month."""
     open_month = first_open_month(day, grace_days)
     fields = ", ".join(f"e.{c}" for c in BILLED_EVENT_SCHEMA)
-    return (f"SELECT {fields}, b.bucket, greatest(date_trunc('month', e.ts)::DATE, DATE '{open_month}') AS billing_month "
+    return (f"SELECT {fields}, b.bucket, greatest(date_trunc('month', e.ts)::DATE, {duck.literal(open_month)}) AS billing_month "
             f"FROM ({billed_events_sql(con, zone, [day])}) e JOIN customer_buckets b USING (org_id)")
 
 
@@ -134,7 +134,7 @@ def no_events_sql() -> str:
 def month_events_sql(con, wh, month: date, buckets: list[int] | None = None) -> str:
     """A query of the collected events billed in `month` (of the customer `buckets`)."""
     relation = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(month)]))
-    where = f"billing_month = DATE '{month.replace(day=1)}'"
+    where = f"billing_month = {duck.literal(month.replace(day=1))}"
     if buckets is not None:
         where += f" AND bucket IN ({', '.join(str(int(b)) for b in buckets) or 'NULL'})"
     return f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM {relation} WHERE {where}"
