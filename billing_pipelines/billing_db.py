@@ -331,19 +331,6 @@ def stored_document(row: InvoiceRow) -> dict:
     return {**json.loads(row.document_json), "status": row.status, "number": row.number}
 
 
-def record_invoice_pdf(engine: Engine, month: str, org_id: str, pdf_sha256: str) -> None:
-    """Record the SHA-256 of the PDF rendered for the customer's draft invoice of `month`."""
-    with Session(engine) as session:
-        draft = session.exec(select(InvoiceRow).where(
-            InvoiceRow.month == month, InvoiceRow.org_id == org_id, InvoiceRow.status == "draft"
-        )).first()
-        if draft is None:
-            raise ValueError(f"no draft invoice of {org_id} for {month}")
-        draft.pdf_sha256 = pdf_sha256
-        session.add(draft)
-        session.commit()
-
-
 def list_invoices(engine: Engine, month: str) -> list[dict]:
     """The invoices of `month` as SPEC §6 objects, sorted by org_id (finalized first where an
     org has both), with status and number as stored; then the adjustments and credit notes,

@@ -31,7 +31,6 @@ CONFIG_FILES = ("pricebook.yaml", "plans.yaml", "customers.yaml")
 # Rates carry at most this many decimal places, so a token's cost is an exact multiple of
 # 10^-(RATE_PLACES + 3) USD (rates are per 1,000 tokens).
 RATE_PLACES = 9
-COST_SCALE = RATE_PLACES + 3
 
 
 class ConfigError(ValueError):

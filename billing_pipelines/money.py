@@ -34,11 +34,6 @@ def rate(value: Decimal) -> Decimal:
     return round_half_up(value, max(2, -value.as_tuple().exponent))
 
 
-def rate_text(value: Decimal) -> str:
-    """A configured price as text with at least 2 decimals ("0.0120", "49.00")."""
-    return f"{rate(value):f}"
-
-
 def _decimal(value: Any) -> Decimal:
     """A decimal from its text (or an integer); a binary float or a boolean is refused."""
     if isinstance(value, Decimal):

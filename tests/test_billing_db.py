@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from billing_pipelines.billing_db import (
     CustomerRow, GrantRow, InvoiceLineRow, InvoiceRow, PlanRow, PriceBookVersion,
-    default_database_url, engine_from_url, list_invoices, record_invoice_pdf, store_draft_invoices,
+    default_database_url, engine_from_url, list_invoices, store_draft_invoices,
     store_grants,
     sync_config,
 )
@@ -88,17 +88,6 @@ def test_finalized_invoices_are_never_touched(engine, november):
         ("acme", "final", "2026-000001"), ("globex", "draft", None), ("initech", "draft", None),
     ]
     assert list_invoices(engine, "2026-10") == []
-
-
-def test_pdf_hash_is_recorded_on_the_draft(engine, november):
-    _, close = november
-    store_draft_invoices(engine, "2026-11", close.invoices)
-    record_invoice_pdf(engine, "2026-11", "globex", "ab" * 32)
-    with Session(engine) as session:
-        globex = session.exec(select(InvoiceRow).where(InvoiceRow.org_id == "globex")).one()
-        assert globex.pdf_sha256 == "ab" * 32
-    with pytest.raises(ValueError, match="nobody"):
-        record_invoice_pdf(engine, "2026-11", "nobody", "00")
 
 
 def test_grants_are_stored_with_exact_unit_prices(engine, november):

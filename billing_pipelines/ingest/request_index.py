@@ -20,7 +20,6 @@ when next needed). Readers need no lock: a compacted run that is missing is read
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -328,10 +327,6 @@ def _group(days: list[date], key) -> dict:
     for d in sorted(days):
         groups.setdefault(key(d), []).append(d)
     return groups
-
-
-def keys_digest(keys: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(keys).tobytes()).hexdigest()
 
 
 def symmetric_difference(old: np.ndarray, new: np.ndarray) -> np.ndarray:
