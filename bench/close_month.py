@@ -39,7 +39,7 @@ if step == "ledger":
 else:
     from billing_pipelines.month_close.documents import close_documents
     documents = close_documents(settings, config, month, shards)
-    what = {"invoices": len(documents["invoices"]), "total": str(sum(__import__("decimal").Decimal(i["total"]) for i in documents["invoices"]))}
+    what = {"invoices": len(documents.invoices), "total": str(sum(i.total for i in documents.invoices))}
 """
 
 
