@@ -70,7 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="finalize-bench-") as home:
         env = {"BILLING_HOME": home, "BILLING_CONFIG": f"{home}/config", "BILLING_LANDING": f"{home}/landing"}
-        settings = BillingSettings.from_env({**env, **({"BILLING_DATABASE_URL": args.database_url} if args.database_url else {})})
+        database = {"BILLING_DATABASE_URL": args.database_url} if args.database_url else {}
+        settings = BillingSettings.from_env({**env, **database})
         margins = seed(settings, args.count)
         start = time.perf_counter()
         numbers = number_drafts(settings, MONTH, date(2026, 12, 4), margins)

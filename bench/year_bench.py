@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from bench_support import ROOT, fresh_home, fresh_process
 
 sys.path.insert(0, str(ROOT))

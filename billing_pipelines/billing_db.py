@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, Index, delete, text, update
@@ -189,7 +189,7 @@ def _price_book_version(book: PriceBook) -> PriceBookVersion:
         target_credit_to_cost_ratio=str(book.target_credit_to_cost_ratio),
         models_json=models,
         actions_json=actions,
-        loaded_at=datetime.now(timezone.utc),
+        loaded_at=datetime.now(UTC),
     )
 
 
@@ -199,8 +199,8 @@ def store_grants(engine: Engine, month: str, grants: list[Grant]) -> None:
         for g in grants:
             fields = {
                 **asdict(g),
-                "start": g.start.replace(tzinfo=timezone.utc),
-                "expiry": g.expiry.replace(tzinfo=timezone.utc),
+                "start": g.start.replace(tzinfo=UTC),
+                "expiry": g.expiry.replace(tzinfo=UTC),
                 "unit_price": str(g.unit_price),
                 "as_of_month": month,
             }
@@ -276,7 +276,7 @@ def add_document(session: Session, document: Invoice | Adjustment, rendered: dic
         credits_json=json.dumps(stored["credits"]),
         document_json=json.dumps(stored),
         rendered_json=None if rendered is None else json.dumps(rendered),
-        created_at=datetime.now(timezone.utc),
+        created_at=datetime.now(UTC),
     )
     session.add(row)
     session.flush()

@@ -38,7 +38,8 @@ def dagster_instance(settings: BillingSettings):
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(settings.home) / "dagster")))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text("# Embedded default: SQLite storage in this folder.\ntelemetry:\n  enabled: false\n")
+        (home / "dagster.yaml").write_text(
+            "# Embedded default: SQLite storage in this folder.\ntelemetry:\n  enabled: false\n")
     return DagsterInstance.get()
 
 
@@ -104,7 +105,6 @@ def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
     """Ingest each date (SPEC §6): print what was ingested; exit 3 where some dates have unreadable
     files (each named on stderr with what to do), 1 where a date could not be ingested at all."""
     from billing_pipelines.ingest.pipeline import summary_of
-
     from billing_pipelines.partitions import landing_dates
 
     days = parse_dates(args.dates)
@@ -227,7 +227,8 @@ def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
     today = date.today()
     start = add_months(today.replace(day=1), -2)
     if not Path(settings.config_dir, "customers.yaml").exists():
-        print(f"generating a landing zone from {start} to {today} in {settings.landing}, config in {settings.config_dir}")
+        print(f"generating a landing zone from {start} to {today} in {settings.landing}, "
+              f"config in {settings.config_dir}")
         main(["generate", "--start", start.isoformat(), "--days", str((today - start).days + 1)])
         # the Dagster partitions start with the customers: load them afresh, over the new config
         raise SystemExit(subprocess.run([sys.executable, "-m", "billing_pipelines.cli", "demo"]).returncode)

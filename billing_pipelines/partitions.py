@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar
 import os
 import zlib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -71,7 +71,7 @@ landing_dates = dg.DailyPartitionsDefinition(
     start_date=_START.isoformat(), end_offset=_days_left_in_month(date.today()) + 1
 )
 billing_months = dg.MonthlyPartitionsDefinition(
-    start_date=datetime(_START.year, _START.month, 1, tzinfo=timezone.utc) + timedelta(days=grace_days()),
+    start_date=datetime(_START.year, _START.month, 1, tzinfo=UTC) + timedelta(days=grace_days()),
     day_offset=grace_days() + 1, fmt="%Y-%m", end_offset=1,
 )
 close_shards = dg.StaticPartitionsDefinition([str(i) for i in range(close_shard_count())])

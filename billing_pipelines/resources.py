@@ -29,7 +29,7 @@ class BillingSettings(dg.ConfigurableResource):
     grace_days: int = 3
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "BillingSettings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> BillingSettings:
         env = os.environ if environ is None else environ
         home = str(Path(env.get("BILLING_HOME", ".billing")).resolve())
         grace = env.get("BILLING_GRACE_DAYS", "3")

@@ -18,8 +18,6 @@ from billing_pipelines.invoicing.models import Invoice
 from billing_pipelines.month_close.documents import MONTH_CLOSE, partition
 from billing_pipelines.periods import parse_month
 from billing_pipelines.resources import BillingSettings
-
-
 from conftest import EXAMPLES as CONFIG  # noqa: E402  (tests/data/examples)
 
 

@@ -8,17 +8,24 @@ import pytest
 from sqlmodel import Session, select
 
 from billing_pipelines.billing_db import (
-    CustomerRow, GrantRow, InvoiceLineRow, InvoiceRow, PlanRow, PriceBookVersion,
-    default_database_url, engine_from_url, list_invoices, store_draft_invoices,
+    CustomerRow,
+    GrantRow,
+    InvoiceLineRow,
+    InvoiceRow,
+    PlanRow,
+    PriceBookVersion,
+    default_database_url,
+    engine_from_url,
+    list_invoices,
+    store_draft_invoices,
     store_grants,
     sync_config,
 )
 from billing_pipelines.close import close_month
 from billing_pipelines.config import load_config
+from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 from db_support import DATABASE_KINDS, fresh_database
 from reference_ingest import load_landing
-
-from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 
 
 @pytest.fixture(params=DATABASE_KINDS)
@@ -61,7 +68,7 @@ def test_drafts_are_stored_exactly_and_listed_as_spec_json(engine, november):
         )
         lines = session.exec(select(InvoiceLineRow).where(InvoiceLineRow.invoice_id == acme.id)
                              .order_by(InvoiceLineRow.position)).all()
-        assert [(l.kind, l.amount) for l in lines] == [("plan_fee", "49.00"), ("credit_purchase", "100.00")]
+        assert [(line.kind, line.amount) for line in lines] == [("plan_fee", "49.00"), ("credit_purchase", "100.00")]
 
 
 def test_storing_drafts_again_replaces_them(engine, november):

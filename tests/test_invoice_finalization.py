@@ -12,11 +12,11 @@ import pytest
 from sqlmodel import Session, select
 
 from billing_pipelines import billing_db
+from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.invoicing.filing import today as issue_day
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
 from billing_pipelines.invoicing.pdf import render_invoice_pdf
-from billing_pipelines.ingest.landing import landing_dates
-from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.month_close.documents import margins_by_org
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
@@ -179,7 +179,7 @@ def test_each_further_change_is_adjusted_relative_to_all_earlier_documents(billi
                                 "quantity": "500", "unit_price": "0.0120", "amount": "6.00"}]
     assert (second["kind"], second["total"]) == ("adjustment", "7.20")
     assert credit_note["kind"] == "credit_note" and credit_note["refers_to"] == "INV-2026-000001"
-    assert [(l["quantity"], l["unit_price"], l["amount"]) for l in credit_note["lines"]] == [
+    assert [(line["quantity"], line["unit_price"], line["amount"]) for line in credit_note["lines"]] == [
         ("1", "39.00", "39.00"), ("-1", "49.00", "-49.00")]
     assert (credit_note["subtotal"], credit_note["tax"], credit_note["total"]) == ("-10.00", "-2.00", "-12.00")
     acme = next(i for i in corrected if i["org_id"] == "acme")

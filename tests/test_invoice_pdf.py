@@ -14,15 +14,14 @@ import pytest
 from pypdf import PdfReader
 
 import billing_pipelines
-
 from billing_pipelines.close import close_month
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import InvoiceDocumentError, invoice_document
+from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
 from billing_pipelines.invoicing.models import Adjustment, Invoice
-from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.invoicing.pdf import render_invoice_html, render_invoice_pdf, render_invoice_pdfs
 from billing_pipelines.invoicing.seller import Seller
-from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
+from billing_pipelines.margin.report import MarginRow
 from ledger_helpers import change, config, events, plan
 
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")

@@ -11,7 +11,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from billing_pipelines import duck
@@ -22,7 +23,6 @@ from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition
 from billing_pipelines.month_close.run import close_months
-from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 from conftest import CONFORMANCE, EXAMPLES, Landing, event
 

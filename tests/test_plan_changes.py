@@ -16,9 +16,7 @@ import pytest
 
 from billing_pipelines.close import advise_tiers, close_month
 from billing_pipelines.dashboard.balances import current_balances
-from ledger_helpers import (
-    assert_consistent, change, config, credits_of, events, lines, plan, purchase, shares,
-)
+from ledger_helpers import assert_consistent, change, config, credits_of, events, lines, plan, purchase, shares
 
 OCT, NOV, DEC, JAN = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
 BASIC = plan("basic", fee="30.00", included=300, overage="0.0200", rollover_max=100, rollover_months=1)

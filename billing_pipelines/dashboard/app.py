@@ -61,7 +61,8 @@ def create_app(engine: Engine, limiter: RateLimiter | None = None, limits: Reque
         Mount("/static", StaticFiles(directory=resource_dir("assets") / "dashboard"), name="static"),
     ]
     if limiter:
-        routes += ratelimit_routes(limiter, Callers(LiveGatewayKeys(engine, key_seconds), partial(org_of_token, engine)))
+        routes += ratelimit_routes(limiter,
+                                   Callers(LiveGatewayKeys(engine, key_seconds), partial(org_of_token, engine)))
     return Starlette(routes=routes, middleware=[Middleware(LimitedRequests, limits=limits)])
 
 

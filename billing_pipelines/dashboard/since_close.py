@@ -15,9 +15,11 @@ from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import BILLED, LandingZone, billed_events_sql
 from billing_pipelines.ledger.consumption import opening_grants
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
-from billing_pipelines.month_close.documents import MONTH_CLOSE, partition as close_partition
+from billing_pipelines.month_close.documents import MONTH_CLOSE
+from billing_pipelines.month_close.documents import partition as close_partition
 from billing_pipelines.month_close.ledger import stored_grants
-from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql, partition as usage_partition
+from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql
+from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import close_shard_count, month_window
 from billing_pipelines.periods import add_months
 from billing_pipelines.resources import BillingSettings

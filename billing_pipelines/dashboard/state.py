@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +21,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from billing_pipelines import billing_db
 from billing_pipelines.dashboard.balances import Balance
 from billing_pipelines.dashboard.models import (
-    BalanceGrantRow, BalanceRow, BalanceUsageRow, LiveBatchRow, LiveEventRow, LiveStateRow,
+    BalanceGrantRow,
+    BalanceRow,
+    BalanceUsageRow,
+    LiveBatchRow,
+    LiveEventRow,
+    LiveStateRow,
 )
 from billing_pipelines.storage import StoredFile
 
@@ -79,7 +84,7 @@ def record_batch(engine: Engine, stored: StoredFile, day: date, events: pl.DataF
             conn.execute(insert(EVENTS), rows)
         conn.execute(insert(BATCHES).values(
             key=stored.key, size=stored.size, mtime_ns=stored.mtime_ns, landing_date=day,
-            generation=generation, rows_new=len(rows), processed_at=datetime.now(timezone.utc),
+            generation=generation, rows_new=len(rows), processed_at=datetime.now(UTC),
         ))
     return new
 
@@ -115,7 +120,7 @@ def forget_live_events(engine: Engine, request_ids: list[str]) -> None:
 def store_balances(engine: Engine, balances: dict[str, Balance], generation: int) -> list[str]:
     """Write each balance unless a newer generation's is stored; returns the orgs written."""
     written = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         for org_id, balance in sorted(balances.items()):
             fields = _balance_fields(balance, now)
@@ -146,7 +151,7 @@ def _balance_fields(balance: Balance, now: datetime) -> dict:
 
 def credits_left(engine: Engine, org_id: str, now: datetime | None = None) -> int | None:
     """Credits left now in the customer's active grants; None where no balance is stored."""
-    now = _aware(now or datetime.now(timezone.utc))
+    now = _aware(now or datetime.now(UTC))
     with engine.connect() as conn:
         if conn.execute(select(BALANCES.c.org_id).where(BALANCES.c.org_id == org_id)).first() is None:
             return None
@@ -158,7 +163,7 @@ def credits_left(engine: Engine, org_id: str, now: datetime | None = None) -> in
 
 def balance_document(engine: Engine, org_id: str, now: datetime | None = None) -> dict | None:
     """The JSON of `GET /v1/balance` for one customer (grants active now), or None."""
-    now = _aware(now or datetime.now(timezone.utc))
+    now = _aware(now or datetime.now(UTC))
     with engine.connect() as conn:
         row = conn.execute(select(BALANCES).where(BALANCES.c.org_id == org_id)).mappings().first()
         if row is None:
@@ -213,7 +218,7 @@ def _aware(moment: datetime | None) -> datetime | None:
     """A naive UTC time (the ledger's) or an aware one, as an aware UTC time (the database's)."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:

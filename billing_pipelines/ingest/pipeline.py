@@ -29,14 +29,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from billing_pipelines import duck
-from billing_pipelines.duck import Sql
 from billing_pipelines.config import RATE_PLACES, BillingConfig
+from billing_pipelines.duck import Sql
 from billing_pipelines.ingest.landing import (
-    DateFiles, date_files, files_fingerprint, landed_files, load_fields, load_quarantined_raw, parquet_fields_sql,
-    partition_name, read_fields, read_parquet_sql,
+    DateFiles,
+    date_files,
+    files_fingerprint,
+    landed_files,
+    load_fields,
+    load_quarantined_raw,
+    parquet_fields_sql,
+    partition_name,
+    read_fields,
+    read_parquet_sql,
 )
 from billing_pipelines.ingest.request_index import (
-    CHUNK, KEYS, Probe, RequestIndex, day_of, index_lock, same_keys, symmetric_difference,
+    CHUNK,
+    KEYS,
+    Probe,
+    RequestIndex,
+    day_of,
+    index_lock,
+    same_keys,
+    symmetric_difference,
 )
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
@@ -222,7 +237,8 @@ def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store:
     def read() -> None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE classified AS {classify}")
         if not _in_landing_order(con):
-            con.execute("CREATE OR REPLACE TEMP TABLE classified AS SELECT * FROM classified ORDER BY file_idx, line_no")
+            con.execute("CREATE OR REPLACE TEMP TABLE classified AS "
+                        "SELECT * FROM classified ORDER BY file_idx, line_no")
         con.execute(duck.render("ingest/later_occurrences.sql"))
         load_quarantined_raw(con, landed)
 
@@ -431,7 +447,8 @@ def _decide(zone: LandingZone, index: RequestIndex, day: date) -> IngestSummary:
             day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"],
             meta["unreadable_files"], meta["skipped_files"],
         )
-        wh.commit(BILLED, part, con, {"cross_day_duplicates": query}, {"stage": meta["fingerprint"], **summary.to_json()})
+        wh.commit(BILLED, part, con, {"cross_day_duplicates": query},
+                  {"stage": meta["fingerprint"], **summary.to_json()})
         return summary
     finally:
         con.close()
@@ -451,7 +468,8 @@ def stale_dates(zone: LandingZone, days: list[date]) -> list[date]:
     for day in days:
         staged, billed = zone.staged(day), zone.warehouse.manifest(BILLED, partition_name(day))
         landed = bool(zone.files_of(day))
-        if (landed or billed) and (staged is None or billed is None or billed["meta"]["stage"] != staged["meta"]["fingerprint"]):
+        stale = staged is None or billed is None or billed["meta"]["stage"] != staged["meta"]["fingerprint"]
+        if (landed or billed) and stale:
             stale.append(day)
     return stale
 
@@ -517,7 +535,8 @@ def _stored_sources_sql(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: li
                 key = manifest["meta"]["files"][file_idx]
                 path = _landed_copy(wh, part, name, key)
                 fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
-                selects.append(event_sources_sql(f"({fields})", f"(SELECT {file_idx} AS file_idx, {duck.literal(key)} AS key)"))
+                selects.append(event_sources_sql(f"({fields})",
+                                                 f"(SELECT {file_idx} AS file_idx, {duck.literal(key)} AS key)"))
     if not selects:  # no events at all: the same columns, no rows
         empty = parquet_fields_sql(0, "(SELECT 0 AS file_row_number WHERE false)", pa.schema([]))
         selects.append(event_sources_sql(f"({empty})", "(SELECT 0 AS file_idx, '' AS key)"))

@@ -98,7 +98,7 @@ class Probe:
     keys: np.ndarray
 
     @classmethod
-    def of(cls, keys: np.ndarray) -> "Probe":
+    def of(cls, keys: np.ndarray) -> Probe:
         return cls(keys if _sorted(keys) else keys[np.argsort(keys["h1"], kind="stable")])
 
     @cached_property
@@ -130,7 +130,8 @@ class Run:
         return _confirm(self.keys, self.days, probe.keys, maybe)
 
 
-def _confirm(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _confirm(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray,
+             maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The positions of `maybe` in `wanted` whose hash `keys` holds, with the earliest day."""
     h1 = wanted["h1"][maybe]
     left, right = np.searchsorted(keys["h1"], h1, "left"), np.searchsorted(keys["h1"], h1, "right")

@@ -164,7 +164,8 @@ def _month(value: Any) -> date:
     try:
         return parse_month(value)
     except (ValueError, AttributeError):
-        raise PydanticCustomError("document", "{problem}", {"problem": f"is not a month (YYYY-MM): {value!r}"}) from None
+        raise PydanticCustomError("document", "{problem}",
+                                  {"problem": f"is not a month (YYYY-MM): {value!r}"}) from None
 
 
 def _day(value: Any) -> Any:

@@ -8,11 +8,11 @@ from decimal import Decimal
 from fractions import Fraction
 
 from billing_pipelines.config import BillingConfig, CreditPurchase, Plan, PlanPeriod
-from billing_pipelines.ledger.consumption import CreditSummary, PeriodOverage
-from billing_pipelines.ledger.subscriptions import month_days, prorated_fee, whole_month
-from billing_pipelines.ledger.grants import utc_naive
-from billing_pipelines.ledger.usage import usage_totals
 from billing_pipelines.invoicing.models import Invoice, InvoiceLine
+from billing_pipelines.ledger.consumption import CreditSummary, PeriodOverage
+from billing_pipelines.ledger.grants import utc_naive
+from billing_pipelines.ledger.subscriptions import month_days, prorated_fee, whole_month
+from billing_pipelines.ledger.usage import usage_totals
 from billing_pipelines.money import money, rate, round_half_up
 from billing_pipelines.periods import month_key
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
 
@@ -34,7 +34,7 @@ class Issuer:
     customers: dict[str, Customer]
 
     @classmethod
-    def of(cls, settings: BillingSettings) -> "Issuer":
+    def of(cls, settings: BillingSettings) -> Issuer:
         return cls(load_seller(settings.config_dir), settings.billing_config().customers)
 
     def document(self, invoice: Invoice | Adjustment, issue_date: date, margin: MarginRow | None = None) -> dict:
@@ -53,7 +53,7 @@ class Issuer:
 
 def today() -> date:
     """Today in UTC: the default issue date."""
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def render_all(documents: list[dict], workers: int = 2) -> Iterator[bytes]:

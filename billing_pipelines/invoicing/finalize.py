@@ -19,8 +19,8 @@ from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 
 
-def finalize_month(settings: BillingSettings, month: date, margins: dict[str, MarginRow], issue_date: date | None = None,
-                   workers: int = 2) -> list[dict]:
+def finalize_month(settings: BillingSettings, month: date, margins: dict[str, MarginRow],
+                   issue_date: date | None = None, workers: int = 2) -> list[dict]:
     """Finalize every draft invoice of `month`, issued on `issue_date` (default today, UTC; not
     before the month has ended): number and freeze them (number_drafts), then render, store and
     record each PDF (file_pdfs). `margins`: the month's margin rows by org (the usage its PDF
@@ -51,7 +51,8 @@ def check_issue_date(month: date, issue_date: date) -> None:
         raise ValueError(f"{month_key(month)} cannot be finalized before it has ended (issue date {issue_date})")
 
 
-def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, MarginRow], workers: int = 2) -> list[str]:
+def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, MarginRow],
+                    workers: int = 2) -> list[str]:
     """Render and store the PDF of every draft invoice of `month` (DRAFT watermark, issue date
     the first day after the month) under its draft key; returns the keys."""
     from billing_pipelines.invoicing.pdf import pdf_key

@@ -19,7 +19,6 @@ from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
 from billing_pipelines.money import Cost, Money, money, round_half_up
 from billing_pipelines.periods import month_key
 
-
 Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
 Count = Annotated[int, Strict()]
 _ROW = ConfigDict(extra="forbid", frozen=True)

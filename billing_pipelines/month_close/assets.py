@@ -29,14 +29,15 @@ from billing_pipelines.ledger.checks import conservation_problems, invoice_total
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.margin.report import MarginRow
-from billing_pipelines.margin.report_document import MarginReport, TREND_MONTHS, write_margin_report
+from billing_pipelines.margin.report_document import TREND_MONTHS, MarginReport, write_margin_report
 from billing_pipelines.month_close.documents import close_documents, closes_through, margins_by_org
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.ledger import bucket_batches, close_ledger_shard, stored_grants
 from billing_pipelines.month_close.usage import collect_month_usage, month_events_sql
 from billing_pipelines.partitions import billing_months, close_shard_count, month_shards, shard_buckets
 from billing_pipelines.periods import month_key, parse_month
-from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET, rate_limit_simulation as simulate
+from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET
+from billing_pipelines.ratelimit.simulation import rate_limit_simulation as simulate
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.warehouse import manifest_version
 
@@ -281,7 +282,8 @@ def report_markdown(report: MarginReport) -> str:
 def _below_target_markdown(report: MarginReport) -> str:
     if not report.below_target:
         return f"Every customer meets the {report.target}× target."
-    rows = ["| customer | plan | revenue | COGS | ratio | shortfall | largest cost |", "|---|---|---:|---:|---:|---:|---|"]
+    rows = ["| customer | plan | revenue | COGS | ratio | shortfall | largest cost |",
+            "|---|---|---:|---:|---:|---:|---|"]
     rows += [f"| {c.name} (`{c.org_id}`) | {c.plan} | {c.revenue:,.2f} | {c.cogs:,.4f} | {_or_dash(c.ratio)} | "
              f"{c.shortfall:,.2f} | {c.costliest_model or '-'} |" for c in report.below_target]
     return "\n".join(rows)

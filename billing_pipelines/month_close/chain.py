@@ -14,9 +14,11 @@ from datetime import date, timedelta
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import BILLED
-from billing_pipelines.month_close.documents import MONTH_CLOSE, partition as documents_partition
+from billing_pipelines.month_close.documents import MONTH_CLOSE
+from billing_pipelines.month_close.documents import partition as documents_partition
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, ledger_config_digest, shard_orgs, shard_partition
-from billing_pipelines.month_close.usage import MONTH_USAGE, partition as usage_partition
+from billing_pipelines.month_close.usage import MONTH_USAGE
+from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import month_window
 from billing_pipelines.periods import add_months
 from billing_pipelines.warehouse import Warehouse, manifest_version

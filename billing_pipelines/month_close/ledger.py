@@ -26,7 +26,8 @@ from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.grants import Grant
 from billing_pipelines.ledger.usage import recognized_revenue
 from billing_pipelines.month_close.errors import MonthCloseError
-from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql, partition as usage_partition
+from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql
+from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import customer_bucket, shard_buckets
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
@@ -97,7 +98,8 @@ def _opening(wh: Warehouse, config: BillingConfig, month: date, shard: int, shar
         return {}, None
     con = duck.connect()
     try:
-        rows = con.sql(f"SELECT * FROM {wh.relation(con, wh.file_paths(CREDIT_LEDGER, 'grants', [manifest_partition(manifest)]))}")
+        paths = wh.file_paths(CREDIT_LEDGER, "grants", [manifest_partition(manifest)])
+        rows = con.sql(f"SELECT * FROM {wh.relation(con, paths)}")
         grants = [_grant(r) for r in rows.pl().iter_rows(named=True)]
     finally:
         con.close()
@@ -179,7 +181,8 @@ def stored_grants(wh: Warehouse, month: date, shards: int, only: int | None = No
     try:
         parts = [shard_partition(month, s, shards) for s in range(shards) if only is None or s == only]
         paths = wh.file_paths(CREDIT_LEDGER, "grants", parts)
-        return [_grant(r) for r in con.sql(f"SELECT * FROM {wh.relation(con, paths)} ORDER BY grant_id").pl().iter_rows(named=True)]
+        rows = con.sql(f"SELECT * FROM {wh.relation(con, paths)} ORDER BY grant_id").pl()
+        return [_grant(r) for r in rows.iter_rows(named=True)]
     finally:
         con.close()
 

@@ -13,7 +13,7 @@ book (a provider-reported cost_usd is not used).
 from __future__ import annotations
 
 import heapq
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
@@ -127,4 +127,4 @@ def _cost(event: dict, model: str, config: BillingConfig) -> Decimal:
 
 
 def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
