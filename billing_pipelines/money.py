@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, Strict, StringConstraints
 from pydantic_core import PydanticCustomError
 
 _WIDE = Context(prec=80)  # quantize exactly whatever the size of a sum
@@ -66,3 +66,9 @@ DecimalText = Annotated[Decimal, BeforeValidator(_decimal), PlainSerializer(lamb
 Money = Annotated[DecimalText, AfterValidator(_exactly(2))]  # SPEC §6: exactly 2 decimals
 Cost = Annotated[DecimalText, AfterValidator(_exactly(4))]  # cogs_usd: exactly 4 decimals
 PerCredit = Annotated[DecimalText, AfterValidator(_exactly(6))]  # a cost or revenue per credit: 6 decimals
+
+# The other fields of the typed documents (invoicing.models, margin.report, margin.advisor).
+Name = Annotated[str, StringConstraints(strict=True, min_length=1)]  # an id, a kind, a description
+MonthKey = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}$")]  # "2026-11"
+Count = Annotated[int, Strict()]  # credits, events: a whole number, never a float or text
+DOCUMENT = ConfigDict(extra="forbid", frozen=True)  # every key is a field; never changed once made

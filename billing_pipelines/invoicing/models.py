@@ -6,31 +6,40 @@ A stored object is read back through `stored_invoice`, which validates it once."
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from billing_pipelines.ledger.consumption import CreditSummary
-from billing_pipelines.money import Cost, DecimalText, Money
-
-Text = Annotated[str, StringConstraints(strict=True, min_length=1)]
-MonthText = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}$")]
-_DOCUMENT = ConfigDict(extra="forbid", frozen=True)
+from billing_pipelines.money import DOCUMENT, Cost, DecimalText, Money, MonthKey, Name
 
 
 class InvoiceLine(BaseModel):
     """One line: plan fee, credit purchase or overage (quantity x unit price = amount, rounded)."""
 
-    model_config = _DOCUMENT
-    kind: Text
-    description: Text
+    model_config = DOCUMENT
+    kind: Name
+    description: Name
     quantity: DecimalText
     unit_price: DecimalText
     amount: Money
 
 
-class _Totals:
-    """What invoices and adjustments share (no fields: each model lists its own, in SPEC order)."""
+class Invoice(BaseModel):
+    """A customer's invoice of a month (SPEC §6), draft until finalized under its number."""
+
+    model_config = DOCUMENT
+    org_id: Name
+    month: MonthKey
+    status: Literal["draft", "final"]
+    number: Name | None
+    currency: Name
+    lines: list[InvoiceLine]
+    subtotal: Money
+    tax: Money
+    total: Money
+    cogs_usd: Cost
+    credits: CreditSummary
 
     def total_problems(self) -> list[str]:
         """Where the lines do not sum to the subtotal, or subtotal + tax is not the total."""
@@ -44,45 +53,23 @@ class _Totals:
 
     def to_json(self) -> dict:
         """The SPEC §6 object."""
-        return self.model_dump(mode="json")  # type: ignore[attr-defined]
+        return self.model_dump(mode="json")
 
 
-class Invoice(_Totals, BaseModel):
-    """A customer's invoice of a month (SPEC §6), draft until finalized under its number."""
-
-    model_config = _DOCUMENT
-    org_id: Text
-    month: MonthText
-    status: Literal["draft", "final"]
-    number: Text | None
-    currency: Text
-    lines: list[InvoiceLine]
-    subtotal: Money
-    tax: Money
-    total: Money
-    cogs_usd: Cost
-    credits: CreditSummary
-
-
-class Adjustment(_Totals, BaseModel):
+class Adjustment(Invoice):
     """The difference between a recomputed invoice and what was billed (SPEC §4): an adjustment,
     or a credit note where its total is negative; every figure is a difference."""
 
-    model_config = _DOCUMENT
-    org_id: Text
-    month: MonthText
     kind: Literal["adjustment", "credit_note"]
     status: Literal["final"]
-    number: Text | None
-    refers_to: Text
+    refers_to: Name
     issue_date: str | None
-    currency: Text
-    lines: list[InvoiceLine]
-    subtotal: Money
-    tax: Money
-    total: Money
-    cogs_usd: Cost
-    credits: CreditSummary
+
+    def to_json(self) -> dict:
+        """The stored object: the invoice's keys with kind, refers_to and issue_date among them."""
+        data = super().to_json()
+        return {key: data[key] for key in ("org_id", "month", "kind", "status", "number", "refers_to", "issue_date",
+                                            "currency", "lines", "subtotal", "tax", "total", "cogs_usd", "credits")}
 
 
 _STORED = TypeAdapter(Invoice | Adjustment)

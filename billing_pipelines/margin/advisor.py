@@ -11,29 +11,25 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 from fractions import Fraction
-from typing import Annotated
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, Strict, StringConstraints
+from pydantic import BaseModel
 
 from billing_pipelines import duck
 from billing_pipelines.duck import Sql
-from billing_pipelines.money import Cost, PerCredit, round_half_up
+from billing_pipelines.money import DOCUMENT, Cost, Count, Name, PerCredit, round_half_up
 
 PERCENTILES = ("median", "p90", "p99")  # the nearest ranks of 1/2, 9/10 and 99/100 (tier_stats.sql)
 PLACES = 6
 
 
-Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
-Count = Annotated[int, Strict()]
-_ROW = ConfigDict(extra="forbid", frozen=True)
 
 
 class TierAdvice(BaseModel):
     """One action tier: its events, credits and COGS, the nearest-rank cost per credit, and the
     credits an event would need to meet the target (None without revenue per credit)."""
 
-    model_config = _ROW
+    model_config = DOCUMENT
     action: Name
     events: Count
     credits: Count
@@ -48,7 +44,7 @@ class TierAdvice(BaseModel):
 class ModelCost(BaseModel):
     """One model's credits, COGS and cost per credit over the month."""
 
-    model_config = _ROW
+    model_config = DOCUMENT
     model: Name
     credits: Count
     cogs_usd: Cost
@@ -58,7 +54,7 @@ class ModelCost(BaseModel):
 class TierAdvisor(BaseModel):
     """The advisor of a month: revenue per consumed credit, and its tiers and models by name."""
 
-    model_config = _ROW
+    model_config = DOCUMENT
     revenue_per_credit: PerCredit | None
     by_action: list[TierAdvice]
     by_model: list[ModelCost]

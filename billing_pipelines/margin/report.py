@@ -10,24 +10,20 @@ from fractions import Fraction
 from typing import Annotated
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Strict, StringConstraints, TypeAdapter
+from pydantic import BaseModel, Strict, TypeAdapter
 
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ledger.consumption import expiry_month
 from billing_pipelines.ledger.grants import Grant
 from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
-from billing_pipelines.money import Cost, Money, money, round_half_up
+from billing_pipelines.money import DOCUMENT, Cost, Count, Money, MonthKey, Name, money, round_half_up
 from billing_pipelines.periods import month_key
-
-Name = Annotated[str, StringConstraints(strict=True, min_length=1)]
-Count = Annotated[int, Strict()]
-_ROW = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelMargin(BaseModel):
     """A customer's credits, usage revenue and COGS on one model."""
 
-    model_config = _ROW
+    model_config = DOCUMENT
     model: Name
     credits: Count
     revenue: Money
@@ -37,7 +33,7 @@ class ModelMargin(BaseModel):
 class ActionMargin(BaseModel):
     """A customer's credits, usage revenue and COGS on one action tier."""
 
-    model_config = _ROW
+    model_config = DOCUMENT
     action: Name
     credits: Count
     revenue: Money
@@ -47,9 +43,9 @@ class ActionMargin(BaseModel):
 class MarginRow(BaseModel):
     """One customer's margin of a month (SPEC §5-6); by_model and by_action sorted by name."""
 
-    model_config = _ROW
+    model_config = DOCUMENT
     org_id: Name
-    month: Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}$")]
+    month: MonthKey
     revenue: Money
     breakage: Money
     cogs_usd: Cost
@@ -65,12 +61,12 @@ class MarginRow(BaseModel):
         return self.model_dump(mode="json")
 
 
-_ROWS = TypeAdapter(list[MarginRow])
+DOCUMENTS = TypeAdapter(list[MarginRow])
 
 
 def stored_margin(rows: list[dict]) -> list[MarginRow]:
     """Margin rows as stored (a month close's document), validated."""
-    return _ROWS.validate_python(rows)
+    return DOCUMENTS.validate_python(rows)
 
 
 def breakage_by_org(grants: list[Grant], month: date) -> dict[str, Fraction]:
