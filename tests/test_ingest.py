@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from billing_pipelines import duck
+from billing_pipelines.duck import Sql
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, billed_events_sql, ingest, summary_of
 from billing_pipelines.warehouse import WarehouseError
@@ -362,7 +363,10 @@ def test_ids_whose_hashes_collide_are_still_told_apart_within_a_date(settings, l
     from billing_pipelines.ingest import pipeline
 
     # every id of the same length collides: only the exact comparison can tell them apart
-    monkeypatch.setattr(pipeline, "request_hash_sql", lambda rid: f"length({rid})::UBIGINT AS h1, 0::UBIGINT AS h2")
+    def same_length_same_hash(rid: str) -> Sql:
+        return Sql(f"length({rid})::UBIGINT AS h1, 0::UBIGINT AS h2")
+
+    monkeypatch.setattr(pipeline, "request_hash_sql", same_length_same_hash)
     landing.jsonl(D1, "a.jsonl", [event("aa"), event("bb"), event("aa"), event("cc")])
     assert run(settings, D1)[D1]["billed"] == 3
     assert sorted(billed(settings)) == ["aa", "bb", "cc"]
