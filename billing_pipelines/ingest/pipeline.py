@@ -468,8 +468,8 @@ def stale_dates(zone: LandingZone, days: list[date]) -> list[date]:
     for day in days:
         staged, billed = zone.staged(day), zone.warehouse.manifest(BILLED, partition_name(day))
         landed = bool(zone.files_of(day))
-        stale = staged is None or billed is None or billed["meta"]["stage"] != staged["meta"]["fingerprint"]
-        if (landed or billed) and stale:
+        outdated = staged is None or billed is None or billed["meta"]["stage"] != staged["meta"]["fingerprint"]
+        if (landed or billed) and outdated:
             stale.append(day)
     return stale
 
