@@ -53,8 +53,8 @@ def collect_month_usage(zone: LandingZone, month: date, grace_days: int) -> dict
                      for day in billed]
             if previous is not None:
                 handed = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(add_months(month, -1))]))
-                handover = f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = {duck.literal(month)}"
-                parts.append(_write(con, handover, Path(scratch) / "handed-over.parquet"))
+                handed_sql = f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = {duck.literal(month)}"
+                parts.append(_write(con, handed_sql, Path(scratch) / "handed-over.parquet"))
             events = f"read_parquet({duck.literal_list(parts)})" if parts else f"({no_events_sql()})"
             counts = dict(con.execute(f"SELECT bucket, count(*) FROM {events} WHERE billing_month = $1 GROUP BY 1",
                                       [month]).fetchall())
