@@ -23,11 +23,16 @@ def fresh_process(script: str, env: dict, *args: str) -> dict:
                          capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         sys.exit(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith('{"seconds"')))
 
 
 def fresh_home(out: Path, **extra: str) -> dict:
     """An empty folder `out` and the BILLING_* environment of a deployment in it."""
     shutil.rmtree(out, ignore_errors=True)
+    return home(out, **extra)
+
+
+def home(out: Path, **extra: str) -> dict:
+    """The BILLING_* environment of a deployment in folder `out`."""
     return {"BILLING_HOME": str(out / "home"), "BILLING_CONFIG": str(out / "config"),
             "BILLING_LANDING": str(out / "landing"), **extra}

@@ -7,7 +7,7 @@ ingest and its collection are benchmarked in bench/year_bench.py): customers sta
 before (whose close, without events, gives them rollover grants to open with), one in ten buys
 credits mid-month, 1 in 1,000 events is late usage (at the month's first instant).
 
-    .venv/bin/python bench/close_month.py [--events 100000000] [--customers 10000] [--shards 4]
+    .venv/bin/python bench/close_month.py [--events 100000000] [--customers 10000] [--shards 4] [--reuse]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_support import ROOT, fresh_home, fresh_process
+from bench_support import ROOT, fresh_home, fresh_process, home
 
 sys.path.insert(0, str(ROOT))
 MONTH, BEFORE = "2026-11", "2026-10"
@@ -103,17 +103,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "close"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="close the events an earlier run collected in --out again "
+                        "(their generation is most of a run)")
     args = parser.parse_args(argv)
 
     from billing_pipelines.resources import BillingSettings
 
     out = Path(args.out)
-    env = fresh_home(out)
-    write_config(out / "config", args.customers)
-    started = time.perf_counter()
-    write_month_usage(BillingSettings.from_env(env), args.events, args.customers)
-    print(f"collected {args.events:,} events of {MONTH} for {args.customers:,} customers "
-          f"(generated in {time.perf_counter() - started:.0f} s)", flush=True)
+    if args.reuse:
+        env = home(out)
+    else:
+        env = fresh_home(out)
+        write_config(out / "config", args.customers)
+        started = time.perf_counter()
+        write_month_usage(BillingSettings.from_env(env), args.events, args.customers)
+        print(f"collected {args.events:,} events of {MONTH} for {args.customers:,} customers "
+              f"(generated in {time.perf_counter() - started:.0f} s)", flush=True)
     report = {}
     for shards in (1, args.shards):
         for shard in range(shards):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from bench_support import ROOT, fresh_home, fresh_process
 
@@ -83,17 +84,18 @@ def landing_file(path: Path, day: date, n: int, customers: int, seed: int) -> No
     0.1 % of them 20-40 days old (late usage)."""
     rng = np.random.default_rng(seed * 100_000 + (day - YEAR).days)
     index = (day - YEAR).days
-    ids = np.char.add(f"r{index}-", np.arange(n).astype(str))
     redelivered = rng.random(n) < 0.005
     back = rng.integers(1, 4, n)
-    ids = np.where(redelivered & (index >= back), np.char.add(np.char.add("r", (index - back).astype(str)),
-                                                              np.char.add("-", rng.integers(0, n, n).astype(str))), ids)
+    source_day = np.where(redelivered & (index >= back), index - back, index)
+    source_row = np.where(redelivered & (index >= back), rng.integers(0, n, n), np.arange(n))
+    ids = _joined("r", source_day, "-", source_row)
     seconds = rng.integers(0, 86_400, n) - np.where(rng.random(n) < 0.001, rng.integers(20, 40, n) * 86_400, 0)
     ts = (np.datetime64(day.isoformat()) + seconds.astype("timedelta64[s]")).astype("datetime64[us]")
     ts = np.maximum(ts, np.datetime64(YEAR.isoformat()))
-    orgs = np.char.add("org-", np.char.zfill(rng.integers(0, customers, n).astype(str), 3))
+    orgs = pc.utf8_lpad(pc.cast(pa.array(rng.integers(0, customers, n)), pa.string()), 3, "0")
+    orgs = pc.binary_join_element_wise("org-", orgs, "")
     table = pa.table({
-        "request_id": ids, "org_id": orgs, "user_id": np.char.add("u", rng.integers(0, 50, n).astype(str)),
+        "request_id": ids, "org_id": orgs, "user_id": _joined("u", rng.integers(0, 50, n)),
         "ts": pa.array(ts, pa.timestamp("us", "UTC")),
         "model": pa.array(np.array(MODELS)[rng.integers(0, 4, n)]).dictionary_encode(),
         "action": pa.array(np.array(ACTIONS)[rng.integers(0, 4, n)]).dictionary_encode(),
@@ -103,6 +105,13 @@ def landing_file(path: Path, day: date, n: int, customers: int, seed: int) -> No
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
+
+
+def _joined(*parts) -> pa.Array:
+    """Strings and integer arrays joined element-wise into one string array (Arrow: 20 times
+    faster than numpy's char functions for a million rows)."""
+    strings = [part if isinstance(part, str) else pc.cast(pa.array(part), pa.string()) for part in parts]
+    return pc.binary_join_element_wise(*strings, "")
 
 
 def forget_stage(home: Path, day: date) -> None:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, Index, delete, text, update
+from sqlalchemy import Connection, Engine, Index, Table, delete, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -150,13 +150,33 @@ def engine_from_url(url: str | None = None) -> Engine:
     return engine
 
 
+_ENGINES: dict[str, Engine] = {}
+
+
+def shared_engine(url: str) -> Engine:
+    """This process's one engine on `url` (engine_from_url, made once): every caller shares its
+    connection pool."""
+    if url not in _ENGINES:
+        _ENGINES[url] = engine_from_url(url)
+    return _ENGINES[url]
+
+
+def insert_ignore(conn: Connection, table: Table):
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
+    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    if conn.dialect.name not in dialects:
+        raise ValueError(f"the billing database must be SQLite or PostgreSQL, not {conn.dialect.name}")
+    return dialects[conn.dialect.name](table).on_conflict_do_nothing()
+
+
 def sync_config(engine: Engine, config: BillingConfig) -> None:
     """Make customers and plans mirror the config, and record its price book version."""
     with Session(engine) as session:
         session.exec(delete(CustomerRow).where(CustomerRow.org_id.not_in(list(config.customers))))
         session.exec(delete(PlanRow).where(PlanRow.plan.not_in(list(config.plans))))
         for c in config.customers.values():
-            session.merge(CustomerRow(**{**asdict(c), "tax_rate": str(c.tax_rate)}))
+            fields = {k: v for k, v in asdict(c).items() if k in CustomerRow.model_fields}  # not alert settings
+            session.merge(CustomerRow(**{**fields, "tax_rate": str(c.tax_rate)}))
         for p in config.plans.values():
             session.merge(_plan_row(p))
         version = _price_book_version(config.price_book)

@@ -18,28 +18,22 @@ from billing_pipelines.resources import BillingSettings
 
 def parse_dates(specs: list[str]) -> list[date]:
     """`2026-11-03` and `2026-11-01..2026-11-30` into a sorted list of distinct dates."""
-    days: set[date] = set()
-    for spec in specs:
-        try:
-            first, _, last = spec.partition("..")
-            start, end = date.fromisoformat(first), date.fromisoformat(last or first)
-        except ValueError as exc:
-            raise SystemExit(f"billing: not a date or FROM..TO range: {spec!r}") from exc
-        if end < start:
-            raise SystemExit(f"billing: empty range {spec!r} (TO is before FROM)")
-        days.update(start + timedelta(n) for n in range((end - start).days + 1))
-    return sorted(days)
+    from billing_pipelines.periods import parse_date_ranges
+
+    try:
+        return parse_date_ranges(specs)
+    except ValueError as exc:
+        raise SystemExit(f"billing: {exc}") from exc
 
 
 def dagster_instance(settings: BillingSettings):
-    """The Dagster instance of DAGSTER_HOME, defaulting to $BILLING_HOME/dagster."""
+    """The Dagster instance of DAGSTER_HOME, defaulting to $BILLING_HOME/dagster (its dagster.yaml
+    written where there is none: see instance.py)."""
     from dagster import DagsterInstance
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(settings.home) / "dagster")))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(
-            "# Embedded default: SQLite storage in this folder.\ntelemetry:\n  enabled: false\n")
+    from billing_pipelines.instance import write_embedded_instance
+
+    write_embedded_instance(Path(os.environ.setdefault("DAGSTER_HOME", str(Path(settings.home) / "dagster"))))
     return DagsterInstance.get()
 
 
@@ -64,16 +58,18 @@ def require_partitions(partitions_def, keys: list[str]) -> None:
         return
     monthly = isinstance(partitions_def, dg.MonthlyPartitionsDefinition)
     shown = (lambda key: key[:7]) if monthly else str
-    what, last = ("billing month", "this month") if monthly else ("landing date", "the end of this month")
+    what, last = ("billing month", "this month") if monthly else ("landing date", "today, UTC")
     raise SystemExit(
         f"billing: {', '.join(map(shown, outside[:5]))} not a {what} partition: valid are "
         f"{shown(partitions_def.get_first_partition_key())} to {shown(partitions_def.get_last_partition_key())} "
-        f"(up to {last}; for earlier ones set BILLING_FIRST_DAY=YYYY-MM-DD, by default the first day of "
-        "the earliest customer's start month)")
+        f"(up to {last}; for earlier ones set BILLING_FIRST_DAY=YYYY-MM-DD, by default the first landed "
+        "date, or the first day of the earliest customer's start month)")
 
 
-def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_config: dict | None = None) -> None:
-    """Launch one partition of a job in this process, recorded in the Dagster instance."""
+def run_job(job_name: str, partition_key: str | None, settings: BillingSettings,
+            run_config: dict | None = None) -> None:
+    """Launch one partition of a job (None: an unpartitioned job) in this process, recorded in the
+    Dagster instance."""
     from billing_pipelines.definitions import defs
 
     job = defs.resolve_job_def(job_name)
@@ -90,7 +86,7 @@ def run_job(job_name: str, partition_key: str, settings: BillingSettings, run_co
     if not result.success:
         errors = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
         causes = [what_failed(err) for err in errors if err] or [f"see Dagster run {result.run_id}"]
-        raise SystemExit(f"billing: {job_name} {partition_key} failed: " + "; ".join(causes))
+        raise SystemExit(f"billing: {' '.join(filter(None, [job_name, partition_key]))} failed: " + "; ".join(causes))
 
 
 def what_failed(error) -> str:
@@ -181,7 +177,7 @@ def cmd_invoices(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.periods import month_key
 
     month = month_key(parse_month_arg(args.month))
-    invoices = billing_db.list_invoices(billing_db.engine_from_url(settings.database_url), month)
+    invoices = billing_db.list_invoices(settings.engine(), month)
     if args.format == "json":
         print(json.dumps(invoices, indent=1))
         return
@@ -245,8 +241,9 @@ Results (BILLING_HOME={settings.home}):
   billing database:                       {settings.database_url}
   invoices:  .venv/bin/billing invoices {month_key(start)}
   margin:    .venv/bin/billing margin {month_key(start)}
-  finalize:  .venv/bin/billing finalize {month_key(start)}
-  balances:  .venv/bin/billing tokens create <org_id>; .venv/bin/billing serve
+  finalize:  write {settings.config_dir}/seller.yaml (docs/invoices.md),
+             then .venv/bin/billing finalize {month_key(start)}
+  portal:    .venv/bin/billing serve; .venv/bin/billing portal-link <org_id> (or billing tokens create <org_id>)
   gateway:   .venv/bin/billing gateway-keys create <name> (for /v1/ratelimit/)
   Dagster UI on the same instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml""")
 
@@ -274,10 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from billing_pipelines import backfill
     from billing_pipelines.dashboard import cli as dashboard_cli
+    from billing_pipelines.delivery import cli as delivery_cli
     from billing_pipelines.invoicing import cli as invoicing_cli
     from billing_pipelines.margin import cli as margin_cli
 
-    for domain in (backfill, invoicing_cli, margin_cli, dashboard_cli):
+    for domain in (backfill, invoicing_cli, margin_cli, dashboard_cli, delivery_cli):
         domain.register(sub)
 
     demo = sub.add_parser("demo", help="a demo billing cycle on the embedded default (no service needed)")

@@ -176,7 +176,31 @@ def _config_name(value: str) -> str:
     return value
 
 
+ALERT = re.compile(r"credits_used_(?P<used>[1-9][0-9]*)|overage_started|credits_expiring_(?P<days>[1-9][0-9]*)d")
+
+
+def _alert_name(value: str) -> str:
+    """`credits_used_N` (N % of the month's credits used, 1-100), `overage_started` or
+    `credits_expiring_Nd` (purchased or rolled-over credits expiring within N days, 1-365)."""
+    found = ALERT.fullmatch(value)
+    if found and int(found["used"] or 0) <= 100 and int(found["days"] or 0) <= 365:
+        return value
+    raise PydanticCustomError("config_value", "not an alert (credits_used_1..100, overage_started, "
+                              "credits_expiring_1d..365d)")
+
+
+def _web_url(value: str) -> str:
+    if value and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise PydanticCustomError("config_value", "not an http:// or https:// URL")
+    return value
+
+
 Text = Annotated[str, Strict()]
+AlertName = Annotated[str, Strict(), AfterValidator(_alert_name)]
+Alerts = tuple[AlertName, ...]
+WebUrl = Annotated[str, Strict(), AfterValidator(_web_url)]
+# What a plan alerts on unless plans.yaml says otherwise (docs/delivery.md).
+DEFAULT_ALERTS = ("credits_used_80", "credits_used_100", "overage_started", "credits_expiring_7d")
 Name = Annotated[str, Strict(), AfterValidator(_config_name)]
 Count = Annotated[int, Strict(), Field(ge=0)]
 Positive = Annotated[int, Strict(), Field(ge=1)]
@@ -252,6 +276,7 @@ class Plan:
     rollover_max_credits: int
     rollover_expires_after_months: int
     rate_limits: RateLimits
+    alerts: tuple[str, ...] = DEFAULT_ALERTS
 
     @property
     def unit_price(self):
@@ -273,6 +298,8 @@ class Customer:
     tax_rate: Amount = Decimal(0)
     email: Text = ""
     address: Text = ""
+    webhook_url: WebUrl = ""  # where its alerts are POSTed (Standard Webhooks), none if empty
+    alerts: Alerts | None = None  # None: its plan's
 
 
 @with_config(ENTRY)
@@ -341,6 +368,11 @@ class BillingConfig:
                 break
             name = change.plan
         return None if name is None else self.plans[name]
+
+    def alerts_of(self, org_id: str) -> tuple[str, ...]:
+        """The alerts a customer gets: its own list, else its current (or last) plan's."""
+        own = self.customers[org_id].alerts
+        return self.last_plan(org_id).alerts if own is None else own
 
     def cancelled_on(self, org_id: str) -> date | None:
         """The first day without a subscription (the cancellation's effective_from), or None."""
@@ -431,10 +463,11 @@ class _PlanEntry(_Schema):
     overage_credit_price: Amount | None = None
     rollover: _Rollover = _Rollover()
     rate_limits: RateLimits = RateLimits()
+    alerts: Alerts = DEFAULT_ALERTS
 
     def to_plan(self) -> Plan:
         return Plan(self.plan, self.monthly_fee, self.included_credits, self.overage_credit_price,
-                    self.rollover.max_credits, self.rollover.expires_after_months, self.rate_limits)
+                    self.rollover.max_credits, self.rollover.expires_after_months, self.rate_limits, self.alerts)
 
 
 class _PlansFile(_Schema):

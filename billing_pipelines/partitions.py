@@ -9,27 +9,50 @@ landed before November closed) are handed over to December's partition.
 
 from __future__ import annotations
 
-import calendar
 import os
+import warnings
 import zlib
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from billing_pipelines.config import ConfigError, load_config
+from billing_pipelines.storage import Store
 
 CUSTOMER_BUCKETS = 256  # org_id -> bucket (stable); a shard of N holds the buckets b with b % N == shard
 
 
 def first_day() -> date:
-    """BILLING_FIRST_DAY, else the first day of the earliest customer's start month."""
+    """The first landing date: BILLING_FIRST_DAY, else the first date folder of the landing zone
+    (one listing of its top level), else the first billing month's first day."""
     if os.environ.get("BILLING_FIRST_DAY"):
         return date.fromisoformat(os.environ["BILLING_FIRST_DAY"])
+    return first_landed_date(os.environ.get("BILLING_LANDING", "data/landing")) or first_month()
+
+
+def first_month() -> date:
+    """The earliest customer's start month: billing months start there (a month closes from the
+    one before, back to the first customer's)."""
     try:
         config = load_config(os.environ.get("BILLING_CONFIG", "config"))
         return min(c.start_date for c in config.customers.values()).replace(day=1)
     except (ConfigError, ValueError):
         return date(2026, 1, 1)
+
+
+def first_landed_date(landing: str) -> date | None:
+    """The earliest `dt=YYYY-MM-DD` folder of the landing zone, None where there is none."""
+    try:
+        folders = Store(landing).list_dirs()
+    except OSError:
+        return None
+    days = []
+    for name in folders:
+        try:
+            days.append(date.fromisoformat(name.removeprefix("dt=")))
+        except ValueError:
+            continue
+    return min(days, default=None)
 
 
 def grace_days() -> int:
@@ -53,10 +76,6 @@ def shard_buckets(shard: int, shards: int) -> list[int]:
     return [b for b in range(CUSTOMER_BUCKETS) if b % shards == shard]
 
 
-def _days_left_in_month(today: date) -> int:
-    return calendar.monthrange(today.year, today.month)[1] - today.day
-
-
 def month_window(month: date, grace: int) -> tuple[date, date]:
     """[first, last) landing dates of the billing month `month` (its partition's time window)."""
     start = month.replace(day=1) + timedelta(days=grace)
@@ -64,15 +83,22 @@ def month_window(month: date, grace: int) -> tuple[date, date]:
     return start, following + timedelta(days=grace)
 
 
-_START = first_day()
-# Landing dates up to the end of the current month, billing months up to the current one, so a
-# month can be closed and a test landing zone of this month ingested.
-landing_dates = dg.DailyPartitionsDefinition(
-    start_date=_START.isoformat(), end_offset=_days_left_in_month(date.today()) + 1
-)
+_FIRST_MONTH = first_month()
+# Landing dates from the first one up to today (UTC), billing months up to the one landing dates go
+# into now: Dagster evaluates both when asked, so they follow the calendar without a reload.
+landing_dates = dg.DailyPartitionsDefinition(start_date=first_day().isoformat(), end_offset=1)
 billing_months = dg.MonthlyPartitionsDefinition(
-    start_date=datetime(_START.year, _START.month, 1, tzinfo=UTC) + timedelta(days=grace_days()),
+    start_date=datetime(_FIRST_MONTH.year, _FIRST_MONTH.month, 1, tzinfo=UTC) + timedelta(days=grace_days()),
     day_offset=grace_days() + 1, fmt="%Y-%m", end_offset=1,
 )
 close_shards = dg.StaticPartitionsDefinition([str(i) for i in range(close_shard_count())])
 month_shards = dg.MultiPartitionsDefinition({"month": billing_months, "shard": close_shards})
+
+
+def partition_check(name: str, asset: str, partitions_def: dg.PartitionsDefinition, description: str | None = None,
+                    blocking: bool = False) -> dg.AssetCheckSpec:
+    """A check of one partition of `asset`: its results are recorded, and shown, by partition."""
+    with warnings.catch_warnings():  # partitioned checks are a Dagster preview
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=description,
+                                 partitions_def=partitions_def)

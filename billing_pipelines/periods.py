@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 
 def month_key(day: date) -> str:
@@ -43,3 +43,19 @@ def first_open_month(landing_date: date, grace_days: int) -> date:
 def billing_month(ts: datetime, landing_date: date, grace_days: int) -> date:
     """SPEC §2: the later of the event's own month and the first open month at landing."""
     return max(ts.date().replace(day=1), first_open_month(landing_date, grace_days))
+
+
+def parse_date_ranges(specs: list[str]) -> list[date]:
+    """`2026-11-03` and `2026-11-01..2026-11-30` into a sorted list of distinct dates; a clear
+    ValueError for anything else."""
+    days: set[date] = set()
+    for spec in (s.strip() for s in specs):
+        try:
+            first, _, last = spec.partition("..")
+            start, end = date.fromisoformat(first), date.fromisoformat(last or first)
+        except ValueError as exc:
+            raise ValueError(f"not a date or FROM..TO range: {spec!r}") from exc
+        if end < start:
+            raise ValueError(f"empty range {spec!r} (TO is before FROM)")
+        days.update(start + timedelta(n) for n in range((end - start).days + 1))
+    return sorted(days)

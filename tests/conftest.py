@@ -68,6 +68,20 @@ class Landing:
         return path
 
 
+TEST_SELLER = ("name: Northwind AI Ltd\naddress: 10 Market Street\nemail: billing@northwind-ai.example\n"
+               "payment_terms_days: 30\n")
+
+
+def config_with_seller(source: Path, target: Path) -> Path:
+    """A writable copy of the config folder `source` at `target`, with a seller.yaml (final
+    invoices need one; the shared examples have none)."""
+    shutil.copytree(source, target)
+    for f in target.iterdir():
+        f.chmod(0o644)
+    (target / "seller.yaml").write_text(TEST_SELLER)
+    return target
+
+
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
     target = tmp_path / "config"

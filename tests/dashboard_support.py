@@ -1,17 +1,22 @@
 """Helpers of the dashboard tests: settings on the conformance config (tests/data) with
-a fresh landing zone, events of right now, and a PostgreSQL database."""
+a fresh landing zone, events of right now, a PostgreSQL database, a server in a thread, and
+headless Chromium."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE
+from conftest import CONFORMANCE, require_service
 from db_support import fresh_database
 
 
@@ -71,3 +76,21 @@ def running(config):
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+CHROMIUM = os.environ.get("BILLING_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser():
+    if not shutil.which(CHROMIUM):
+        require_service("chromium", f"{CHROMIUM} is not installed (scripts/system-deps.sh installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require_service("playwright", "the Python package is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield browser
+        browser.close()

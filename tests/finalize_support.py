@@ -5,7 +5,6 @@ PDF text."""
 from __future__ import annotations
 
 import io
-import shutil
 from datetime import date
 from pathlib import Path
 
@@ -19,14 +18,12 @@ from billing_pipelines.month_close.documents import MONTH_CLOSE, partition
 from billing_pipelines.periods import parse_month
 from billing_pipelines.resources import BillingSettings
 from conftest import EXAMPLES as CONFIG  # noqa: E402  (tests/data/examples)
+from conftest import config_with_seller
 
 
 def copy_config(folder: Path) -> Path:
-    """A writable copy of the example config."""
-    shutil.copytree(CONFIG, folder)
-    for path in folder.iterdir():
-        path.chmod(0o644)
-    return folder
+    """A writable copy of the example config, with a seller."""
+    return config_with_seller(CONFIG, folder)
 
 
 def write_config(folder: Path, org_ids: list[str]) -> Path:

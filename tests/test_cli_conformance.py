@@ -8,7 +8,7 @@ import json
 import pytest
 
 from billing_pipelines import cli
-from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES
+from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, config_with_seller
 
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 
@@ -78,20 +78,30 @@ def test_bad_arguments_get_clear_errors(conformance_env):
         cli.main(["margin", "2026-11"])
 
 
-def test_the_billing_cycle_finalizes_only_on_request(conformance_env, capsys):
+def test_the_billing_cycle_finalizes_only_in_the_finalize_job(conformance_env, capsys, tmp_path, monkeypatch):
     from billing_pipelines.definitions import defs
     from billing_pipelines.resources import BillingSettings
 
+    monkeypatch.setenv("BILLING_CONFIG", str(config_with_seller(CONFORMANCE / "config", tmp_path / "config")))
     settings = BillingSettings.from_env()
+    instance = cli.dagster_instance(settings)
     cli.main(["ingest", "2026-10-01..2026-11-03"])
     cli.main(["close-month", "2026-10"])
     capsys.readouterr()
-    cycle = defs.resolve_job_def("month_close")
-    for tags, status in (({}, "draft"), ({"billing/finalize": "true"}, "final")):
-        result = cycle.execute_in_process(partition_key="2026-10", instance=cli.dagster_instance(settings),
-                                          tags=tags, resources={"billing": settings})
-        assert result.success
-        assert {i["status"] for i in billing(capsys, "invoices", "2026-10", "--format", "json")} == {status}
-        finalized = [e for e in result.get_asset_materialization_events()
-                     if e.asset_key.to_user_string() == "finalized_invoices"]
-        assert len(finalized) == (status == "final")
+    cycle = defs.resolve_job_def("month_close").execute_in_process(
+        partition_key="2026-10", instance=instance, resources={"billing": settings})
+    assert cycle.success
+    assert "finalized_invoices" not in {e.asset_key.to_user_string() for e in cycle.get_asset_materialization_events()}
+    assert {i["status"] for i in billing(capsys, "invoices", "2026-10", "--format", "json")} == {"draft"}
+
+    config = {"ops": {"finalize_month_invoices": {"config": {"month": "2026-10", "issue_date": "2026-11-05"}}}}
+    finalize = defs.resolve_job_def("finalize_invoices").execute_in_process(
+        run_config=config, instance=instance, resources={"billing": settings})
+    assert finalize.success
+    invoices = billing(capsys, "invoices", "2026-10", "--format", "json")
+    assert {i["status"] for i in invoices} == {"final"}
+    [event] = [e for e in finalize.get_asset_materialization_events()
+               if e.asset_key.to_user_string() == "finalized_invoices"]
+    rows = event.materialization.metadata["by_customer"].records
+    assert [(r.data["org_id"], r.data["number"], r.data["total"]) for r in rows] == [
+        (i["org_id"], i["number"], i["total"]) for i in invoices]

@@ -14,14 +14,15 @@ import pytest
 from billing_pipelines import cli
 from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE, Landing, event
+from conftest import CONFORMANCE, Landing, config_with_seller, event
 
 
 @pytest.fixture
 def landing(tmp_path, monkeypatch) -> Landing:
     root = CONFORMANCE
     shutil.copytree(root / "landing", tmp_path / "landing")
-    for name, value in {"BILLING_HOME": tmp_path / "home", "BILLING_CONFIG": root / "config",
+    config = config_with_seller(root / "config", tmp_path / "config")
+    for name, value in {"BILLING_HOME": tmp_path / "home", "BILLING_CONFIG": config,
                         "BILLING_LANDING": tmp_path / "landing", "BILLING_GRACE_DAYS": "3",
                         "DAGSTER_HOME": tmp_path / "dagster"}.items():
         monkeypatch.setenv(name, str(value))

@@ -191,9 +191,9 @@ def test_an_unknown_partition_says_which_are_valid_and_how_to_go_further_back(en
     assert str(exit_.value) == (
         f"billing: {first}: valid are {partitions.get_first_partition_key()[:shown]} to "
         f"{partitions.get_last_partition_key()[:shown]} "
-        f"(up to {'this month' if shown == 7 else 'the end of this month'}; "
-        "for earlier ones set BILLING_FIRST_DAY=YYYY-MM-DD, by default the first day of the earliest "
-        "customer's start month)")
+        f"(up to {'this month' if shown == 7 else 'today, UTC'}; "
+        "for earlier ones set BILLING_FIRST_DAY=YYYY-MM-DD, by default the first landed date, or the first "
+        "day of the earliest customer's start month)")
     assert dagster_runs(env) == []
 
 

@@ -34,7 +34,8 @@ def served(tmp_path):
         now_event("a-1", action="complex"), now_event("g-1", org="globex", model="frontier-large"),
     ]))
     engine = dashboard_engine(settings.database_url)
-    client = TestClient(create_app(engine, live_limiter(settings.billing_config(), engine), key_seconds=0))
+    limiter = live_limiter(settings.billing_config(), engine)
+    client = TestClient(create_app(engine, limiter, key_seconds=0, settings=settings))
     return settings, engine, client
 
 

@@ -3,6 +3,7 @@ the ledger at a month close (conformance data, end of 2026-11)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -126,7 +127,9 @@ def _priced_and_deduplicated(settings):
         ("small-fast", "complex", 1, 5), ("small-fast", "simple", 1, 1)]
     engine = state.dashboard_engine(settings.database_url)
     document = state.balance_document(engine, "acme")
-    assert document["consumed_credits"] == 6 and document["as_of"] == acme.as_of.isoformat() + "Z"
+    assert document["consumed_credits"] == 6 and document["newest_event_at"] == acme.as_of.isoformat() + "Z"
+    landed = max(os.stat(Path(settings.landing) / key).st_mtime_ns for key in (first, again))  # the newest file counted
+    assert document["as_of"] == datetime.fromtimestamp(landed / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert document["credits_left"] == acme.credits_left == state.credits_left(engine, "acme")
 
 

@@ -32,8 +32,8 @@ def defs(settings):
 
 
 def tick(defs, settings, cursor=None):
-    context = dg.build_sensor_context(cursor=cursor, resources={"billing": settings}, definitions=defs)
-    result = defs.resolve_sensor_def("landed_files_sensor")(context)
+    with dg.build_sensor_context(cursor=cursor, resources={"billing": settings}, definitions=defs) as context:
+        result = defs.resolve_sensor_def("landed_files_sensor")(context)
     return result.run_requests, result.cursor
 
 

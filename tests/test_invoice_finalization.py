@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from billing_pipelines import billing_db
+from billing_pipelines.config import ConfigError
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.invoicing.filing import today as issue_day
@@ -104,6 +105,18 @@ def test_finalizing_numbers_freezes_and_files_each_invoice(billing):
         assert not store.exists(f"invoices/2026-10/{f['org_id']}/invoice-draft.pdf")
     assert "2,165.00" in pdf_text(store.read_bytes(filed[1]["pdf_key"]))
     assert finalize_october(billing, ISSUED) == []
+
+
+def test_final_invoices_need_a_seller_drafts_do_not(billing, config_dir):
+    close_october(billing)
+    (config_dir / "seller.yaml").unlink()
+    drafted = file_draft_pdfs(billing, OCTOBER, margins_by_org(billing.warehouse(), OCTOBER))
+    text = pdf_text(billing.warehouse().store.read_bytes(drafted[0]))
+    assert "DRAFT" in text and "Example AI Ltd" in text  # the placeholder, under the watermark
+    refused = r"seller.yaml: final invoices need the seller who issues them: write .*seller.yaml"
+    with pytest.raises(ConfigError, match=refused):
+        finalize_october(billing, ISSUED)
+    assert {(i["status"], i["number"]) for i in listed(billing)} == {("draft", None)}
 
 
 def test_a_month_is_finalized_only_after_it_ends(billing):

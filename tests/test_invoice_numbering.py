@@ -145,13 +145,16 @@ def test_draft_pdfs_asset_and_finalize_job_through_dagster(env, tmp_path):
     assert [f.key for f in store.list("invoices/2026-03")] == [
         "invoices/2026-03/org-00/invoice-draft.pdf", "invoices/2026-03/org-01/invoice-draft.pdf"]
 
-    config = {"ops": {"finalized_invoices": {"config": {"issue_date": "2026-04-02"}}}}
-    result = defs.resolve_job_def("finalize_invoices").execute_in_process(
-        partition_key="2026-03", run_config=config, instance=instance)
+    config = {"ops": {"finalize_month_invoices": {"config": {"month": "2026-03", "issue_date": "2026-04-02"}}}}
+    result = defs.resolve_job_def("finalize_invoices").execute_in_process(run_config=config, instance=instance)
     assert result.success
-    metadata = result.asset_materializations_for_node("finalized_invoices")[0].metadata
+    [materialization] = result.asset_materializations_for_node("finalize_month_invoices")
+    assert materialization.partition == "2026-03"
+    metadata = materialization.metadata
     assert metadata["documents"].value == 2
     assert metadata["numbers"].value == "INV-2026-000001 .. INV-2026-000002"
+    table = [(r.data["org_id"], r.data["number"], r.data["status"]) for r in metadata["by_customer"].records]
+    assert table == [("org-00", "INV-2026-000001", "final"), ("org-01", "INV-2026-000002", "final")]
     assert [f.key for f in store.list("invoices/2026-03")] == [
         "invoices/2026-03/org-00/INV-2026-000001.pdf", "invoices/2026-03/org-01/INV-2026-000002.pdf"]
 
@@ -171,3 +174,17 @@ def test_billing_finalize_runs_the_job(env, tmp_path, monkeypatch, capsys):
     args = parser.parse_args(["finalize", "2026-04", "--issue-date", "2026-04-02"])
     with pytest.raises(SystemExit, match="cannot be finalized before it has ended"):
         args.handler(args, settings)
+
+
+def test_the_finalize_job_refuses_a_month_whose_blocking_check_failed(env):
+    settings = seeded(env, ORGS[:2], ["2026-03"])
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+        asset_key=dg.AssetKey("draft_invoices"), check_name="totals_add_up", passed=False, partition="2026-03"))
+    config = {"ops": {"finalize_month_invoices": {"config": {"month": "2026-03", "issue_date": "2026-04-02"}}}}
+    job = definitions(settings).resolve_job_def("finalize_invoices")
+    refused = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.is_step_failure]
+    assert "blocking check draft_invoices.totals_add_up failed on 2026-03" in str(failure.event_specific_data.error)
+    assert {i["status"] for i in billing_db.list_invoices(settings.engine(), "2026-03")} == {"draft"}

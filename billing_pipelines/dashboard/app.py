@@ -1,8 +1,11 @@
-"""`billing serve`: the balance API, the customer page and the rate limiter's routes.
+"""`billing serve`: the balance API, the customer portal and the rate limiter's routes.
 
-GET /v1/balance  (Authorization: Bearer <token>) -> the balance of the token's org only;
-                 401 without a valid, unrevoked token; 404 before its first balance is computed.
-GET /            the customer page (asks for the token, then refreshes itself every few seconds).
+GET /v1/balance  (Authorization: Bearer <token>, or the portal's session) -> the balance of the
+                 customer's org only; 401 without a valid, unrevoked token or a session; 404
+                 before its first balance is computed.
+GET /            the customer portal page (signs in with an API token where no portal link
+                 did, then refreshes itself every few seconds); the portal's other routes in
+                 `portal.routes`.
 /static/...      its CSS and script; /v1/ratelimit/... the gateway's admission endpoints (with a
                  gateway key, see `ratelimit.http`).
 Every route is under the request limits of `web.RequestLimits` (middleware `LimitedRequests`).
@@ -10,6 +13,7 @@ Every route is under the request limits of `web.RequestLimits` (middleware `Limi
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -25,27 +29,28 @@ from starlette.staticfiles import StaticFiles
 from billing_pipelines.dashboard import state
 from billing_pipelines.dashboard.tokens import LiveGatewayKeys, org_of_token
 from billing_pipelines.paths import resource_dir
+from billing_pipelines.portal.links import portal_secret
+from billing_pipelines.portal.routes import customer_of, portal_routes, session_middleware, unauthorized
 from billing_pipelines.ratelimit.http import Callers, ratelimit_routes
 from billing_pipelines.ratelimit.limiter import RateLimiter
-from billing_pipelines.web import LimitedRequests, RequestLimits, bearer_token
+from billing_pipelines.resources import BillingSettings
+from billing_pipelines.web import LimitedRequests, RequestLimits
 
 REFRESH_SECONDS = 3
-UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="billing"'}
 
 
 def create_app(engine: Engine, limiter: RateLimiter | None = None, limits: RequestLimits = RequestLimits(),
-               key_seconds: float = 5.0) -> Starlette:
-    """The app over the billing database `engine`; with a limiter, its routes too, for the
-    gateway keys of `engine` (a revoked one is refused within `key_seconds`); every route under
-    `limits`."""
+               key_seconds: float = 5.0, *, settings: BillingSettings, secure_cookies: bool = False) -> Starlette:
+    """The app over the billing database `engine` and the warehouse of `settings` (the portal's
+    usage and PDFs); with a limiter, its routes too, for the gateway keys of `engine` (a revoked
+    one is refused within `key_seconds`); every route under `limits`."""
     templates = Environment(loader=FileSystemLoader(resource_dir("templates")), autoescape=select_autoescape())
+    secret = portal_secret(engine)
 
     async def balance(request: Request) -> JSONResponse:
-        token = bearer_token(request)
-        org_id = await run_in_threadpool(org_of_token, engine, token) if token else None
+        org_id = await customer_of(engine, request)
         if org_id is None:
-            return JSONResponse({"error": "a valid API token is required (Authorization: Bearer <token>)"},
-                                401, headers=UNAUTHORIZED)
+            return unauthorized()
         document = await run_in_threadpool(state.balance_document, engine, org_id)
         if document is None:
             return JSONResponse({"error": f"no balance computed for {org_id} yet"}, 404)
@@ -59,26 +64,33 @@ def create_app(engine: Engine, limiter: RateLimiter | None = None, limits: Reque
         Route("/", page),
         Route("/v1/balance", balance),
         Mount("/static", StaticFiles(directory=resource_dir("assets") / "dashboard"), name="static"),
+        *portal_routes(engine, settings, secret, templates),
     ]
     if limiter:
         routes += ratelimit_routes(limiter,
                                    Callers(LiveGatewayKeys(engine, key_seconds), partial(org_of_token, engine)))
-    return Starlette(routes=routes, middleware=[Middleware(LimitedRequests, limits=limits)])
+    middleware = [Middleware(LimitedRequests, limits=limits), session_middleware(secret, secure_cookies)]
+    return Starlette(routes=routes, middleware=middleware)
 
 
-def serve_app(settings, limits: RequestLimits = RequestLimits()) -> Starlette:
-    """The app `billing serve` runs: balance API and page on the billing database, and the rate
-    limiter with the live balances."""
+def serve_app(settings: BillingSettings, limits: RequestLimits = RequestLimits()) -> Starlette:
+    """The app `billing serve` runs: balance API, portal and page on the billing database, and
+    the rate limiter with the live balances. Session cookies are Secure where the portal's
+    public address (BILLING_PUBLIC_URL) is HTTPS."""
     engine = state.dashboard_engine(settings.database_url)
-    return create_app(engine, live_limiter(settings.billing_config(), engine), limits)
+    return create_app(engine, live_limiter(settings.billing_config(), engine), limits, settings=settings,
+                      secure_cookies=public_url().startswith("https://"))
+
+
+def public_url() -> str:
+    """Where customers reach `billing serve`: BILLING_PUBLIC_URL, default http://127.0.0.1:8000."""
+    return os.environ.get("BILLING_PUBLIC_URL", "http://127.0.0.1:8000")
 
 
 def app_from_env() -> Starlette:
     """serve_app of the environment's settings (SPEC §6), as a uvicorn factory: `uvicorn --factory
     billing_pipelines.dashboard.app:app_from_env --http billing_pipelines.web:LimitedHttpProtocol`
     (the protocol bounds request heads as `billing serve` does)."""
-    from billing_pipelines.resources import BillingSettings
-
     return serve_app(BillingSettings.from_env())
 
 

@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from billing_pipelines.dashboard.live import process_landed_file
-from billing_pipelines.ingest.assets import billed_usage
+from billing_pipelines.ingest.assets import billed_usage, landing_zone
 from billing_pipelines.ingest.landing import landed_files
 from billing_pipelines.ingest.pipeline import LandingZone
+from billing_pipelines.month_close.assets import credit_ledger
 from billing_pipelines.periods import month_key
 from billing_pipelines.resources import BillingSettings
 
@@ -29,7 +30,10 @@ class LiveBatchConfig(dg.Config):
 @dg.asset(
     group_name="dashboard",
     kinds={"duckdb", "sqlite", "postgres"},
-    deps=[billed_usage],
+    # what a micro-batch reads: the landed file, the billed usage (and request index) since the last
+    # close, and that close's credit ledger
+    deps=[landing_zone, billed_usage, credit_ledger],
+    owners=["team:data"], tags={"domain": "dashboard"},
     description="Each customer's balance right now (credits left per active grant, overage and usage "
     "this month, as_of), updated by a micro-batch per landed file; the ledger of SPEC §3 over the "
     "full history, so a month close agrees with it.",
@@ -41,6 +45,7 @@ def live_balances(context: dg.AssetExecutionContext, config: LiveBatchConfig, bi
         "new_events": batch.new_events,
         "customers_updated": dg.MetadataValue.json(batch.written),
         "generation": batch.generation,
+        "alerts_fired": dg.MetadataValue.json(batch.alerts_fired),
     })
 
 

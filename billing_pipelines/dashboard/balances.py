@@ -11,19 +11,20 @@ grants other than M+1's plan grant hold exactly the closing balance of M's invoi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
 import polars as pl
 
 from billing_pipelines.config import BillingConfig, Plan
+from billing_pipelines.invoicing.document import month_name
 from billing_pipelines.invoicing.drafts import overage_lines
 from billing_pipelines.ledger.consumption import PeriodOverage, opening_grants, run_ledger
 from billing_pipelines.ledger.events import with_ledger_time
 from billing_pipelines.ledger.grants import Grant, utc_naive
 from billing_pipelines.money import money
-from billing_pipelines.periods import add_months, month_key
+from billing_pipelines.periods import add_months, month_key, parse_month
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,15 @@ class UsageLine:
 
 
 @dataclass(frozen=True)
+class DailyUsage:
+    day: date
+    model: str
+    action: str
+    requests: int
+    credits: int
+
+
+@dataclass(frozen=True)
 class Balance:
     """One customer's balance at `at` (naive UTC), for the month of `at`."""
 
@@ -58,6 +68,7 @@ class Balance:
     overage_amount: str | None
     usage: list[UsageLine]
     as_of: datetime | None
+    daily: list[DailyUsage] = field(default_factory=list)  # the months after the snapshot's
 
     @property
     def credits_left(self) -> int:
@@ -86,6 +97,7 @@ def current_balances(
     ledger = _ledger_at(scoped, events, month, snapshot)
     this_month = events.filter(pl.col("billing_month") == month)
     usage = _usage_lines(this_month)
+    daily = _daily_usage(events)
     newest = dict(events.group_by("org_id").agg(pl.col("ts").max()).iter_rows())
     balances = {}
     for org_id, summaries in ledger.summaries.items():
@@ -102,6 +114,7 @@ def current_balances(
             overage_amount=_overage_amount(plan, ledger.overage[org_id]),
             usage=usage.get(org_id, []),
             as_of=newest.get(org_id),
+            daily=daily.get(org_id, []),
         )
     return balances
 
@@ -127,11 +140,34 @@ def _overage_amount(plan: Plan, overage: list[PeriodOverage]) -> str | None:
     return money(sum((line.amount for line in lines), Decimal(0)))
 
 
+def grant_description(kind: str, grant_id: str, start: datetime) -> str:
+    """What a grant is, in the customer's words: 'Plan credits of December 2026', 'Rolled over
+    from November 2026', 'Credit pack p-1001' (from the ids of ledger.grants)."""
+    if kind == "purchase":
+        return f"Credit pack {grant_id.removeprefix('purchase:')}"
+    if kind == "rollover":
+        return f"Rolled over from {month_name(parse_month(grant_id.rsplit(':', 1)[1]))}"
+    return f"Plan credits of {month_name(start.date())}"
+
+
 def _grant_balance(grant) -> GrantBalance:
     """Credits left in a grant still active: the ledger may already have expired it at the end of
     the month, but until its expiry only consumption draws on it."""
     return GrantBalance(grant.grant_id, grant.kind, grant.start, grant.expiry, grant.credits,
                         grant.credits - grant.consumed)
+
+
+def _daily_usage(events: pl.DataFrame) -> dict[str, list[DailyUsage]]:
+    """Usage by the day each event is billed on: its own, or the first day of its billing month
+    for a late event billed in a later month than its timestamp's."""
+    day = pl.max_horizontal(pl.col("ts").dt.date(), pl.col("billing_month")).alias("day")
+    totals = events.group_by("org_id", day, "model", "action").agg(
+        requests=pl.len(), credits=pl.col("credits").sum()
+    ).sort("org_id", "day", "model", "action")
+    daily: dict[str, list[DailyUsage]] = {}
+    for org_id, *row in totals.iter_rows():
+        daily.setdefault(org_id, []).append(DailyUsage(*row))
+    return daily
 
 
 def _usage_lines(events: pl.DataFrame) -> dict[str, list[UsageLine]]:

@@ -1,12 +1,13 @@
-"""`billing serve`, `billing tokens create|revoke|list` (customers' API tokens) and
-`billing gateway-keys create|revoke|list` (gateways' keys for the rate limiter): add with
-`register(subparsers)`."""
+"""`billing serve`, `billing portal-link ORG` (a customer's sign-in link to the portal),
+`billing tokens create|revoke|list` (customers' API tokens) and `billing gateway-keys
+create|revoke|list` (gateways' keys for the rate limiter): add with `register(subparsers)`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from billing_pipelines.portal.links import LINK_MINUTES
 from billing_pipelines.resources import BillingSettings
 
 
@@ -17,8 +18,24 @@ def cmd_serve(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines.web import server_config
 
     app = serve_app(settings)
-    print(f"billing serve: http://{args.host}:{args.port}/ (balance API /v1/balance, rate limiter /v1/ratelimit/)")
+    print(f"billing serve: http://{args.host}:{args.port}/ (customer portal; API /v1/balance, /v1/usage, "
+          "/v1/invoices; rate limiter /v1/ratelimit/)")
     uvicorn.Server(server_config(app, args.host, args.port, log_level="warning")).run()
+
+
+def cmd_portal_link(args: argparse.Namespace, settings: BillingSettings) -> None:
+    from billing_pipelines.dashboard.app import public_url
+    from billing_pipelines.dashboard.state import dashboard_engine
+    from billing_pipelines.portal.links import portal_secret, portal_url, sign_link
+
+    if args.org not in settings.billing_config().customers:
+        raise SystemExit(f"billing: {args.org!r} is not a customer in {settings.config_dir}/customers.yaml")
+    if args.minutes <= 0:
+        raise SystemExit("billing: --minutes must be more than 0")
+    token = sign_link(portal_secret(dashboard_engine(settings.database_url)), args.org, args.minutes)
+    print(portal_url(args.base_url or public_url(), token))
+    print(f"signs {args.org} in to the portal for {args.minutes:g} minutes after now; send it to the customer only",
+          file=sys.stderr)
 
 
 # command -> (what one is called, whom it belongs to, what for)
@@ -67,10 +84,15 @@ def cmd_list(args: argparse.Namespace, settings: BillingSettings) -> None:
 
 def register(subparsers) -> None:
     """Add `serve`, `tokens` and `gateway-keys` to the `billing` command line."""
-    serve = subparsers.add_parser("serve", help="balance API, customer page and rate-limit endpoints")
+    serve = subparsers.add_parser("serve", help="balance API, customer portal and rate-limit endpoints")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=cmd_serve)
+    link = subparsers.add_parser("portal-link", help="print a link that signs a customer in to the portal for a while")
+    link.add_argument("org", metavar="ORG")
+    link.add_argument("--minutes", type=float, default=LINK_MINUTES, help=f"how long it works (default {LINK_MINUTES})")
+    link.add_argument("--base-url", help="the portal's address (default BILLING_PUBLIC_URL, else http://127.0.0.1:8000)")
+    link.set_defaults(handler=cmd_portal_link)
     for kind, (_, owner, what) in KINDS.items():
         parser = subparsers.add_parser(kind, help=what)
         sub = parser.add_subparsers(dest=f"{kind}_command", required=True)

@@ -24,6 +24,7 @@ from billing_pipelines.config import BillingConfig
 from billing_pipelines.dashboard import state
 from billing_pipelines.dashboard.balances import Balance, Snapshot, current_balances
 from billing_pipelines.dashboard.since_close import billed_since, last_snapshot
+from billing_pipelines.delivery.alerts import raise_alerts
 from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import (
     classify_files,
@@ -33,6 +34,7 @@ from billing_pipelines.ingest.pipeline import (
     request_hash_sql,
 )
 from billing_pipelines.ingest.request_index import RequestIndex, sort_keys
+from billing_pipelines.invoicing.seller import load_seller
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.grants import utc_naive
 from billing_pipelines.resources import BillingSettings
@@ -50,6 +52,7 @@ class LiveBatch:
     new_events: int = 0
     balances: dict[str, Balance] = field(default_factory=dict)
     written: list[str] = field(default_factory=list)
+    alerts_fired: list[str] = field(default_factory=list)  # their webhook-ids (delivery.alerts)
 
 
 def landed_file(store: Store, key: str) -> tuple[StoredFile, date]:
@@ -111,8 +114,9 @@ def refresh_balances(con, settings: BillingSettings, config: BillingConfig, orgs
     snapshot, events, absorbed = history(con, settings, config, live, orgs, at)
     balances = current_balances(config, events, orgs, at, settings.grace_days, snapshot)
     written = state.store_balances(engine, balances, generation)
+    fired = raise_alerts(engine, config, load_seller(settings.config_dir), {o: balances[o] for o in written}, at)
     state.forget_live_events(engine, absorbed)
-    return LiveBatch(None, generation, balances=balances, written=written)
+    return LiveBatch(None, generation, balances=balances, written=written, alerts_fired=fired)
 
 
 def process_landed_file(settings: BillingSettings, key: str | None, at: datetime | None = None) -> LiveBatch:

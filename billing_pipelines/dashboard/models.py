@@ -3,7 +3,8 @@
 `dashboard_live_events` holds the events the micro-batch counted that the daily ingest may not
 have committed yet (request_id is the primary key: the idempotency key of SPEC §1.3);
 `dashboard_state.generation` grows by one with every micro-batch, so a balance computed from an
-older snapshot never overwrites a newer one. Balances, their grants and usage are per customer.
+older snapshot never overwrites a newer one. Balances, their grants and usage (this month's, and
+by day for the months not closed yet) are per customer.
 `dashboard_api_tokens` and `gateway_keys` hold the hashes of customers' tokens and gateways' keys.
 """
 
@@ -84,15 +85,29 @@ class BalanceGrantRow(SQLModel, table=True):
     credits_left: int = Field(sa_type=BigInteger)
 
 
-class BalanceUsageRow(SQLModel, table=True):
-    """Usage of the current month by model and action tier."""
+class UsageCounts(SQLModel):
+    """A customer's requests and credits of one model and action tier (the columns of both
+    usage tables)."""
 
-    __tablename__ = "dashboard_usage"
     org_id: str = Field(primary_key=True)
     model: str = Field(primary_key=True)
     action: str = Field(primary_key=True)
     requests: int = Field(sa_type=BigInteger)
     credits: int = Field(sa_type=BigInteger)
+
+
+class BalanceUsageRow(UsageCounts, table=True):
+    """Usage of the current month by model and action tier."""
+
+    __tablename__ = "dashboard_usage"
+
+
+class BalanceDailyUsageRow(UsageCounts, table=True):
+    """Usage by day of the months not closed yet (the day an event is billed on: its own, or the
+    first day of the month a late event is billed in), by model and action tier."""
+
+    __tablename__ = "dashboard_daily_usage"
+    day: date = Field(primary_key=True)
 
 
 class ApiTokenRow(SQLModel, table=True):

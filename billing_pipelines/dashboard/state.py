@@ -14,13 +14,13 @@ from functools import cache
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, make_url, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, delete, func, insert, make_url, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from billing_pipelines import billing_db
-from billing_pipelines.dashboard.balances import Balance
+from billing_pipelines.dashboard.balances import Balance, grant_description
 from billing_pipelines.dashboard.models import (
+    BalanceDailyUsageRow,
     BalanceGrantRow,
     BalanceRow,
     BalanceUsageRow,
@@ -32,6 +32,7 @@ from billing_pipelines.storage import StoredFile
 
 STATE, BATCHES, EVENTS = LiveStateRow.__table__, LiveBatchRow.__table__, LiveEventRow.__table__
 BALANCES, GRANTS, USAGE = BalanceRow.__table__, BalanceGrantRow.__table__, BalanceUsageRow.__table__
+DAILY = BalanceDailyUsageRow.__table__
 
 
 _ENGINE_LOCK = threading.Lock()
@@ -54,16 +55,8 @@ def dashboard_engine(url: str) -> Engine:
                 time.sleep(0.2 * (attempt + 1))
 
 
-def _insert_ignore(conn: Connection, table: Table):
-    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL."""
-    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    if conn.dialect.name not in dialects:
-        raise ValueError(f"the dashboard needs SQLite or PostgreSQL, not {conn.dialect.name}")
-    return dialects[conn.dialect.name](table).on_conflict_do_nothing()
-
-
 def _bump(conn: Connection) -> int:
-    conn.execute(_insert_ignore(conn, STATE).values(id=1, generation=0))
+    conn.execute(billing_db.insert_ignore(conn, STATE).values(id=1, generation=0))
     conn.execute(update(STATE).where(STATE.c.id == 1).values(generation=STATE.c.generation + 1))
     return conn.execute(select(STATE.c.generation)).scalar_one()
 
@@ -124,12 +117,12 @@ def store_balances(engine: Engine, balances: dict[str, Balance], generation: int
     with engine.begin() as conn:
         for org_id, balance in sorted(balances.items()):
             fields = _balance_fields(balance, now)
-            conn.execute(_insert_ignore(conn, BALANCES).values(org_id=org_id, generation=-1, **fields))
+            conn.execute(billing_db.insert_ignore(conn, BALANCES).values(org_id=org_id, generation=-1, **fields))
             newer = update(BALANCES).where(BALANCES.c.org_id == org_id, BALANCES.c.generation < generation)
             if conn.execute(newer.values(generation=generation, **fields)).rowcount == 0:
                 continue
             written.append(org_id)
-            for table in (GRANTS, USAGE):
+            for table in (GRANTS, USAGE, DAILY):
                 conn.execute(delete(table).where(table.c.org_id == org_id))
             if balance.grants:
                 conn.execute(insert(GRANTS), [
@@ -138,6 +131,8 @@ def store_balances(engine: Engine, balances: dict[str, Balance], generation: int
                 ])
             if balance.usage:
                 conn.execute(insert(USAGE), [{"org_id": org_id, **vars(u)} for u in balance.usage])
+            if balance.daily:
+                conn.execute(insert(DAILY), [{"org_id": org_id, **vars(d)} for d in balance.daily])
     return written
 
 
@@ -162,7 +157,9 @@ def credits_left(engine: Engine, org_id: str, now: datetime | None = None) -> in
 
 
 def balance_document(engine: Engine, org_id: str, now: datetime | None = None) -> dict | None:
-    """The JSON of `GET /v1/balance` for one customer (grants active now), or None."""
+    """The JSON of `GET /v1/balance` for one customer (grants active now), or None. `as_of` is
+    when the newest landed file this balance counts landed (its modification time; the newest
+    event's time where no file was counted one by one), `newest_event_at` that event's time."""
     now = _aware(now or datetime.now(UTC))
     with engine.connect() as conn:
         row = conn.execute(select(BALANCES).where(BALANCES.c.org_id == org_id)).mappings().first()
@@ -175,6 +172,9 @@ def balance_document(engine: Engine, org_id: str, now: datetime | None = None) -
         usage = conn.execute(
             select(USAGE).where(USAGE.c.org_id == org_id).order_by(USAGE.c.model, USAGE.c.action)
         ).mappings().all()
+        newest = select(func.max(BATCHES.c.mtime_ns)).where(BATCHES.c.generation <= row["generation"])
+        landed_ns = conn.execute(newest).scalar()
+    landed = None if landed_ns is None else datetime.fromtimestamp(landed_ns / 1e9, UTC)
     return {
         "org_id": org_id,
         "month": row["month"],
@@ -184,18 +184,23 @@ def balance_document(engine: Engine, org_id: str, now: datetime | None = None) -
         "consumed_credits": row["consumed_credits"],
         "overage_credits": row["overage_credits"],
         "overage_amount": row["overage_amount"],
-        "as_of": _iso(row["as_of"]),
+        "as_of": _iso(landed or row["as_of"]),
+        "newest_event_at": _iso(row["as_of"]),
         "computed_at": _iso(row["computed_at"]),
         "grants": [
-            {"grant_id": g["grant_id"], "kind": g["kind"], "credits": g["credits"],
-             "credits_left": g["credits_left"], "start": _iso(g["start"]), "expires_at": _iso(g["expiry"])}
+            {"grant_id": g["grant_id"], "kind": g["kind"],
+             "description": grant_description(g["kind"], g["grant_id"], g["start"]),
+             "credits": g["credits"], "credits_left": g["credits_left"], "start": _iso(g["start"]),
+             "expires_at": _iso(g["expiry"])}
             for g in grants
         ],
-        "usage": _usage_document(usage),
+        "usage": usage_totals(usage),
     }
 
 
-def _usage_document(rows) -> dict:
+def usage_totals(rows) -> dict:
+    """Rows with model, action, requests and credits, summed by model, by tier, and both."""
+
     def totals(field: str) -> list[dict]:
         sums: dict[str, list[int]] = {}
         for r in rows:

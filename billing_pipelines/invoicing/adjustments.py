@@ -32,7 +32,7 @@ def issue_adjustments(settings: BillingSettings, month: date, invoices: list[Inv
     alone. Returns the documents filed (see file_pdfs)."""
     key, issue_date = month_key(month), issue_date or today()
     corrected = {invoice.org_id: invoice for invoice in invoices}
-    engine = billing_db.engine_from_url(settings.database_url)
+    engine = settings.engine()
     with billing_db.invoicing_transaction(engine, key) as session:
         billed = billing_db.final_documents(session, key)
         changes = [change for org_id, documents in billed.items() if org_id in corrected

@@ -21,6 +21,7 @@ def register(subparsers) -> None:
 def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
     from billing_pipelines import billing_db
     from billing_pipelines.cli import parse_month_arg, run_job
+    from billing_pipelines.delivery.cli import delivery_summary
     from billing_pipelines.invoicing.filing import today
     from billing_pipelines.invoicing.finalize import check_issue_date
     from billing_pipelines.periods import month_key
@@ -30,14 +31,14 @@ def cmd_finalize(args: argparse.Namespace, settings: BillingSettings) -> None:
         check_issue_date(month, args.issue_date or today())
     except ValueError as exc:
         raise SystemExit(f"billing: {exc}") from exc
-    issue_date = args.issue_date.isoformat() if args.issue_date else ""
-    run_job("finalize_invoices", month_key(month), settings,
-            {"ops": {"finalized_invoices": {"config": {"issue_date": issue_date}}}})
-    documents = billing_db.list_invoices(billing_db.engine_from_url(settings.database_url), month_key(month))
+    config = {"month": month_key(month), "issue_date": (args.issue_date or today()).isoformat()}
+    run_job("finalize_invoices", None, settings, {"ops": {"finalize_month_invoices": {"config": config}}})
+    documents = billing_db.list_invoices(settings.engine(), month_key(month))
     final = [d for d in documents if d["status"] == "final"]
     print(f"{month_key(month)}: {len(final)} final documents, PDFs in {settings.warehouse().store.url('invoices')}")
     for d in final:
         print(f"  {d['org_id']:<24} {d.get('kind', 'invoice'):<12} {d['number']:<16} {d['currency']} {d['total']:>12}")
+    print(delivery_summary(settings))
 
 
 def _date(text: str) -> date:

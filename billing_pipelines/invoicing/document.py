@@ -51,13 +51,12 @@ def invoice_document(
 ) -> dict:
     """The document to render (JSON, the PDF's frozen input) from an invoice or adjustment, the
     customer's config entry, the seller, and optionally the customer's margin row (usage by
-    model and action tier)."""
+    model and action tier, in credits: its cost is ours, COGS, and stays in the margin report)."""
     by_model, by_action = (margin.by_model, margin.by_action) if margin else ([], [])
     return {
         **invoice.to_json(),
-        "usage_by_model": [{"model": r.model, "credits": r.credits, "cost_usd": f"{r.cogs_usd:f}"} for r in by_model],
-        "usage_by_action": [{"action": r.action, "credits": r.credits, "cost_usd": f"{r.cogs_usd:f}"}
-                            for r in by_action],
+        "usage_by_model": [{"model": r.model, "credits": r.credits} for r in by_model],
+        "usage_by_action": [{"action": r.action, "credits": r.credits} for r in by_action],
         "kind": getattr(invoice, "kind", "invoice"),
         "refers_to": getattr(invoice, "refers_to", None),
         "customer": {"name": customer.name, "email": customer.email or None,
@@ -92,10 +91,10 @@ def invoice_view(document: dict) -> dict:
         "tax": grouped(doc.tax),
         "total": grouped(doc.total),
         "credits": _credit_rows(doc.credits, doc.month) if doc.credits else [],
-        "usage_by_model": [Row(u.model, (grouped(u.credits), grouped(u.cost_usd)))
-                           for u in sorted(doc.usage_by_model, key=lambda u: (u.model, u.credits, u.cost_usd))],
-        "usage_by_action": [Row(u.action, (grouped(u.credits), grouped(u.cost_usd)))
-                            for u in sorted(doc.usage_by_action, key=lambda u: (u.action, u.credits, u.cost_usd))],
+        "usage_by_model": [Row(u.model, (grouped(u.credits),))
+                           for u in sorted(doc.usage_by_model, key=lambda u: (u.model, u.credits))],
+        "usage_by_action": [Row(u.action, (grouped(u.credits),))
+                            for u in sorted(doc.usage_by_action, key=lambda u: (u.action, u.credits))],
     }
 
 
@@ -120,7 +119,7 @@ def _long_date(day: date) -> str:
     return f"{day.day} {MONTH_NAMES[day.month - 1]} {day.year}"
 
 
-def _month_name(month: date) -> str:
+def month_name(month: date) -> str:
     return f"{MONTH_NAMES[month.month - 1]} {month.year}"
 
 
@@ -135,7 +134,7 @@ def _address_lines(address: str | None) -> list[str]:
 
 def _credit_rows(c: CreditSummary, month: date) -> list[Row]:
     """The credit summary as a signed column that adds up to the closing balance."""
-    previous, following = _month_name(add_months(month, -1)), _month_name(add_months(month, 1))
+    previous, following = month_name(add_months(month, -1)), month_name(add_months(month, 1))
     return [
         Row("Opening balance", (grouped(c.opening),), "balance"),
         Row(f"incl. rolled over from {previous}", (grouped(c.rolled_over_in),), "note"),
@@ -192,17 +191,20 @@ class DocumentCustomer(BaseModel):
 
 
 class ModelUsage(BaseModel):
+    """Credits used of one model; a `cost_usd` (COGS, in documents frozen before invoices
+    stopped showing it) is ignored, never printed."""
+
     model_config = _LENIENT
     model: DocText
     credits: Annotated[int, Strict()]
-    cost_usd: DecimalText
 
 
 class ActionUsage(BaseModel):
+    """Credits used at one action tier (a `cost_usd`, as for ModelUsage, is ignored)."""
+
     model_config = _LENIENT
     action: DocText
     credits: Annotated[int, Strict()]
-    cost_usd: DecimalText
 
 
 class InvoiceDocument(BaseModel):

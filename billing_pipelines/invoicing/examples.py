@@ -66,12 +66,12 @@ def example_invoice(
                     "consumed": 16250, "overage": 1250, "expired": 0, "rolled_over_out": 0,
                     "closing": 1800},
         "usage_by_model": [
-            {"model": "frontier-large", "credits": 9850, "cost_usd": "31.2045"},
-            {"model": "small-fast", "credits": 6400, "cost_usd": "10.1125"},
+            {"model": "frontier-large", "credits": 9850},
+            {"model": "small-fast", "credits": 6400},
         ],
         "usage_by_action": [
-            {"action": "complex", "credits": 8750, "cost_usd": "27.9310"},
-            {"action": "document", "credits": 3300, "cost_usd": "8.0420"},
-            {"action": "simple", "credits": 4200, "cost_usd": "5.3440"},
+            {"action": "complex", "credits": 8750},
+            {"action": "document", "credits": 3300},
+            {"action": "simple", "credits": 4200},
         ],
     }

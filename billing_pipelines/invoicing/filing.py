@@ -19,7 +19,7 @@ from billing_pipelines import billing_db
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import invoice_document, invoice_view
 from billing_pipelines.invoicing.models import Adjustment, Invoice
-from billing_pipelines.invoicing.seller import Seller, load_seller
+from billing_pipelines.invoicing.seller import Seller, final_seller, load_seller
 from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.resources import BillingSettings
 
@@ -34,8 +34,10 @@ class Issuer:
     customers: dict[str, Customer]
 
     @classmethod
-    def of(cls, settings: BillingSettings) -> Issuer:
-        return cls(load_seller(settings.config_dir), settings.billing_config().customers)
+    def of(cls, settings: BillingSettings, final: bool = True) -> Issuer:
+        """The issuer of final documents (seller.yaml required) or, `final` False, of drafts."""
+        seller = final_seller(settings.config_dir) if final else load_seller(settings.config_dir)
+        return cls(seller, settings.billing_config().customers)
 
     def document(self, invoice: Invoice | Adjustment, issue_date: date, margin: MarginRow | None = None) -> dict:
         """The PDF document of an invoice or adjustment, checked renderable (so nothing

@@ -9,6 +9,7 @@ rules usually require, also for December invoices issued in January.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 
 from billing_pipelines import billing_db
@@ -19,14 +20,22 @@ from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 
 
+class FinalizationRefused(ValueError):
+    """The month's drafts are not ready to be finalized; the message says why and what to run."""
+
+
 def finalize_month(settings: BillingSettings, month: date, margins: dict[str, MarginRow],
-                   issue_date: date | None = None, workers: int = 2) -> list[dict]:
+                   issue_date: date | None = None, workers: int = 2, blockers: Sequence[str] = ()) -> list[dict]:
     """Finalize every draft invoice of `month`, issued on `issue_date` (default today, UTC; not
     before the month has ended): number and freeze them (number_drafts), then render, store and
     record each PDF (file_pdfs). `margins`: the month's margin rows by org (the usage its PDF
-    shows). Returns the documents filed: org_id, kind, number, pdf_key, pdf_sha256."""
+    shows); `blockers`: why the drafts must not be finalized (stale, a failed check), if any:
+    then nothing is finalized and FinalizationRefused says why. Returns the documents filed:
+    org_id, kind, number, pdf_key, pdf_sha256."""
+    if blockers:
+        raise FinalizationRefused(f"{month_key(month)} not finalized: " + "; ".join(blockers))
     number_drafts(settings, month, issue_date or today(), margins)
-    return file_pdfs(settings, billing_db.engine_from_url(settings.database_url), month_key(month), workers)
+    return file_pdfs(settings, settings.engine(), month_key(month), workers)
 
 
 def number_drafts(settings: BillingSettings, month: date, issue_date: date, margins: dict[str, MarginRow]) -> list[str]:
@@ -34,7 +43,7 @@ def number_drafts(settings: BillingSettings, month: date, issue_date: date, marg
     issue date's year and freeze it with the document its PDF will be made from."""
     check_issue_date(month, issue_date)
     key, issuer = month_key(month), Issuer.of(settings)
-    with billing_db.invoicing_transaction(billing_db.engine_from_url(settings.database_url), key) as session:
+    with billing_db.invoicing_transaction(settings.engine(), key) as session:
         drafts = billing_db.draft_rows(session, key)
         numbers = billing_db.next_document_numbers(session, issue_date.year, len(drafts))
         for row, number in zip(drafts, numbers):
@@ -58,11 +67,11 @@ def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, M
     from billing_pipelines.invoicing.pdf import pdf_key
 
     key, issue_date = month_key(month), add_months(month.replace(day=1), 1)
-    engine = billing_db.engine_from_url(settings.database_url)
+    engine = settings.engine()
     drafts = [stored_invoice(i) for i in billing_db.list_invoices(engine, key) if i["status"] == "draft"]
     if not drafts:
         return []
-    issuer = Issuer.of(settings)
+    issuer = Issuer.of(settings, final=False)
     return store_pdfs(settings, (
         (pdf_key(i.org_id, key), issuer.document(i, issue_date, margins.get(i.org_id))) for i in drafts
     ), workers)

@@ -7,7 +7,9 @@ email: billing@example.com
 tax_id: GB123456789
 payment_terms_days: 30
 ```
-Every field is optional; a missing file gives the defaults below.
+Every field is optional. Drafts render without the file (the placeholder seller below, under
+their DRAFT watermark); a final document, which is sent to the customer and never changes, needs
+it (`final_seller`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Annotated
 
 from pydantic import Field, Strict, StringConstraints, with_config
 
-from billing_pipelines.config import ENTRY, read_yaml, validate_documents
+from billing_pipelines.config import ENTRY, ConfigError, read_yaml, validate_documents
 
 SELLER_FILE = "seller.yaml"
 SellerText = Annotated[str, Strict(), StringConstraints(strip_whitespace=True)]
@@ -49,3 +51,13 @@ def load_seller(config_folder: str | Path) -> Seller:
     if not path.is_file():
         return Seller()
     return validate_documents(dict[str, Seller], [read_yaml(path.read_bytes(), SELLER_FILE)])[SELLER_FILE]
+
+
+def final_seller(config_folder: str | Path) -> Seller:
+    """The seller of final documents: `<config_folder>/seller.yaml`, which must exist (a
+    ConfigError saying so otherwise, so no invoice is frozen with the placeholder seller)."""
+    path = Path(config_folder) / SELLER_FILE
+    if not path.is_file():
+        raise ConfigError(f"{SELLER_FILE}: final invoices need the seller who issues them: write {path} "
+                          "(name, address, email, tax_id, payment_terms_days; see docs/invoices.md)")
+    return load_seller(config_folder)

@@ -4,8 +4,9 @@ Kubernetes runs them in parallel pods).
 
     billed_usage (landing dates of the month) --> month_usage --> credit_ledger (each shard)
     month_usage of the month before ------------^   credit_ledger of the month before --^
-    credit_ledger (all shards) --> draft_invoices --> invoice_pdfs, finalized_invoices
+    credit_ledger (all shards) --> draft_invoices --> invoice_pdfs, finalized_invoices (finalize_invoices job)
                                \\-> margin_report ----> margin_report_pdf <-- rate_limit_simulation <-- month_usage
+    margin_report of the trend months before ------^
 
 Each month depends on the month before, so a backfill re-closes months in order and the UI
 shows a close stale once anything it reads changed.
@@ -14,17 +15,24 @@ shows a close stale once anything it reads changed.
 """
 
 import warnings
-from datetime import date
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from billing_pipelines import duck
+from billing_pipelines import billing_db, duck
+from billing_pipelines.delivery.alerts import queue_margin_alert
+from billing_pipelines.delivery.assets import deliver_month_invoices
+from billing_pipelines.delivery.service import delivery_engine
 from billing_pipelines.ingest.assets import billed_usage
-from billing_pipelines.ingest.pipeline import LandingZone
-from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
+from billing_pipelines.ingest.pipeline import PIPELINE_VERSION, LandingZone
+from billing_pipelines.invoicing.finalize import FinalizationRefused, file_draft_pdfs, finalize_month
+from billing_pipelines.invoicing.models import Adjustment, Invoice, stored_invoice
+from billing_pipelines.invoicing.review import INVOICE_COLUMNS, invoice_rows
+from billing_pipelines.invoicing.seller import load_seller
 from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
@@ -34,7 +42,7 @@ from billing_pipelines.month_close.documents import close_documents, closes_thro
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.ledger import bucket_batches, close_ledger_shard, stored_grants
 from billing_pipelines.month_close.usage import collect_month_usage, month_events_sql
-from billing_pipelines.partitions import billing_months, close_shard_count, month_shards, shard_buckets
+from billing_pipelines.partitions import billing_months, close_shard_count, month_shards, partition_check, shard_buckets
 from billing_pipelines.periods import month_key, parse_month
 from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation as simulate
@@ -42,10 +50,18 @@ from billing_pipelines.resources import BillingSettings
 from billing_pipelines.warehouse import manifest_version
 
 GROUP = "month_close"
-_MONTH_DAYS = dg.TimeWindowPartitionMapping()  # a billing month's landing dates (its window)
+OWNERS = ["team:finance"]
+TAGS = {"domain": "billing"}
+# The version of what the close computes (ledger rules, invoice and margin rules): bump it with a
+# change of them, and the UI marks every closed month stale.
+CLOSE_VERSION = "1"
 _MONTH_BEFORE = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
-with warnings.catch_warnings():  # Dagster calls its multi-partition mappings beta; they are built in
+with warnings.catch_warnings():  # Dagster calls these partition mappings beta; they are built in
     warnings.simplefilter("ignore", dg.BetaWarning)
+    # the margin report's trend: the months before it, back to the first
+    _TREND = dg.TimeWindowPartitionMapping(start_offset=-(TREND_MONTHS - 1), allow_nonexistent_upstream_partitions=True)
+    # a billing month's landing dates (its window); those before the first landing date have no files
+    _MONTH_DAYS = dg.TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
     _OF_MONTH = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="month")
     _SHARD_MONTH_BEFORE = dg.MultiPartitionMapping({
         "month": dg.DimensionPartitionMapping("month", _MONTH_BEFORE),
@@ -68,6 +84,7 @@ def _failing_clearly(step):
 
 @dg.asset(
     partitions_def=billing_months, group_name=GROUP, kinds={"duckdb", "parquet"},
+    owners=OWNERS, tags=TAGS, code_version=PIPELINE_VERSION,
     deps=[dg.AssetDep(billed_usage, partition_mapping=_MONTH_DAYS),
           dg.AssetDep("month_usage", partition_mapping=_MONTH_BEFORE)],
     description="The events the billing month bills (SPEC §2), collected once: the billed usage of the "
@@ -87,14 +104,18 @@ def month_usage(context: dg.AssetExecutionContext, billing: BillingSettings) -> 
 
 
 LEDGER_CHECKS = [
-    dg.AssetCheckSpec("credits_conserved", asset="credit_ledger", blocking=True,
-                      description="opening + granted + purchased - (consumed - overage) - expired = closing"),
-    dg.AssetCheckSpec("no_grant_below_zero", asset="credit_ledger", blocking=True),
+    partition_check("credits_conserved", "credit_ledger", month_shards, blocking=True,
+                    description="opening + granted + purchased - (consumed - overage) - expired = closing"),
+    partition_check("no_grant_below_zero", "credit_ledger", month_shards, blocking=True,
+                    description="no grant's credits left is below zero"),
 ]
+DRAFT_CHECK = partition_check("totals_add_up", "draft_invoices", billing_months, blocking=True,
+                              description="lines sum to subtotal; subtotal + tax = total")
 
 
 @dg.asset(
     partitions_def=month_shards, group_name=GROUP, kinds={"polars", "parquet"}, check_specs=LEDGER_CHECKS,
+    owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
     deps=[dg.AssetDep(month_usage, partition_mapping=_OF_MONTH),
           dg.AssetDep("credit_ledger", partition_mapping=_SHARD_MONTH_BEFORE)],
     automation_condition=_EAGER,
@@ -126,42 +147,67 @@ def _check(asset: str, name: str, problems: list[str]) -> dg.AssetCheckResult:
 @dg.multi_asset(
     specs=[
         dg.AssetSpec("draft_invoices", group_name=GROUP, kinds={"sqlite", "postgres"}, automation_condition=_EAGER,
+                     owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
                      deps=[dg.AssetDep(credit_ledger, partition_mapping=_OF_MONTH)],
                      description="One draft invoice per customer (SPEC §4): plan fee, credit purchases, overage, "
                      "tax; the union of the month's shards, stored in the billing database until finalized."),
         dg.AssetSpec("margin_report", group_name=GROUP, kinds={"duckdb"}, automation_condition=_EAGER,
+                     owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
                      deps=[dg.AssetDep(credit_ledger, partition_mapping=_OF_MONTH), month_usage],
                      description="Recognized revenue, COGS, gross margin and credit-to-cost ratio per customer, "
                      "by model and by action tier (SPEC §5), and the credit-tier advisor over the month's events."),
     ],
     partitions_def=billing_months,
-    check_specs=[dg.AssetCheckSpec("totals_add_up", asset="draft_invoices", blocking=True,
-                                   description="lines sum to subtotal; subtotal + tax = total")],
+    check_specs=[DRAFT_CHECK],
 )
 def month_documents(context: dg.AssetExecutionContext, billing: BillingSettings):
-    month = _month(context.partition_key)
-    documents = _failing_clearly(lambda: close_documents(billing, billing.billing_config(), month, close_shard_count()))
+    month, config = _month(context.partition_key), billing.billing_config()
+    documents = _failing_clearly(lambda: close_documents(billing, config, month, close_shard_count()))
     below = [m.org_id for m in documents.margin if m.below_target]
+    finance_alert = queue_margin_alert(delivery_engine(billing), load_seller(billing.config_dir), billing.finance_email,
+                                       context.partition_key, documents.margin,
+                                       str(config.price_book.target_credit_to_cost_ratio), datetime.now(UTC))
     yield dg.MaterializeResult(asset_key="draft_invoices", metadata={
         "invoices": len(documents.invoices),
         "total": dg.MetadataValue.text(str(sum((i.total for i in documents.invoices), Decimal("0.00")))),
+        "by_customer": invoice_table(billing, config, month, documents.invoices),
     })
     yield dg.MaterializeResult(asset_key="margin_report", metadata={
         "customers_below_target": len(below),
-        "summary": dg.MetadataValue.md(_margin_markdown(documents.margin)),
+        "by_customer": _margin_table(documents.margin),
+        "below_target": dg.MetadataValue.json(below),
+        "finance_alert": finance_alert or "none (no customer below target, or no BILLING_FINANCE_EMAIL)",
     })
     yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents.invoices))
 
 
-def _margin_markdown(margin: list[MarginRow]) -> str:
-    rows = ["| customer | revenue | COGS | margin % | ratio | below target |", "|---|---:|---:|---:|---:|---|"]
-    rows += [f"| {m.org_id} | {m.revenue} | {m.cogs_usd} | {m.margin_pct} | "
-             f"{m.credit_to_cost_ratio} | {'**yes**' if m.below_target else 'no'} |" for m in margin]
-    return "\n".join(rows)
+def invoice_table(billing: BillingSettings, config, month: date,
+                  invoices: Sequence[Invoice | Adjustment]) -> dg.TableMetadataValue:
+    """The month's invoices, a row per customer, for the UI (see invoicing.review)."""
+    rows = invoice_rows(invoices, config, month, billing.warehouse().store)
+    return dg.TableMetadataValue(
+        records=[dg.TableRecord(row) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in INVOICE_COLUMNS]),
+    )
+
+
+MARGIN_COLUMNS = ("org_id", "revenue", "cogs_usd", "gross_margin", "margin_pct", "credit_to_cost_ratio", "below_target")
+
+
+def _margin_table(margin: list[MarginRow]) -> dg.TableMetadataValue:
+    def cell(m: MarginRow, column: str):
+        value = getattr(m, column)
+        return value if column == "below_target" else "-" if value is None else str(value)
+
+    return dg.TableMetadataValue(
+        records=[dg.TableRecord({c: cell(m, c) for c in MARGIN_COLUMNS}) for m in margin],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "bool" if c == "below_target" else "string")
+                                       for c in MARGIN_COLUMNS]),
+    )
 
 
 @dg.asset(partitions_def=billing_months, deps=["draft_invoices"], group_name=GROUP, kinds={"pdf"},
-          automation_condition=_EAGER,
+          automation_condition=_EAGER, owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
           description="The PDF of every draft invoice of the month (DRAFT watermark), for review before "
           "finalization, stored as invoices/YYYY-MM/<org>/invoice-draft.pdf.")
 def invoice_pdfs(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
@@ -170,42 +216,84 @@ def invoice_pdfs(context: dg.AssetExecutionContext, billing: BillingSettings) ->
     return dg.MaterializeResult(metadata={"pdfs": len(keys), "store": billing.warehouse().store.url("invoices")})
 
 
+finalized_invoices = dg.AssetSpec(
+    "finalized_invoices", partitions_def=billing_months, deps=["draft_invoices"], group_name="invoice_finalization",
+    kinds={"pdf"}, owners=OWNERS, tags=TAGS,
+    description="The month's final invoices: numbered (INV-YYYY-NNNNNN), PDF and sha256 stored, frozen for "
+    "good. Recorded only by the finalize_invoices job, launched with the month and the issue date once the "
+    "drafts are reviewed: it cannot be materialized otherwise.",
+)
+
+
 class FinalizeConfig(dg.Config):
-    issue_date: str = Field(default="", description="YYYY-MM-DD; empty: today (UTC). Its year numbers the invoices.")
+    month: str = Field(description="The billing month to finalize, YYYY-MM (its drafts reviewed).")
+    issue_date: str = Field(description="YYYY-MM-DD, after the month: the invoices' issue date; its year numbers them.")
 
 
-FINALIZE_TAG = "billing/finalize"
-
-
-@dg.asset(partitions_def=billing_months, deps=["draft_invoices"], group_name="invoice_finalization",
-          kinds={"pdf"}, output_required=False,
-          description="Finalize the month: number each draft invoice (INV-YYYY-NNNNNN), store its PDF and "
-          "sha256, and freeze it. Finalized invoices never change again. Runs in the finalize_invoices job, "
-          f"or in a month_close run tagged {FINALIZE_TAG}=true.")
-def finalized_invoices(context: dg.AssetExecutionContext, config: FinalizeConfig, billing: BillingSettings):
-    if context.run.job_name != "finalize_invoices" and context.run.tags.get(FINALIZE_TAG) != "true":
-        context.log.info(f"finalization not requested: tag the run {FINALIZE_TAG}=true to finalize")
-        return
-    month = _month(context.partition_key)
-    filed = finalize_month(billing, month, margins_by_org(billing.warehouse(), month), _issue_date(config.issue_date))
-    numbers = [f["number"] for f in filed]
-    yield dg.MaterializeResult(metadata={
-        "documents": len(filed),
-        "numbers": dg.MetadataValue.text(f"{numbers[0]} .. {numbers[-1]}" if numbers else "none"),
-        "filed": dg.MetadataValue.json(filed[:200]),
-    })
-
-
-def _issue_date(text: str) -> date | None:
+@dg.op(description="Refuse where the drafts are stale or a blocking check of the month failed; else "
+       "finalize the month (invoicing.finalize) and record finalized_invoices with every document.")
+def finalize_month_invoices(context: dg.OpExecutionContext, config: FinalizeConfig, billing: BillingSettings):
+    month, issue_date = _month_arg(config.month), _issue_date(config.issue_date)
+    wh, key = billing.warehouse(), month_key(month)
+    blockers = _stale_drafts(billing, month) + failed_blocking_checks(context.instance, key)
+    margins = _failing_clearly(lambda: margins_by_org(wh, month))
     try:
-        return date.fromisoformat(text) if text else None
+        filed = finalize_month(billing, month, margins, issue_date, blockers=blockers)
+    except (FinalizationRefused, ValueError) as exc:
+        raise dg.Failure(str(exc)) from exc
+    documents = [stored_invoice(d) for d in billing_db.list_invoices(billing.engine(), key) if d["status"] == "final"]
+    numbers = [f["number"] for f in filed]
+    yield dg.AssetMaterialization(asset_key="finalized_invoices", partition=key, metadata={
+        "documents": len(documents),
+        "numbers": dg.MetadataValue.text(f"{numbers[0]} .. {numbers[-1]}" if numbers else "none new"),
+        "by_customer": invoice_table(billing, billing.billing_config(), month, documents),
+    })
+    yield dg.Output(key)
+
+
+def _stale_drafts(billing: BillingSettings, month: date) -> list[str]:
+    from billing_pipelines.month_close.chain import drafts_are_stale
+
+    wh, config = billing.warehouse(), billing.billing_config()
+    if not drafts_are_stale(wh, config, month, close_shard_count(), billing.grace_days):
+        return []
+    return [f"its drafts are stale (usage or the config changed since they were made): run the month_close job "
+            f"of {month_key(month)} (or `billing close-month {month_key(month)}`) and review them again"]
+
+
+def failed_blocking_checks(instance: dg.DagsterInstance, month: str) -> list[str]:
+    """The blocking checks of the month's close whose latest result failed."""
+    from dagster._core.event_api import PartitionKeyFilter
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    shards = [f"{month}|{s}" for s in range(close_shard_count())]
+    failed = []
+    for spec, partitions in [(DRAFT_CHECK, [month])] + [(c, shards) for c in LEDGER_CHECKS]:
+        for partition in partitions:
+            latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+                [spec.key], partition_filter=PartitionKeyFilter(key=partition)).get(spec.key)
+            if latest is not None and latest.status == AssetCheckExecutionRecordStatus.FAILED:
+                failed.append(f"blocking check {spec.asset_key.to_user_string()}.{spec.name} failed on {partition}")
+    return failed
+
+
+def _month_arg(text: str) -> date:
+    try:
+        return parse_month(text)
+    except ValueError as exc:
+        raise dg.Failure(f"month must be YYYY-MM, got {text!r}") from exc
+
+
+def _issue_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
     except ValueError as exc:
         raise dg.Failure(f"issue_date must be YYYY-MM-DD, got {text!r}") from exc
 
 
 @dg.asset(
     partitions_def=billing_months, group_name=GROUP, deps=[month_usage], kinds={"polars", "parquet"},
-    automation_condition=_EAGER,
+    automation_condition=_EAGER, owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
     description="The month's events (start = ts, end = ts + latency) replayed through each customer's "
     "plan limits: requests that would have been degraded or rejected, COGS saved by degrading, "
     "revenue at risk; a batch of customers at a time.",
@@ -236,14 +324,15 @@ MARGIN_CHECK = "customers_meet_target"
 
 
 @dg.asset(
-    partitions_def=billing_months, group_name=GROUP, deps=["margin_report", rate_limit_simulation],
-    kinds={"pdf", "html"}, automation_condition=_EAGER,
+    partitions_def=billing_months, group_name=GROUP, kinds={"pdf", "html"}, automation_condition=_EAGER,
+    deps=[dg.AssetDep("margin_report", partition_mapping=_TREND), rate_limit_simulation],
+    owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
     description="The monthly margin report for finance (PDF and HTML): recognized revenue, COGS and "
     "credit-to-cost ratio against the target by customer, cost per credit by action tier and model, "
     "breakage, the customers below target, the trend over past months and the rate-limit simulation.",
-    check_specs=[dg.AssetCheckSpec(MARGIN_CHECK, asset="margin_report_pdf",
-                                   description="Every customer's credit-to-cost ratio meets the price "
-                                   "book's target (warns, listing those below it).")],
+    check_specs=[partition_check(MARGIN_CHECK, "margin_report_pdf", billing_months,
+                                 description="Every customer's credit-to-cost ratio meets the price "
+                                 "book's target (warns, listing those below it).")],
 )
 def margin_report_pdf(context: dg.AssetExecutionContext, billing: BillingSettings):
     month, wh = _month(context.partition_key), billing.warehouse()
@@ -305,19 +394,25 @@ credit_ledger_job = dg.define_asset_job(
 month_close_job = dg.define_asset_job(
     "month_close",
     selection=dg.AssetSelection.assets("draft_invoices", "margin_report", invoice_pdfs, rate_limit_simulation,
-                                       margin_report_pdf, finalized_invoices),
+                                       margin_report_pdf),
     partitions_def=billing_months, tags={"billing/lane": "month_close"},
     description="A month's documents from its shards' ledgers: draft invoices and their PDFs, margin report, "
-    "rate-limit simulation; and, on request (tag billing/finalize=true), finalization.",
+    "rate-limit simulation (finalization is the finalize_invoices job's).",
 )
 margin_report_job = dg.define_asset_job(
     "render_margin_report", selection=[margin_report_pdf], partitions_def=billing_months,
     description="The margin report (PDF and HTML) of a closed month, again.",
 )
-finalize_invoices = dg.define_asset_job(
-    "finalize_invoices", selection=[finalized_invoices], partitions_def=billing_months,
-    description="Finalize a billing month's invoices: numbers, PDFs and their sha256, frozen for good.",
-)
+
+
+@dg.job(tags={"billing/lane": "finalization"},
+        description="Finalize a reviewed billing month: launch with its month and issue date in the config. "
+        "Refuses, saying why, where the drafts are stale or a blocking check of the month failed; "
+        "then e-mails the documents (invoice_delivery).")
+def finalize_invoices():
+    deliver_month_invoices(finalize_month_invoices())
+
+
 # When the month's partition ends (its close time, SPEC §2), at 02:00 UTC: collect its events;
 # the automation conditions then close the shards and the documents.
 month_close_schedule = dg.build_schedule_from_partitioned_job(month_usage_job, hour_of_day=2, minute_of_hour=0,

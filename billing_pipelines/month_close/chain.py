@@ -35,6 +35,14 @@ def months_to_close(wh: Warehouse, config: BillingConfig, month: date, shards: i
     return [m for m in months if m >= stale] or [month]
 
 
+def drafts_are_stale(wh: Warehouse, config: BillingConfig, month: date, shards: int, grace_days: int) -> bool:
+    """Whether the month's close, which made its drafts, is out of date (usage, the config or a
+    shard's ledger changed since). Documents stored other than by a close (no shards) are not."""
+    documents = wh.manifest(MONTH_CLOSE, documents_partition(month))
+    return (documents is not None and "shards" in documents["meta"]
+            and not _current(wh, config, month, shards, grace_days))
+
+
 def _current(wh: Warehouse, config: BillingConfig, month: date, shards: int, grace_days: int) -> bool:
     usage = wh.manifest(MONTH_USAGE, usage_partition(month))
     documents = wh.manifest(MONTH_CLOSE, documents_partition(month))

@@ -7,12 +7,14 @@ credit note (billing_pipelines.invoicing.adjustments)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from fractions import Fraction
 
 from billing_pipelines import billing_db, duck
 from billing_pipelines.config import BillingConfig
+from billing_pipelines.delivery.outbox import queue_documents
 from billing_pipelines.invoicing.adjustments import issue_adjustments
+from billing_pipelines.invoicing.filing import Issuer
 from billing_pipelines.invoicing.models import Invoice
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.margin.advisor import TierAdvisor, tier_advice
@@ -71,11 +73,12 @@ def close_documents(settings: BillingSettings, config: BillingConfig, month: dat
     })
     wh.commit(MONTH_CLOSE, partition(month), None, {},
               {**closed.to_json(), "shards": [manifest_version(p) for p in parts]})
-    engine = billing_db.engine_from_url(settings.database_url)
+    engine = settings.engine()
     billing_db.sync_config(engine, config)
     billing_db.store_grants(engine, month_key(month), stored_grants(wh, month, shards))
     billing_db.store_draft_invoices(engine, month_key(month), closed.invoices)
-    issue_adjustments(settings, month, closed.invoices)
+    if issue_adjustments(settings, month, closed.invoices):  # e-mailed like the invoices
+        queue_documents(engine, Issuer.of(settings), month_key(month), datetime.now(UTC))
     return closed
 
 

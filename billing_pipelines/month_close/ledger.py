@@ -4,7 +4,8 @@ A shard holds the customers whose bucket b (partitions.customer_bucket) has b % 
 starts from the grants the same shard's close of the month before left alive (its snapshot) and
 reads only the month's collected events of its buckets, a batch of buckets at a time, so memory
 is bounded by the batch (BILLING_CLOSE_BATCH_EVENTS, default 2,000,000 events; a single customer
-is never split) whatever the size of the month. Customers are independent, so every figure is
+is never split) whatever the size of the month; each batch's allocations (a row per event) go
+to a local file, sorted into the shard's from there. Customers are independent, so every figure is
 the same for 1 and for N shards, and whatever the batches.
 """
 
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+from dataclasses import replace
 from datetime import date
 from fractions import Fraction
+from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 
 from billing_pipelines import duck
@@ -77,11 +80,18 @@ def close_ledger_shard(settings: BillingSettings, config: BillingConfig, month: 
     con = duck.connect(settings.scratch_dir())
     try:
         batches = bucket_batches(shard_buckets(shard, shards), usage["meta"]["events_by_bucket"])
-        closes = [_close_batch(con, wh, config, month, batch, orgs, opening, settings.grace_days) for batch in batches]
-        meta = {"month": month_key(month), "shard": shard, "shards": shards, "customers": sorted(orgs),
-                "month_usage": manifest_version(usage), "previous": previous,
-                "config": ledger_config_digest(config, month, orgs), **_documents(closes)}
-        return wh.commit(CREDIT_LEDGER, shard_partition(month, shard, shards), con, _tables(con, closes), meta)
+        with tempfile.TemporaryDirectory(dir=settings.scratch_dir()) as scratch:
+            closes, parts = [], []
+            for n, batch in enumerate(batches):
+                close = _close_batch(con, wh, config, month, batch, orgs, opening, settings.grace_days)
+                parts.append(Path(scratch) / f"allocations-{n}.parquet")
+                close.allocations.write_parquet(parts[-1])
+                closes.append(replace(close, allocations=None))  # a row per event: on disk, not in memory
+            meta = {"month": month_key(month), "shard": shard, "shards": shards, "customers": sorted(orgs),
+                    "month_usage": manifest_version(usage), "previous": previous,
+                    "config": ledger_config_digest(config, month, orgs), **_documents(closes)}
+            return wh.commit(CREDIT_LEDGER, shard_partition(month, shard, shards), con,
+                             _tables(con, closes, parts), meta)
     finally:
         con.close()
 
@@ -151,11 +161,11 @@ def _documents(closes: list[MonthClose]) -> dict:
     }
 
 
-def _tables(con, closes: list[MonthClose]) -> dict[str, str]:
-    """The shard's allocations and grants, each in a canonical order (the same for any batches)."""
-    con.register("allocations_frame", pl.concat([c.allocations for c in closes]).to_arrow())
+def _tables(con, closes: list[MonthClose], allocations: list[Path]) -> dict[str, str]:
+    """The shard's allocations (from the batches' files) and grants, each in a canonical order
+    (the same for any batches)."""
     con.register("grants_frame", pa.concat_tables([grants_table(c.grants) for c in closes]))
-    return {"allocations": "SELECT * FROM allocations_frame ORDER BY ALL",
+    return {"allocations": f"SELECT * FROM read_parquet({duck.literal_list(allocations)}) ORDER BY ALL",
             "grants": "SELECT * FROM grants_frame ORDER BY grant_id"}
 
 
