@@ -37,6 +37,7 @@ from billing_pipelines.delivery.webhooks import ATTEMPTS, DELIVERIES, deliver_we
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.invoicing.seller import Seller, final_seller
+from billing_pipelines.margin.report import stored_margin
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
 from conftest import Landing, event
@@ -193,20 +194,20 @@ def test_the_delivery_sensor_runs_deliver_messages_while_something_is_due(tmp_pa
     env = {"BILLING_HOME": str(tmp_path / "home"), "BILLING_CONFIG": str(tmp_path),
            "BILLING_SMTP_URL": f"smtp://127.0.0.1:{free_port()}"}
     settings = BillingSettings.from_env(env)
-    context = dg.build_sensor_context(resources={"billing": settings})
-    assert isinstance(delivery_sensor(context), dg.SkipReason)
-    queued_at = datetime.now(UTC) - timedelta(seconds=1)
-    with delivery_engine(settings).begin() as conn:
-        add_messages(conn, [outbox_row("<due.acme@example.com>", "alert", "acme", "billing@acme.example", "Due",
-                                       "Due.\n", queued_at, Seller())])
-    request = delivery_sensor(context)
-    assert isinstance(request, dg.RunRequest) and delivery_sensor(context).run_key == request.run_key
-    result = defs.resolve_job_def("deliver_messages").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), resources={"billing": settings})
-    shown, [check] = materialization(result, "message_delivery"), result.get_asset_check_evaluations()
-    assert (shown["email_failed_now"], shown["email_failed"], check.passed) == (1, 1, False)
-    assert check.severity == dg.AssetCheckSeverity.WARN
-    assert isinstance(delivery_sensor(context), dg.SkipReason)  # until its backoff is over
+    with dg.build_sensor_context(resources={"billing": settings}) as context:
+        assert isinstance(delivery_sensor(context), dg.SkipReason)
+        queued_at = datetime.now(UTC) - timedelta(seconds=1)
+        with delivery_engine(settings).begin() as conn:
+            add_messages(conn, [outbox_row("<due.acme@example.com>", "alert", "acme", "billing@acme.example", "Due",
+                                           "Due.\n", queued_at, Seller())])
+        request = delivery_sensor(context)
+        assert isinstance(request, dg.RunRequest) and delivery_sensor(context).run_key == request.run_key
+        result = defs.resolve_job_def("deliver_messages").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), resources={"billing": settings})
+        shown, [check] = materialization(result, "message_delivery"), result.get_asset_check_evaluations()
+        assert (shown["email_failed_now"], shown["email_failed"], check.passed) == (1, 1, False)
+        assert check.severity == dg.AssetCheckSeverity.WARN
+        assert isinstance(delivery_sensor(context), dg.SkipReason)  # until its backoff is over
 
 
 def test_without_smtp_messages_are_eml_files_in_the_outbox_folder(tmp_path):
@@ -349,8 +350,11 @@ def test_credits_expiring_alerts_on_purchased_and_rolled_over_credits_only():
 
 def test_finance_hears_once_of_the_customers_below_target_at_a_close(tmp_path):
     engine = billing_db.engine_from_url(f"sqlite:///{tmp_path}/billing.db")
-    margin = [{"org_id": "acme", "below_target": True, "credit_to_cost_ratio": "2.10", "revenue": "49.00",
-               "cogs_usd": "23.3333"}, {"org_id": "globex", "below_target": False}]
+    margin = stored_margin([
+        {"org_id": "acme", "month": "2026-10", "revenue": "49.00", "breakage": "0.00", "cogs_usd": "23.3333",
+         "gross_margin": "25.67", "margin_pct": "52.38", "credit_to_cost_ratio": "2.10", "below_target": True},
+        {"org_id": "globex", "month": "2026-10", "revenue": "0.00", "breakage": "0.00", "cogs_usd": "0.0000",
+         "gross_margin": "0.00", "margin_pct": None, "credit_to_cost_ratio": None, "below_target": False}])
     args = (engine, Seller(), "finance@example.com", "2026-10")
     assert queue_margin_alert(*args, margin, "3.0", NOW) == queue_margin_alert(*args, margin, "3.0", NOW)
     assert queue_margin_alert(*args, margin[1:], "3.0", NOW) is None
