@@ -48,7 +48,9 @@ def run_backfill(job_name: str, partition_keys: list[str], settings: BillingSett
 
 
 def _settings_fields(settings: BillingSettings) -> dict:
-    return {name: getattr(settings, name) for name in BillingSettings.model_fields}
+    """The settings' resources as (class, values): a ConfigurableResource does not pickle."""
+    return {name: (type(part), part.model_dump()) for name in BillingSettings.model_fields
+            if (part := getattr(settings, name)) is not None}
 
 
 def _start_worker(job_name: str, settings_fields: dict, tags: dict) -> None:
@@ -56,7 +58,7 @@ def _start_worker(job_name: str, settings_fields: dict, tags: dict) -> None:
 
     from billing_pipelines.definitions import defs
 
-    _worker.update(job=defs.resolve_job_def(job_name), settings=BillingSettings(**settings_fields),
+    _worker.update(job=defs.resolve_job_def(job_name), settings=BillingSettings(**{n: cls(**values) for n, (cls, values) in settings_fields.items()}),
                    instance=DagsterInstance.get(), tags=tags)
 
 
