@@ -20,9 +20,11 @@ system-deps:
 demo: $(STAMP) system-deps
 	$(BIN)/billing demo
 
-# PostgreSQL and Redis are started where installed; the S3 tests start their own moto server.
-# Tests whose service is missing skip, or fail under CI=true.
+# The linter first ([tool.ruff] in pyproject.toml), then the tests. PostgreSQL and Redis are
+# started where installed; the S3 tests start their own moto server. Tests whose service is
+# missing skip, or fail under CI=true.
 test: $(STAMP) system-deps
+	$(BIN)/ruff check
 	@bash scripts/start-services.sh
 	$(BIN)/python -m pytest -q
 

@@ -35,11 +35,12 @@ start = time.perf_counter()
 if step == "ledger":
     from billing_pipelines.month_close.ledger import close_ledger_shard
     meta = close_ledger_shard(settings, config, month, shard, shards)["meta"]
-    what = {"customers": len(meta["customers"]), "consumed": sum(s["consumed"] for s in meta["credit_summaries"].values())}
+    what = {"customers": len(meta["customers"]),
+            "consumed": sum(s["consumed"] for s in meta["credit_summaries"].values())}
 else:
     from billing_pipelines.month_close.documents import close_documents
     documents = close_documents(settings, config, month, shards)
-    what = {"invoices": len(documents["invoices"]), "total": str(sum(__import__("decimal").Decimal(i["total"]) for i in documents["invoices"]))}
+    what = {"invoices": len(documents.invoices), "total": str(sum(i.total for i in documents.invoices))}
 """
 
 
@@ -59,7 +60,7 @@ def write_config(folder: Path, customers: int) -> None:
 def write_month_usage(settings, events: int, customers: int) -> None:
     """The collected events of MONTH (and an empty collection of the month before)."""
     from billing_pipelines import duck
-    from billing_pipelines.month_close.usage import MONTH_USAGE, EVENTS, no_events_sql
+    from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql
     from billing_pipelines.partitions import customer_bucket
 
     wh = settings.warehouse()
@@ -78,8 +79,11 @@ def write_month_usage(settings, events: int, customers: int) -> None:
                ['simple', 'complex', 'document', 'embedding'][(hash(i, 4) % 4 + 1)::BIGINT] AS action,
                (hash(i, 5) % 4000)::BIGINT AS input_tokens, (hash(i, 6) % 1000)::BIGINT AS output_tokens,
                (hash(i, 7) % 5000)::BIGINT AS latency_ms,
-               CAST(((hash(i, 5) % 4000) * 800 + (hash(i, 6) % 1000) * 3200)::DECIMAL(38, 0) * 1e-12 AS DECIMAL(38, 12)) AS cost_usd,
-               CASE hash(i, 4) % 4 WHEN 1 THEN 5 WHEN 2 THEN greatest(1, ((hash(i, 5) % 4000) + (hash(i, 6) % 1000) + 999) // 1000) ELSE 1 END::BIGINT AS credits,
+               CAST(((hash(i, 5) % 4000) * 800 + (hash(i, 6) % 1000) * 3200)::DECIMAL(38, 0) * 1e-12
+                    AS DECIMAL(38, 12)) AS cost_usd,
+               CASE hash(i, 4) % 4 WHEN 1 THEN 5
+                    WHEN 2 THEN greatest(1, ((hash(i, 5) % 4000) + (hash(i, 6) % 1000) + 999) // 1000)
+                    ELSE 1 END::BIGINT AS credits,
                o.bucket, DATE '{MONTH}-01' AS billing_month
         FROM range({events}) t(i) JOIN orgs o ON o.org_no = hash(i, 8) % {customers}
         ORDER BY billing_month, bucket, org_id, ts, request_id"""
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "close"))
     parser.add_argument("--reuse", action="store_true",
-                        help="close the events an earlier run collected in --out again (their generation is most of a run)")
+                        help="close the events an earlier run collected in --out again "
+                        "(their generation is most of a run)")
     args = parser.parse_args(argv)
 
     from billing_pipelines.resources import BillingSettings

@@ -22,6 +22,8 @@ from billing_pipelines import billing_db
 from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice
 from billing_pipelines.invoicing.filing import file_pdfs
 from billing_pipelines.invoicing.finalize import number_drafts
+from billing_pipelines.invoicing.models import Invoice
+from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.resources import BillingSettings
 
 MONTH = date(2026, 11, 1)
@@ -37,7 +39,7 @@ actions: [{action: simple, credits: 1}]
 """
 
 
-def seed(settings: BillingSettings, count: int) -> dict[str, dict]:
+def seed(settings: BillingSettings, count: int) -> dict[str, MarginRow]:
     """`count` Pro customers, each with a draft November invoice; returns their usage by model and
     tier (the margin rows a close stores)."""
     config = Path(settings.config_dir)
@@ -48,13 +50,16 @@ def seed(settings: BillingSettings, count: int) -> dict[str, dict]:
                   "start_date": "2026-01-01"} for i in range(count)]
     (config / "customers.yaml").write_text(yaml.safe_dump({"customers": customers}))
     examples = [example_invoice(org_id=c["org_id"], extra_purchases=i % 4) for i, c in enumerate(customers)]
-    margin = [{"org_id": e["org_id"],
-               "by_model": [{"model": u["model"], "credits": u["credits"], "cogs_usd": u["cost_usd"]} for u in e["usage_by_model"]],
-               "by_action": [{"action": u["action"], "credits": u["credits"], "cogs_usd": u["cost_usd"]} for u in e["usage_by_action"]]}
+    margin = [MarginRow.model_validate({
+        "org_id": e["org_id"], "month": e["month"], "revenue": "0.00", "breakage": "0.00", "cogs_usd": e["cogs_usd"],
+        "gross_margin": "0.00", "margin_pct": None, "credit_to_cost_ratio": None, "below_target": False,
+        **{f"by_{field}": [{field: u[field], "credits": u["credits"], "revenue": "0.00", "cogs_usd": u["cost_usd"]}
+                           for u in e[f"usage_by_{field}"]] for field in ("model", "action")}})
+        for e in examples]
+    drafts = [Invoice.model_validate({**{k: e[k] for k in SPEC_FIELDS}, "status": "draft", "number": None})
               for e in examples]
-    drafts = [{**{k: e[k] for k in SPEC_FIELDS}, "status": "draft", "number": None} for e in examples]
     billing_db.store_draft_invoices(billing_db.engine_from_url(settings.database_url), "2026-11", drafts)
-    return {m["org_id"]: m for m in margin}
+    return {m.org_id: m for m in margin}
 
 
 def main() -> None:
@@ -65,7 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="finalize-bench-") as home:
         env = {"BILLING_HOME": home, "BILLING_CONFIG": f"{home}/config", "BILLING_LANDING": f"{home}/landing"}
-        settings = BillingSettings.from_env({**env, **({"BILLING_DATABASE_URL": args.database_url} if args.database_url else {})})
+        database = {"BILLING_DATABASE_URL": args.database_url} if args.database_url else {}
+        settings = BillingSettings.from_env({**env, **database})
         margins = seed(settings, args.count)
         start = time.perf_counter()
         numbers = number_drafts(settings, MONTH, date(2026, 12, 4), margins)

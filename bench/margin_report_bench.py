@@ -20,7 +20,10 @@ from pypdf import PdfReader
 
 from billing_pipelines.margin.examples import example_closes, example_config
 from billing_pipelines.margin.report_document import (
-    build_margin_report, margin_report_html, margin_report_pdf, report_charts,
+    build_margin_report,
+    margin_report_html,
+    margin_report_pdf,
+    report_charts,
 )
 
 TARGET_CPU_SECONDS = 30

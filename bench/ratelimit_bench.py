@@ -33,7 +33,8 @@ MODELS = ("frontier-large", "small-fast")
 
 def bench_config() -> BillingConfig:
     """1,000 orgs on a plan whose limits never bind, so every decision does the full work."""
-    rate = {"effective_from": date(2026, 1, 1), "input_usd_per_1k": Decimal("0.003"), "output_usd_per_1k": Decimal("0.015")}
+    rate = {"effective_from": date(2026, 1, 1), "input_usd_per_1k": Decimal("0.003"),
+            "output_usd_per_1k": Decimal("0.015")}
     book = PriceBook("USD", Decimal(3), (ModelRate("frontier-large", degrade_to="small-fast", **rate),
                                          ModelRate("small-fast", **rate)), ())
     plan = Plan("bench", Decimal(0), 0, None, 0, 1, RateLimits(1_000_000, 60_000_000, Decimal(2), 60))

@@ -31,7 +31,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from bench_support import ROOT, fresh_home, fresh_process
 
 sys.path.insert(0, str(ROOT))
@@ -60,7 +59,7 @@ else:
     usage = collect_month_usage(LandingZone(settings, config), month, settings.grace_days)
     close_ledger_shard(settings, config, month, 0, 1)
     documents = close_documents(settings, config, month, 1)
-    what = {"events": usage["meta"]["events"], "invoices": len(documents["invoices"])}
+    what = {"events": usage["meta"]["events"], "invoices": len(documents.invoices)}
 """
 
 

@@ -58,8 +58,8 @@ def _start_worker(job_name: str, settings_fields: dict, tags: dict) -> None:
 
     from billing_pipelines.definitions import defs
 
-    _worker.update(job=defs.resolve_job_def(job_name), settings=BillingSettings(**{n: cls(**values) for n, (cls, values) in settings_fields.items()}),
-                   instance=DagsterInstance.get(), tags=tags)
+    settings = BillingSettings(**{name: cls(**values) for name, (cls, values) in settings_fields.items()})
+    _worker.update(job=defs.resolve_job_def(job_name), settings=settings, instance=DagsterInstance.get(), tags=tags)
 
 
 def _run_partition(partition_key: str) -> PartitionRun:

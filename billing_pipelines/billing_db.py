@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, Index, Table, delete, text, update
@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from billing_pipelines.config import BillingConfig, PriceBook
+from billing_pipelines.invoicing.models import Adjustment, Invoice
 from billing_pipelines.ledger.grants import Grant
 
 
@@ -208,7 +209,7 @@ def _price_book_version(book: PriceBook) -> PriceBookVersion:
         target_credit_to_cost_ratio=str(book.target_credit_to_cost_ratio),
         models_json=models,
         actions_json=actions,
-        loaded_at=datetime.now(timezone.utc),
+        loaded_at=datetime.now(UTC),
     )
 
 
@@ -218,8 +219,8 @@ def store_grants(engine: Engine, month: str, grants: list[Grant]) -> None:
         for g in grants:
             fields = {
                 **asdict(g),
-                "start": g.start.replace(tzinfo=timezone.utc),
-                "expiry": g.expiry.replace(tzinfo=timezone.utc),
+                "start": g.start.replace(tzinfo=UTC),
+                "expiry": g.expiry.replace(tzinfo=UTC),
                 "unit_price": str(g.unit_price),
                 "as_of_month": month,
             }
@@ -264,8 +265,8 @@ def next_document_numbers(session: Session, year: int, count: int) -> list[str]:
     return [f"INV-{year}-{n:06d}" for n in range(last + 1, last + count + 1)]
 
 
-def store_draft_invoices(engine: Engine, month: str, invoices: list[dict]) -> int:
-    """Replace `month`'s draft invoices by `invoices` (SPEC §6 objects), in one transaction.
+def store_draft_invoices(engine: Engine, month: str, invoices: list[Invoice]) -> int:
+    """Replace `month`'s draft invoices by `invoices`, in one transaction.
     Finalized invoices are never touched, and no draft is stored beside one. Returns the
     number of drafts stored."""
     with invoicing_transaction(engine, month) as session:
@@ -274,38 +275,32 @@ def store_draft_invoices(engine: Engine, month: str, invoices: list[dict]) -> in
         drafts = select(InvoiceRow.id).where(InvoiceRow.month == month, InvoiceRow.status == "draft")
         session.exec(delete(InvoiceLineRow).where(InvoiceLineRow.invoice_id.in_(drafts)))
         session.exec(delete(InvoiceRow).where(InvoiceRow.month == month, InvoiceRow.status == "draft"))
-        stored = [i for i in invoices if i["org_id"] not in final]
+        stored = [i for i in invoices if i.org_id not in final]
         for invoice in stored:
-            if invoice["month"] != month or invoice["status"] != "draft":
-                raise ValueError(f"{invoice['org_id']}: not a draft invoice of {month}")
+            if invoice.month != month or invoice.status != "draft":
+                raise ValueError(f"{invoice.org_id}: not a draft invoice of {month}")
             add_document(session, invoice)
     return len(stored)
 
 
-def add_document(session: Session, document: dict, rendered: dict | None = None) -> InvoiceRow:
-    """Insert a SPEC §6 invoice object, or an adjustment object (`kind`, `refers_to`,
-    `issue_date`), with its lines; `rendered` is the frozen PDF document of a final one."""
+def add_document(session: Session, document: Invoice | Adjustment, rendered: dict | None = None) -> InvoiceRow:
+    """Insert an invoice or an adjustment with its lines, as their SPEC §6 text; `rendered` is
+    the frozen PDF document of a final one."""
+    stored = document.to_json()
     row = InvoiceRow(
-        org_id=document["org_id"],
-        month=document["month"],
-        kind=document.get("kind", "invoice"),
-        status=document["status"],
-        number=document["number"],
-        refers_to=document.get("refers_to"),
-        issue_date=date.fromisoformat(document["issue_date"]) if document.get("issue_date") else None,
-        currency=document["currency"],
-        subtotal=document["subtotal"],
-        tax=document["tax"],
-        total=document["total"],
-        cogs_usd=document["cogs_usd"],
-        credits_json=json.dumps(document["credits"]),
-        document_json=json.dumps(document),
+        **{k: stored[k] for k in ("org_id", "month", "status", "number", "currency", "subtotal", "tax", "total",
+                                   "cogs_usd")},
+        kind=stored.get("kind", "invoice"),
+        refers_to=stored.get("refers_to"),
+        issue_date=date.fromisoformat(stored["issue_date"]) if stored.get("issue_date") else None,
+        credits_json=json.dumps(stored["credits"]),
+        document_json=json.dumps(stored),
         rendered_json=None if rendered is None else json.dumps(rendered),
-        created_at=datetime.now(timezone.utc),
+        created_at=datetime.now(UTC),
     )
     session.add(row)
     session.flush()
-    for position, line in enumerate(document["lines"], start=1):
+    for position, line in enumerate(stored["lines"], start=1):
         session.add(InvoiceLineRow(invoice_id=row.id, position=position, **line))
     return row
 
@@ -354,19 +349,6 @@ def record_pdf(engine: Engine, row_id: int, key: str, sha256: str) -> None:
 def stored_document(row: InvoiceRow) -> dict:
     """The row's invoice (SPEC §6) or adjustment object, with status and number as stored."""
     return {**json.loads(row.document_json), "status": row.status, "number": row.number}
-
-
-def record_invoice_pdf(engine: Engine, month: str, org_id: str, pdf_sha256: str) -> None:
-    """Record the SHA-256 of the PDF rendered for the customer's draft invoice of `month`."""
-    with Session(engine) as session:
-        draft = session.exec(select(InvoiceRow).where(
-            InvoiceRow.month == month, InvoiceRow.org_id == org_id, InvoiceRow.status == "draft"
-        )).first()
-        if draft is None:
-            raise ValueError(f"no draft invoice of {org_id} for {month}")
-        draft.pdf_sha256 = pdf_sha256
-        session.add(draft)
-        session.commit()
 
 
 def list_invoices(engine: Engine, month: str) -> list[dict]:

@@ -66,7 +66,8 @@ def require_partitions(partitions_def, keys: list[str]) -> None:
         "date, or the first day of the earliest customer's start month)")
 
 
-def run_job(job_name: str, partition_key: str | None, settings: BillingSettings, run_config: dict | None = None) -> None:
+def run_job(job_name: str, partition_key: str | None, settings: BillingSettings,
+            run_config: dict | None = None) -> None:
     """Launch one partition of a job (None: an unpartitioned job) in this process, recorded in the
     Dagster instance."""
     from billing_pipelines.definitions import defs
@@ -100,7 +101,6 @@ def cmd_ingest(args: argparse.Namespace, settings: BillingSettings) -> None:
     """Ingest each date (SPEC §6): print what was ingested; exit 3 where some dates have unreadable
     files (each named on stderr with what to do), 1 where a date could not be ingested at all."""
     from billing_pipelines.ingest.pipeline import summary_of
-
     from billing_pipelines.partitions import landing_dates
 
     days = parse_dates(args.dates)
@@ -151,7 +151,7 @@ def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None
     from dagster import MultiPartitionKey
 
     from billing_pipelines.month_close.chain import months_to_close
-    from billing_pipelines.month_close.documents import stored_month_close
+    from billing_pipelines.month_close.documents import ClosedMonth, stored_month_close
     from billing_pipelines.partitions import billing_months, close_shard_count
     from billing_pipelines.periods import month_key
 
@@ -164,10 +164,10 @@ def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None
         run_job("month_close", month_key(each), settings)
         if each < month:
             print(f"{month_key(each)} closed first (its close was missing or out of date)")
-    meta = stored_month_close(settings.warehouse(), month)
-    total = sum(Decimal(i["total"]) for i in meta["invoices"])
-    print(f"{args.month} closed: {len(meta['invoices'])} draft invoices, total {total:.2f}; "
-          f"{sum(m['below_target'] for m in meta['margin'])} customers below the target ratio")
+    closed = ClosedMonth.from_json(stored_month_close(settings.warehouse(), month))
+    total = sum((i.total for i in closed.invoices), Decimal("0.00"))
+    print(f"{args.month} closed: {len(closed.invoices)} draft invoices, total {total:.2f}; "
+          f"{sum(m.below_target for m in closed.margin)} customers below the target ratio")
     print(f"  invoices: billing invoices {args.month} --format json   (database {settings.database_url})")
     print(f"  margin:   billing margin {args.month} --format json")
 
@@ -223,7 +223,8 @@ def cmd_demo(args: argparse.Namespace, settings: BillingSettings) -> None:
     today = date.today()
     start = add_months(today.replace(day=1), -2)
     if not Path(settings.config_dir, "customers.yaml").exists():
-        print(f"generating a landing zone from {start} to {today} in {settings.landing}, config in {settings.config_dir}")
+        print(f"generating a landing zone from {start} to {today} in {settings.landing}, "
+              f"config in {settings.config_dir}")
         main(["generate", "--start", start.isoformat(), "--days", str((today - start).days + 1)])
         # the Dagster partitions start with the customers: load them afresh, over the new config
         raise SystemExit(subprocess.run([sys.executable, "-m", "billing_pipelines.cli", "demo"]).returncode)
@@ -240,7 +241,8 @@ Results (BILLING_HOME={settings.home}):
   billing database:                       {settings.database_url}
   invoices:  .venv/bin/billing invoices {month_key(start)}
   margin:    .venv/bin/billing margin {month_key(start)}
-  finalize:  write {settings.config_dir}/seller.yaml (docs/invoices.md), then .venv/bin/billing finalize {month_key(start)}
+  finalize:  write {settings.config_dir}/seller.yaml (docs/invoices.md),
+             then .venv/bin/billing finalize {month_key(start)}
   portal:    .venv/bin/billing serve; .venv/bin/billing portal-link <org_id> (or billing tokens create <org_id>)
   gateway:   .venv/bin/billing gateway-keys create <name> (for /v1/ratelimit/)
   Dagster UI on the same instance: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml""")

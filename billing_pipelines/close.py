@@ -12,25 +12,26 @@ import polars as pl
 
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.invoicing.drafts import draft_invoice, invoice_usage
+from billing_pipelines.invoicing.models import Invoice
 from billing_pipelines.ledger.consumption import CreditSummary, opening_grants, run_ledger
 from billing_pipelines.ledger.events import with_ledger_time
 from billing_pipelines.ledger.grants import Grant, purchases_by_org
 from billing_pipelines.ledger.usage import recognized_revenue, usage_totals
-from billing_pipelines.margin.advisor import tier_advice
-from billing_pipelines.margin.report import margin_report
+from billing_pipelines.margin.advisor import TierAdvisor, tier_advice
+from billing_pipelines.margin.report import MarginRow, margin_report
 from billing_pipelines.periods import add_months
 
 
 @dataclass(frozen=True)
 class MonthClose:
-    """Everything a month close produces; `invoices` and `margin` are the JSON of SPEC §6;
-    `usage` and `revenue_shares` are the month's small per (org, model, action) sums."""
+    """Everything a month close produces, typed (`to_json()` of an invoice or margin row is the
+    object of SPEC §6); `usage` and `revenue_shares` are the month's small per (org, model, action) sums."""
 
     month: date
     credit_summaries: dict[str, CreditSummary]
-    invoices: list[dict]
+    invoices: list[Invoice]
     invoice_usage: dict[str, dict]
-    margin: list[dict]
+    margin: list[MarginRow]
     allocations: pl.DataFrame
     grants: list[Grant]
     usage: pl.DataFrame
@@ -77,7 +78,7 @@ def close_month(
 
 def advise_tiers(
     config: BillingConfig, billed_events: pl.DataFrame, closed: MonthClose, grace_days: int = 3
-) -> dict:
+) -> TierAdvisor:
     """The credit-tier advisor (issue 5) over the events billed in a closed month."""
     events = with_ledger_time(billed_events, grace_days)
     billed = events.filter(pl.col("billing_month") == closed.month)

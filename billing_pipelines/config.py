@@ -17,21 +17,30 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter,
-                      ValidationError, model_validator, with_config)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+    with_config,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 CONFIG_FILES = ("pricebook.yaml", "plans.yaml", "customers.yaml")
 # Rates carry at most this many decimal places, so a token's cost is an exact multiple of
 # 10^-(RATE_PLACES + 3) USD (rates are per 1,000 tokens).
 RATE_PLACES = 9
-COST_SCALE = RATE_PLACES + 3
 
 
 class ConfigError(ValueError):
@@ -155,7 +164,7 @@ def _config_instant(value: Any) -> datetime:
     """An RFC 3339 date-time with a UTC offset, normalised to UTC."""
     if isinstance(value, str) and _RFC_3339.fullmatch(value):
         try:
-            return datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
+            return datetime.fromisoformat(value.upper()).astimezone(UTC)
         except ValueError:
             pass
     raise PydanticCustomError("config_value", "not an RFC 3339 time with a UTC offset")
@@ -337,7 +346,7 @@ class BillingConfig:
     fingerprint: str = field(default="", compare=False)
     plan_changes: tuple[PlanChange, ...] = ()
 
-    def only(self, orgs: set[str]) -> "BillingConfig":
+    def only(self, orgs: set[str]) -> BillingConfig:
         """This config with only the customers in `orgs`, their purchases and plan changes."""
         return replace(self, customers={o: c for o, c in self.customers.items() if o in orgs},
                        purchases=tuple(p for p in self.purchases if p.org_id in orgs),

@@ -15,7 +15,7 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,12 @@ PRICE_BOOK = """\
 currency: USD
 target_credit_to_cost_ratio: "3.0"
 models:
-  - {model: frontier-large, effective_from: 2025-01-01, input_usd_per_1k: "0.0030", output_usd_per_1k: "0.0150", degrade_to: balanced-medium}
-  - {model: frontier-large, effective_from: %(price_cut)s, input_usd_per_1k: "0.0025", output_usd_per_1k: "0.0125", degrade_to: balanced-medium}
-  - {model: balanced-medium, effective_from: 2025-01-01, input_usd_per_1k: "0.0008", output_usd_per_1k: "0.0032", degrade_to: small-fast}
+  - {model: frontier-large, effective_from: 2025-01-01, input_usd_per_1k: "0.0030", output_usd_per_1k: "0.0150",
+     degrade_to: balanced-medium}
+  - {model: frontier-large, effective_from: %(price_cut)s, input_usd_per_1k: "0.0025", output_usd_per_1k: "0.0125",
+     degrade_to: balanced-medium}
+  - {model: balanced-medium, effective_from: 2025-01-01, input_usd_per_1k: "0.0008", output_usd_per_1k: "0.0032",
+     degrade_to: small-fast}
   - {model: small-fast, effective_from: 2025-01-01, input_usd_per_1k: "0.00015", output_usd_per_1k: "0.0006"}
   - {model: embed-v3, effective_from: 2025-01-01, input_usd_per_1k: "0.00002", output_usd_per_1k: "0"}
 actions:
@@ -171,7 +174,8 @@ def _slug(name: str) -> str:
     """A readable ASCII org id for a company name in any script."""
     base = name.rsplit(" ", 1)[0] if name.rsplit(" ", 1)[-1].isdigit() else name
     suffix = name[len(base):].strip()
-    ascii_name = _ORG_IDS.get(base) or unicodedata.normalize("NFKD", base.translate(_TRANSLITERATE)).encode("ascii", "ignore").decode()
+    ascii_name = _ORG_IDS.get(base) or (unicodedata.normalize("NFKD", base.translate(_TRANSLITERATE))
+                                        .encode("ascii", "ignore").decode())
     return "-".join(filter(None, [re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-"), suffix]))
 
 
@@ -193,7 +197,7 @@ def _write_config(spec: GeneratorSpec, orgs: pl.DataFrame, changes: list, folder
         ]
     lines.append("credit_purchases:")
     for n, org_id in enumerate(_buyers(orgs)):
-        bought = datetime.combine(spec.start + timedelta(days=9 + 7 * n), time(12), tzinfo=timezone.utc)
+        bought = datetime.combine(spec.start + timedelta(days=9 + 7 * n), time(12), tzinfo=UTC)
         lines += [
             f"  - purchase_id: p-{1001 + n}",
             f"    org_id: {org_id}",
@@ -213,7 +217,8 @@ def _trace() -> pl.DataFrame:
     return pl.read_csv(io.BytesIO(data))
 
 
-def _events(spec: GeneratorSpec, day: date, orgs: pl.DataFrame, trace: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+def _events(spec: GeneratorSpec, day: date, orgs: pl.DataFrame, trace: pl.DataFrame,
+            rng: np.random.Generator) -> pl.DataFrame:
     # a cancelled customer's gateway still sends for two days (quarantined: after_customer_end)
     ended = pl.col("end_date") + pl.duration(days=2) <= day
     active = orgs.filter((pl.col("start_date") <= day) & ~ended.fill_null(False))
@@ -232,8 +237,10 @@ def _events(spec: GeneratorSpec, day: date, orgs: pl.DataFrame, trace: pl.DataFr
     input_tokens = trace["input_tokens"].to_numpy()[sample] * np.where(action == 2, 4, 1)
     output_tokens = np.where(action == 3, 0, trace["output_tokens"].to_numpy()[sample])
     latency = (150 + output_tokens * 18 + input_tokens * 0.15 * rng.lognormal(0, 0.3, n)).astype(np.int64)
-    lag_us = (rng.exponential(20e6, n) + np.where(rng.random(n) < spec.late_rate, rng.integers(1, 4, n) * 86_400e6, 0)).astype(np.int64)
-    midnight = datetime.combine(day, time()).replace(tzinfo=timezone.utc)
+    delay_us = rng.exponential(20e6, n)  # drawn first: the generator's stream stays as it was
+    late_us = np.where(rng.random(n) < spec.late_rate, rng.integers(1, 4, n) * 86_400e6, 0)
+    lag_us = (delay_us + late_us).astype(np.int64)
+    midnight = datetime.combine(day, time()).replace(tzinfo=UTC)
     users = active["users"].to_numpy()[org_idx]
     frame = pl.DataFrame({
         "seq": np.arange(n),
@@ -248,12 +255,14 @@ def _events(spec: GeneratorSpec, day: date, orgs: pl.DataFrame, trace: pl.DataFr
         "latency_ms": latency,
     })
     return frame.select(
-        pl.format("req_{}_{}", pl.lit(day.strftime("%Y%m%d")), pl.col("seq").cast(pl.String).str.zfill(8)).alias("request_id"),
+        pl.format("req_{}_{}", pl.lit(day.strftime("%Y%m%d")),
+                  pl.col("seq").cast(pl.String).str.zfill(8)).alias("request_id"),
         "org_id",
         pl.format("{}-u{}", "org_id", "user_no").alias("user_id"),
         (pl.lit(midnight) + pl.duration(microseconds="ts_us")).alias("ts"),
         "model", "action", "input_tokens", "output_tokens", "latency_ms",
-        (pl.lit(midnight) + pl.duration(microseconds=pl.col("ts_us") + pl.col("lag_us"))).dt.date().alias("landing_date"),
+        (pl.lit(midnight) + pl.duration(microseconds=pl.col("ts_us") + pl.col("lag_us"))).dt.date()
+        .alias("landing_date"),
     )
 
 
@@ -264,10 +273,12 @@ def _with_redeliveries(events: pl.DataFrame, rate: float, rng: np.random.Generat
     picked = events.filter(pl.Series(rng.random(events.height) < rate))
     shift = pl.Series(rng.integers(0, 2, picked.height)).cast(pl.Int32)
     redelivered = picked.with_columns((pl.col("landing_date") + pl.duration(days=shift)).alias("landing_date"))
-    return pl.concat([events, redelivered.with_columns(pl.lit(True).alias("redelivered"))], how="diagonal"), picked.height
+    return pl.concat([events, redelivered.with_columns(pl.lit(True).alias("redelivered"))],
+                     how="diagonal"), picked.height
 
 
-def _write_landing_date(store: Store, day: date, parts: list[pl.DataFrame], spec: GeneratorSpec, rng, stats: dict) -> int:
+def _write_landing_date(store: Store, day: date, parts: list[pl.DataFrame], spec: GeneratorSpec, rng,
+                        stats: dict) -> int:
     if not parts:
         return 0
     events = pl.concat(parts, how="diagonal").with_columns(pl.col("redelivered").fill_null(False))
@@ -278,7 +289,8 @@ def _write_landing_date(store: Store, day: date, parts: list[pl.DataFrame], spec
     bad = 0
     for k in range(spec.files_per_day):
         chunk = fresh.filter(shard == k)
-        fmt = "parquet" if rng.random() < spec.parquet_share else "jsonl.gz" if rng.random() < spec.gzip_share else "jsonl"
+        fmt = ("parquet" if rng.random() < spec.parquet_share
+               else "jsonl.gz" if rng.random() < spec.gzip_share else "jsonl")
         key = f"{folder}/gateway-{k % 2}/part-{k:03d}.{fmt}"
         bad += _write_events(store, key, chunk, fmt, spec.bad_rate, rng)
         stats["files"] += 1
@@ -310,12 +322,13 @@ def _write_events(store: Store, key: str, events: pl.DataFrame, fmt: str, bad_ra
 def _bad_rows(n: int, rng) -> list[str]:
     good = ('"org_id": "acme-corp", "user_id": "u1", "ts": "2026-10-01T10:00:00Z", "model": "small-fast", '
             '"action": "simple", "input_tokens": 10, "output_tokens": 5, "latency_ms": 100')
+    fractional_tokens = good.replace('"input_tokens": 10', '"input_tokens": 12.5')
     kinds = [
         lambda i: '{"request_id": "bad-' + str(i),  # malformed
-        lambda i: '{"request_id": "bad-%d", "org_id": "acme-corp"}' % i,  # missing_field
-        lambda i: '{"request_id": "bad-%d", %s}' % (i, good.replace('"input_tokens": 10', '"input_tokens": 12.5')),
-        lambda i: '{"request_id": "bad-%d", %s}' % (i, good.replace("small-fast", "gpt-x")),
-        lambda i: '{"request_id": "bad-%d", %s}' % (i, good.replace("acme-corp", "unknown-org")),
-        lambda i: '{"request_id": "bad-%d", %s}' % (i, good.replace("T10:00:00Z", "T10:00:00")),
+        lambda i: f'{{"request_id": "bad-{i}", "org_id": "acme-corp"}}',  # missing_field
+        lambda i: f'{{"request_id": "bad-{i}", {fractional_tokens}}}',
+        lambda i: f'{{"request_id": "bad-{i}", {good.replace("small-fast", "gpt-x")}}}',
+        lambda i: f'{{"request_id": "bad-{i}", {good.replace("acme-corp", "unknown-org")}}}',
+        lambda i: f'{{"request_id": "bad-{i}", {good.replace("T10:00:00Z", "T10:00:00")}}}',
     ]
     return [kinds[int(rng.integers(len(kinds)))](int(rng.integers(1e9))) for _ in range(n)]

@@ -1,11 +1,16 @@
-"""Exact money: rounding of exact values (Fraction or Decimal) ROUND_HALF_UP, and their text."""
+"""Exact money: rounding of exact values (Fraction or Decimal) ROUND_HALF_UP, their text, and the
+field types of the typed documents (invoices, margin rows): Decimal inside, text in JSON."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, PlainSerializer, Strict, StringConstraints
+from pydantic_core import PydanticCustomError
 
 _WIDE = Context(prec=80)  # quantize exactly whatever the size of a sum
-from fractions import Fraction
 
 
 def round_half_up(value: Fraction | Decimal | int, places: int) -> Decimal:
@@ -24,6 +29,46 @@ def money(value: Fraction | Decimal | int, places: int = 2) -> str:
     return f"{round_half_up(value, places):.{places}f}"
 
 
-def rate_text(value: Decimal) -> str:
-    """A configured price as text with at least 2 decimals ("0.0120", "49.00")."""
-    return f"{value:.{max(2, -value.as_tuple().exponent)}f}"
+def rate(value: Decimal) -> Decimal:
+    """A configured price with at least 2 decimals (0.0120, 49.00), as invoices print it."""
+    return round_half_up(value, max(2, -value.as_tuple().exponent))
+
+
+def _decimal(value: Any) -> Decimal:
+    """A decimal from its text (or an integer); a binary float or a boolean is refused."""
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise PydanticCustomError("decimal_text", "is not a decimal: {value}", {"value": repr(value)}) from None
+    else:
+        raise PydanticCustomError("decimal_text", "must be a decimal string, got {value}", {"value": repr(value)})
+    if not number.is_finite():
+        raise PydanticCustomError("decimal_text", "must be finite, got {value}", {"value": repr(value)})
+    return number
+
+
+def _exactly(places: int):
+    def check(value: Decimal) -> Decimal:
+        if value.as_tuple().exponent != -places:
+            raise PydanticCustomError("decimal_places", "must have exactly {places} decimals, got {value}",
+                                      {"places": places, "value": str(value)})
+        return value
+    return check
+
+
+# Decimal in Python, its own digits as text in JSON ("0.0120", "-3.60", "1250").
+DecimalText = Annotated[Decimal, BeforeValidator(_decimal), PlainSerializer(lambda v: f"{v:f}", str, when_used="json")]
+Money = Annotated[DecimalText, AfterValidator(_exactly(2))]  # SPEC §6: exactly 2 decimals
+Cost = Annotated[DecimalText, AfterValidator(_exactly(4))]  # cogs_usd: exactly 4 decimals
+PerCredit = Annotated[DecimalText, AfterValidator(_exactly(6))]  # a cost or revenue per credit: 6 decimals
+
+# The other fields of the typed documents (invoicing.models, margin.report, margin.advisor).
+Name = Annotated[str, StringConstraints(strict=True, min_length=1)]  # an id, a kind, a description
+MonthKey = Annotated[str, StringConstraints(strict=True, pattern=r"^\d{4}-\d{2}$")]  # "2026-11"
+Count = Annotated[int, Strict()]  # credits, events: a whole number, never a float or text
+DOCUMENT = ConfigDict(extra="forbid", frozen=True)  # every key is a field; never changed once made

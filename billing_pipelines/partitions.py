@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 import zlib
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -88,7 +88,7 @@ _FIRST_MONTH = first_month()
 # into now: Dagster evaluates both when asked, so they follow the calendar without a reload.
 landing_dates = dg.DailyPartitionsDefinition(start_date=first_day().isoformat(), end_offset=1)
 billing_months = dg.MonthlyPartitionsDefinition(
-    start_date=datetime(_FIRST_MONTH.year, _FIRST_MONTH.month, 1, tzinfo=timezone.utc) + timedelta(days=grace_days()),
+    start_date=datetime(_FIRST_MONTH.year, _FIRST_MONTH.month, 1, tzinfo=UTC) + timedelta(days=grace_days()),
     day_offset=grace_days() + 1, fmt="%Y-%m", end_offset=1,
 )
 close_shards = dg.StaticPartitionsDefinition([str(i) for i in range(close_shard_count())])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 
 def month_key(day: date) -> str:
@@ -30,7 +30,7 @@ def add_months(moment: datetime | date, months: int) -> datetime | date:
 
 def month_start(month: date) -> datetime:
     """The first instant (UTC) of the month containing `month`."""
-    return datetime.combine(month.replace(day=1), time(), tzinfo=timezone.utc)
+    return datetime.combine(month.replace(day=1), time(), tzinfo=UTC)
 
 
 def first_open_month(landing_date: date, grace_days: int) -> date:

@@ -82,12 +82,12 @@ class BillingSettings(dg.ConfigurableResource):
     delivery: DeliveryResource
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "BillingSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BillingSettings:
         """The settings of `environ` (default os.environ), as values."""
         return cls._build(os.environ if environ is None else environ, lambda name, value: value)
 
     @classmethod
-    def for_definitions(cls, environ: Mapping[str, str] | None = None) -> "BillingSettings":
+    def for_definitions(cls, environ: Mapping[str, str] | None = None) -> BillingSettings:
         """The settings as the Dagster definitions hold them: each variable set in the environment
         is a `dg.EnvVar`, read when a run starts and shown by name only (a relative path is
         resolved here, where the definitions load)."""
@@ -95,7 +95,7 @@ class BillingSettings(dg.ConfigurableResource):
         return cls._build(env, lambda name, value: dg.EnvVar(name))
 
     @classmethod
-    def _build(cls, env: Mapping[str, str], source) -> "BillingSettings":
+    def _build(cls, env: Mapping[str, str], source) -> BillingSettings:
         home = str(Path(env.get("BILLING_HOME", ".billing")).resolve())
         grace = env.get("BILLING_GRACE_DAYS", "3")
         if not grace.isdigit():

@@ -189,7 +189,8 @@ class Warehouse:
         stale = time.time_ns() - STALE_TEMPORARY_SECONDS * 10**9
         for stored in self.store.list(folder, recursive=False):
             name = stored.key.rsplit("/", 1)[-1]
-            if (name.endswith((".parquet", ".npy")) and name not in keep) or (is_temporary(name) and stored.mtime_ns < stale):
+            if ((name.endswith((".parquet", ".npy")) and name not in keep)
+                    or (is_temporary(name) and stored.mtime_ns < stale)):
                 self.store.delete(stored.key)
 
 

@@ -9,8 +9,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from billing_pipelines.invoicing.pdf import render_invoice_pdf
 from billing_pipelines.invoicing.examples import example_invoice
+from billing_pipelines.invoicing.pdf import render_invoice_pdf
 
 CUSTOMER = {
     "name": "Müller & Søn GmbH",

@@ -68,7 +68,8 @@ class Landing:
         return path
 
 
-TEST_SELLER = "name: Northwind AI Ltd\naddress: 10 Market Street\nemail: billing@northwind-ai.example\npayment_terms_days: 30\n"
+TEST_SELLER = ("name: Northwind AI Ltd\naddress: 10 Market Street\nemail: billing@northwind-ai.example\n"
+               "payment_terms_days: 30\n")
 
 
 def config_with_seller(source: Path, target: Path) -> Path:

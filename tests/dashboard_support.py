@@ -10,7 +10,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ def live_settings(root: Path, database_url: str | None = None, landing: Path | N
 
 def now_event(rid: str, org: str = "acme", seconds_ago: int = 60, model: str = "small-fast",
               action: str = "simple", **extra) -> dict:
-    ts = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    ts = datetime.now(UTC) - timedelta(seconds=seconds_ago)
     row = {"request_id": rid, "org_id": org, "user_id": f"{org}-1", "ts": ts.isoformat(timespec="seconds"),
            "model": model, "action": action, "input_tokens": 100, "output_tokens": 50, "latency_ms": 10}
     return {**row, **extra}
@@ -38,7 +38,7 @@ def now_event(rid: str, org: str = "acme", seconds_ago: int = 60, model: str = "
 
 def land(settings: BillingSettings, name: str, rows: list[dict], day: str | None = None) -> str:
     """Write a JSON-lines file into today's (or `day`'s) landing folder; returns its key."""
-    day = day or datetime.now(timezone.utc).date().isoformat()
+    day = day or datetime.now(UTC).date().isoformat()
     key = f"dt={day}/{name}"
     path = Path(settings.landing) / key
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ class Receiver:
     def events(self) -> list[str]:
         return [json.loads(body)["type"] for _, body in self.requests]
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -13,12 +13,12 @@ from pypdf import PdfReader
 
 from billing_pipelines import billing_db
 from billing_pipelines.invoicing.finalize import finalize_month
+from billing_pipelines.invoicing.models import Invoice
 from billing_pipelines.month_close.documents import MONTH_CLOSE, partition
 from billing_pipelines.periods import parse_month
 from billing_pipelines.resources import BillingSettings
-
-
-from conftest import EXAMPLES as CONFIG, config_with_seller  # noqa: E402  (tests/data/examples)
+from conftest import EXAMPLES as CONFIG  # noqa: E402  (tests/data/examples)
+from conftest import config_with_seller
 
 
 def copy_config(folder: Path) -> Path:
@@ -35,16 +35,16 @@ def write_config(folder: Path, org_ids: list[str]) -> Path:
     return folder
 
 
-def plan_fee_invoice(org_id: str, month: str) -> dict:
-    """A SPEC §6 draft invoice of a Pro customer who used 1,000 credits."""
-    return {
+def plan_fee_invoice(org_id: str, month: str) -> Invoice:
+    """The draft invoice of a Pro customer who used 1,000 credits."""
+    return Invoice.model_validate({
         "org_id": org_id, "month": month, "status": "draft", "number": None, "currency": "USD",
         "lines": [{"kind": "plan_fee", "description": f"Pro plan, {month}", "quantity": "1",
                    "unit_price": "49.00", "amount": "49.00"}],
         "subtotal": "49.00", "tax": "9.80", "total": "58.80", "cogs_usd": "1.2345",
         "credits": {"opening": 0, "rolled_over_in": 0, "granted": 5000, "purchased": 0, "consumed": 1000,
                     "overage": 0, "expired": 0, "rolled_over_out": 2500, "closing": 4000},
-    }
+    })
 
 
 def seed_month(settings: BillingSettings, month: str, org_ids: list[str]) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import polars as pl
 
 from billing_pipelines.config import (
-    ActionTier, BillingConfig, CreditPurchase, Customer, ModelRate, Plan, PlanChange, PriceBook, RateLimits,
+    ActionTier,
+    BillingConfig,
+    CreditPurchase,
+    Customer,
+    ModelRate,
+    Plan,
+    PlanChange,
+    PriceBook,
+    RateLimits,
 )
-from billing_pipelines.ledger.checks import (
-    conservation_problems, invoice_total_problems, negative_grant_problems,
-)
+from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 
 PRICE_BOOK = PriceBook(
@@ -66,7 +72,7 @@ def change(day: str, plan_name: str | None, org_id: str = "acme") -> PlanChange:
 
 def utc(text: str) -> datetime:
     """'2026-10-05T10:00' (UTC) as an aware datetime."""
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def events(*rows) -> pl.DataFrame:
@@ -98,7 +104,7 @@ def shares(close, request_id) -> list[tuple[str, str, int]]:
 
 
 def lines(close, org_id="acme") -> list[tuple[str, str]]:
-    invoice = next(i for i in close.invoices if i["org_id"] == org_id)
+    invoice = next(i.to_json() for i in close.invoices if i.org_id == org_id)
     return [(line["kind"], line["amount"]) for line in invoice["lines"]]
 
 

@@ -14,8 +14,10 @@ PRICEBOOK = """\
 currency: USD
 target_credit_to_cost_ratio: "3.0"
 models:
-  - {model: frontier-large, effective_from: 2026-01-01, input_usd_per_1k: "0.0030", output_usd_per_1k: "0.0150", degrade_to: balanced-medium}
-  - {model: balanced-medium, effective_from: 2026-01-01, input_usd_per_1k: "0.0008", output_usd_per_1k: "0.0032", degrade_to: small-fast}
+  - {model: frontier-large, effective_from: 2026-01-01, input_usd_per_1k: "0.0030", output_usd_per_1k: "0.0150",
+     degrade_to: balanced-medium}
+  - {model: balanced-medium, effective_from: 2026-01-01, input_usd_per_1k: "0.0008", output_usd_per_1k: "0.0032",
+     degrade_to: small-fast}
   - {model: small-fast, effective_from: 2026-01-01, input_usd_per_1k: "0.00015", output_usd_per_1k: "0.0006"}
   - {model: embed-v3, effective_from: 2026-01-01, input_usd_per_1k: "0.00002", output_usd_per_1k: "0"}
 actions:

@@ -19,7 +19,7 @@ import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -156,8 +156,9 @@ def _timestamps(column: pa.ChunkedArray) -> list:
     """A timestamp column as datetimes truncated to microseconds, whatever its unit: in UTC where
     it has a time zone, naive where it has none; OUT_OF_RANGE outside years 1-9999."""
     per_second = {"s": 1, "ms": 1000, "us": 10**6, "ns": 10**9}[column.type.unit]
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc if column.type.tz else None)
-    return [None if v is None else _after(epoch, v * 10**6 // per_second) for v in pc.cast(column, pa.int64()).to_pylist()]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC if column.type.tz else None)
+    values = pc.cast(column, pa.int64()).to_pylist()
+    return [None if v is None else _after(epoch, v * 10**6 // per_second) for v in values]
 
 
 def _after(epoch: datetime, micros: int):
@@ -233,7 +234,7 @@ def _timestamp(value) -> datetime | None:
     calendar time (hour 00-23, no leap second), an offset of at most 23:59, and years 0001-9999
     both as written and in UTC."""
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else None
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else None
     match = RFC3339.fullmatch(value) if isinstance(value, str) else None
     if not match:
         return None
@@ -241,12 +242,12 @@ def _timestamp(value) -> datetime | None:
     if not zulu and (int(oh) > 23 or int(om) > 59):
         return None
     try:
-        offset = timezone.utc if zulu else timezone(
+        offset = UTC if zulu else timezone(
             (1 if sign == "+" else -1) * timedelta(hours=int(oh), minutes=int(om))
         )
         micro = int((frac or "0")[:6].ljust(6, "0"))
         moment = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=offset)
-        return moment.astimezone(timezone.utc).replace(tzinfo=None)
+        return moment.astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         return None
 

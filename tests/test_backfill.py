@@ -47,7 +47,8 @@ def _outputs(settings: BillingSettings) -> dict[str, bytes]:
     for day in DAYS:
         part = f"dt={day.isoformat()}"
         for dataset, name in OUTPUTS:
-            files[f"{dataset}/{part}/{name}"] = wh.store.read_bytes(f"{dataset}/{part}/{wh.manifest(dataset, part)['files'][name]}")
+            stored = wh.manifest(dataset, part)["files"][name]
+            files[f"{dataset}/{part}/{name}"] = wh.store.read_bytes(f"{dataset}/{part}/{stored}")
     return files
 
 

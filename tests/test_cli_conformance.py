@@ -41,8 +41,8 @@ def test_ingest_close_and_report_through_dagster(conformance_env, capsys):
         capsys.readouterr()
         invoices = billing(capsys, "invoices", month, "--format", "json")
         assert [i["status"] for i in invoices] == ["draft"] * len(invoices)
-        trimmed = [{k: i[k] for k in INVOICE_FIELDS} | {"lines": [{"kind": l["kind"], "amount": l["amount"]}
-                                                              for l in i["lines"]]} for i in invoices]
+        trimmed = [{k: i[k] for k in INVOICE_FIELDS} | {"lines": [{"kind": line["kind"], "amount": line["amount"]}
+                                                              for line in i["lines"]]} for i in invoices]
         assert trimmed == expected["invoices"][month]
         assert billing(capsys, "margin", month, "--format", "json") == expected["margin"][month]
 

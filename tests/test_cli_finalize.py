@@ -16,6 +16,7 @@ from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.resources import BillingSettings
 from conftest import CONFORMANCE, Landing, config_with_seller, event
 
+
 @pytest.fixture
 def landing(tmp_path, monkeypatch) -> Landing:
     root = CONFORMANCE
@@ -54,7 +55,8 @@ def test_finalize_then_backfill_lists_one_adjustment(landing, capsys):
     listed = invoices(capsys, "2026-10")
     assert listed[:2] == final
     [adjustment] = listed[2:]
-    recomputed = next(i for i in stored_month_close(BillingSettings.from_env().warehouse(), date(2026, 10, 1))["invoices"]
+    recomputed = next(i for i in stored_month_close(BillingSettings.from_env().warehouse(),
+                                                    date(2026, 10, 1))["invoices"]
                       if i["org_id"] == "acme")
     assert (adjustment["kind"], adjustment["refers_to"]) == ("adjustment", "INV-2026-000001")
     assert Decimal(adjustment["total"]) == Decimal(recomputed["total"]) - Decimal(final[0]["total"]) > 0

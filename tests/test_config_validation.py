@@ -158,7 +158,8 @@ def test_invalid_yaml_gets_its_line_and_column_and_nothing_runs(env):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["close-month", "2026-11"])
     message = str(exit_.value)  # the problem is worded by libyaml, or by PyYAML without it
-    assert message.startswith(f"billing: bad config in {env.config_dir}: customers.yaml: not valid YAML (line 3, column 4): ")
+    assert message.startswith(
+        f"billing: bad config in {env.config_dir}: customers.yaml: not valid YAML (line 3, column 4): ")
     assert "\n" not in message and "^" not in message
     assert dagster_runs(env) == []
 
@@ -189,7 +190,8 @@ def test_an_unknown_partition_says_which_are_valid_and_how_to_go_further_back(en
         cli.main(args)
     assert str(exit_.value) == (
         f"billing: {first}: valid are {partitions.get_first_partition_key()[:shown]} to "
-        f"{partitions.get_last_partition_key()[:shown]} (up to {'this month' if shown == 7 else 'today, UTC'}; "
+        f"{partitions.get_last_partition_key()[:shown]} "
+        f"(up to {'this month' if shown == 7 else 'today, UTC'}; "
         "for earlier ones set BILLING_FIRST_DAY=YYYY-MM-DD, by default the first landed date, or the first "
         "day of the earliest customer's start month)")
     assert dagster_runs(env) == []

@@ -22,6 +22,7 @@ from production_support import dagster_home, pg_database  # noqa: F401  (fixture
 pytestmark = pytest.mark.postgres
 
 from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
+
 EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -62,7 +63,8 @@ def test_daily_ingest_and_month_close_through_the_postgres_instance(tmp_path, da
 
         ingest(settings, sorted(landing_dates(settings.landing_store())))
         for month in ("2026-09", "2026-10"):  # globex started in September
-            for job, key in (("collect_month_usage", month), ("close_credit_ledger", f"{month}|0"), ("month_close", month)):
+            for job, key in (("collect_month_usage", month), ("close_credit_ledger", f"{month}|0"),
+                             ("month_close", month)):
                 close = defs.resolve_job_def(job).execute_in_process(
                     partition_key=key, instance=instance, resources={"billing": settings}, run_config=QUIET)
                 assert close.success, (job, key)

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.request
 from contextlib import ExitStack
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -124,7 +124,8 @@ def ui(tmp_path_factory) -> UI:
         billing(env, "ingest", "2026-10-01..2026-11-03")  # writes the embedded dagster.yaml too
         billing(env, "close-month", "2026-10")
         port = free_port()
-        stack.callback(_stop, start(env, "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)))
+        webserver = start(env, "dagster-webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port))
+        stack.callback(_stop, webserver)
         ui = UI(f"http://127.0.0.1:{port}", env, work / "config")
         wait_until_loaded(ui)
         for sensor in ("landed_files_sensor", "month_close_automation"):  # runs the tests do not wait for
@@ -164,7 +165,7 @@ def test_the_daily_schedule_ingests_yesterday(ui):
     ticks = schedule["futureTicks"]["results"]
     assert len(ticks) == 2
     for tick in ticks:
-        at = datetime.fromtimestamp(tick["timestamp"], timezone.utc)
+        at = datetime.fromtimestamp(tick["timestamp"], UTC)
         assert tick["evaluationResult"]["error"] is None
         partitions = [t["value"] for r in tick["evaluationResult"]["runRequests"] for t in r["tags"]
                       if t["key"] == "dagster/partition"]

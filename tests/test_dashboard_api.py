@@ -16,7 +16,12 @@ from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.dashboard.models import ApiTokenRow, GatewayKeyRow
 from billing_pipelines.dashboard.state import dashboard_engine
 from billing_pipelines.dashboard.tokens import (
-    LiveGatewayKeys, create_gateway_key, create_token, gateway_key_id, revoke_gateway_key, revoke_token,
+    LiveGatewayKeys,
+    create_gateway_key,
+    create_token,
+    gateway_key_id,
+    revoke_gateway_key,
+    revoke_token,
 )
 from billing_pipelines.ratelimit import SimClock
 from dashboard_support import land, live_settings, now_event
@@ -29,7 +34,8 @@ def served(tmp_path):
         now_event("a-1", action="complex"), now_event("g-1", org="globex", model="frontier-large"),
     ]))
     engine = dashboard_engine(settings.database_url)
-    client = TestClient(create_app(engine, live_limiter(settings.billing_config(), engine), key_seconds=0, settings=settings))
+    limiter = live_limiter(settings.billing_config(), engine)
+    client = TestClient(create_app(engine, limiter, key_seconds=0, settings=settings))
     return settings, engine, client
 
 
@@ -112,7 +118,8 @@ def test_the_rate_limiter_takes_live_gateway_keys_and_refuses_customer_tokens(se
     key_id, key = create_gateway_key(engine, "gateway-1")
     _, token = create_token(engine, "acme")
     ask = lambda bearer: client.post(  # noqa: E731
-        "/v1/ratelimit/decide", json={"org_id": "acme", "model": "small-fast"}, headers={"Authorization": f"Bearer {bearer}"})
+        "/v1/ratelimit/decide", json={"org_id": "acme", "model": "small-fast"},
+        headers={"Authorization": f"Bearer {bearer}"})
     assert ask(key).status_code == 200
     assert ask(token).status_code == 403 and "customer API token" in ask(token).json()["error"]
     assert ask(key + "x").status_code == 401

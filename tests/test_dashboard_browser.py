@@ -40,7 +40,8 @@ def test_page_shows_the_balance_and_then_the_new_balance(browser, server):
     assert page.text_content("#org") == "acme · pro plan"
     left = page.text_content("#credits-left")
     assert page.locator("#grants tbody tr").count() >= 1
-    page.wait_for_function("document.querySelector('#by-tier tbody').textContent === 'complex15'")  # /v1/usage, after the balance
+    # /v1/usage, after the balance
+    page.wait_for_function("document.querySelector('#by-tier tbody').textContent === 'complex15'")
 
     process_landed_file(settings, land(settings, "b.jsonl", [now_event(f"r-{n}", seconds_ago=5) for n in range(2, 12)]))
     page.wait_for_function("document.getElementById('consumed').textContent === '15'", timeout=10_000)

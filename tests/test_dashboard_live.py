@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from billing_pipelines.dashboard import state
 from billing_pipelines.dashboard.live import process_landed_file
-from billing_pipelines.ingest.landing import LandingError
-from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.landing import LandingError, landing_dates
 from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.month_close.ledger import stored_grants
@@ -47,7 +46,7 @@ def november(tmp_path_factory):
     live = process_landed_file(settings, None, at=DECEMBER).balances
     end_of_november = process_landed_file(settings, None, at=datetime(2026, 11, 30, 23, 59, 59)).balances
     ingest(settings, sorted(landing_dates(settings.landing_store())))
-    close = close_months(settings, date(2026, 11, 1))
+    close = close_months(settings, date(2026, 11, 1)).to_json()
     return settings, batches, live, end_of_november, close
 
 
@@ -118,7 +117,8 @@ def _priced_and_deduplicated(settings):
     assert batch.new_events == 2 and sorted(batch.written) == ["acme", "globex"]
     assert batch.balances["acme"].consumed_credits == 5
     assert batch.balances["globex"].consumed_credits == 4
-    again = land(settings, "b.jsonl", [now_event("r-1"), now_event("r-3", org="globex"), now_event("r-4", seconds_ago=5)])
+    again = land(settings, "b.jsonl",
+                 [now_event("r-1"), now_event("r-3", org="globex"), now_event("r-4", seconds_ago=5)])
     batch = process_landed_file(settings, again)
     assert batch.new_events == 1 and batch.written == ["acme"]
     acme = batch.balances["acme"]
@@ -129,7 +129,7 @@ def _priced_and_deduplicated(settings):
     document = state.balance_document(engine, "acme")
     assert document["consumed_credits"] == 6 and document["newest_event_at"] == acme.as_of.isoformat() + "Z"
     landed = max(os.stat(Path(settings.landing) / key).st_mtime_ns for key in (first, again))  # the newest file counted
-    assert document["as_of"] == datetime.fromtimestamp(landed / 1e9, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert document["as_of"] == datetime.fromtimestamp(landed / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert document["credits_left"] == acme.credits_left == state.credits_left(engine, "acme")
 
 
@@ -137,7 +137,7 @@ def test_gzip_and_parquet_files_and_a_refresh_without_events(tmp_path):
     settings = live_settings(tmp_path)
     assert process_landed_file(settings, None).balances["acme"].consumed_credits == 0
     landing = Landing(Path(settings.landing))
-    day = datetime.now(timezone.utc).date().isoformat()
+    day = datetime.now(UTC).date().isoformat()
     landing.jsonl(day, "gw/a.jsonl.gz", [now_event("z-1", action="complex")])
     landing.parquet(day, "gw/b.parquet", [now_event("p-1"), now_event("p-2", input_tokens=-1)])
     assert process_landed_file(settings, f"dt={day}/gw/a.jsonl.gz").new_events == 1

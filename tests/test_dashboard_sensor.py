@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -43,14 +43,14 @@ def _key(settings, key):
 
 
 def test_first_tick_refreshes_and_runs_each_unpriced_file(defs, settings):
-    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
     early = land(settings, "old.jsonl", [now_event("o-1")], day=yesterday.isoformat())
     ingest(settings, [yesterday])
     land(settings, "ancient.jsonl", [now_event("o-2")], day="2026-01-02")  # not a folder files land in now
     a = land(settings, "a.jsonl", [now_event("r-1")])
     b = land(settings, "sub/b.jsonl", [now_event("r-2")])
     requests, cursor = tick(defs, settings)
-    month = month_key(datetime.now(timezone.utc))
+    month = month_key(datetime.now(UTC))
     assert [r.run_key for r in requests] == [f"refresh:{month}", _key(settings, a), _key(settings, b)]
     assert requests[1].run_config == {"ops": {"live_balances": {"config": {"key": a}}}}
     assert set(json.loads(cursor)["files"]) == {early, a, b}  # the priced date is in the cursor, without a run
@@ -73,8 +73,8 @@ def test_a_new_month_refreshes_every_customer(defs, settings):
     _, cursor = tick(defs, settings)
     stale = json.dumps({**json.loads(cursor), "month": "2000-01"})
     requests, cursor = tick(defs, settings, stale)
-    assert [r.run_key for r in requests] == [f"refresh:{month_key(datetime.now(timezone.utc))}"]
-    assert json.loads(cursor)["month"] == month_key(datetime.now(timezone.utc))
+    assert [r.run_key for r in requests] == [f"refresh:{month_key(datetime.now(UTC))}"]
+    assert json.loads(cursor)["month"] == month_key(datetime.now(UTC))
 
 
 def test_the_job_a_run_request_launches_updates_the_balance(defs, settings):

@@ -25,7 +25,8 @@ def partitions(partitions_def) -> dict | None:
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
         return {"multi": {d.name: partitions(d.partitions_def) for d in partitions_def.partitions_defs}}
     if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-        return {"cron": partitions_def.cron_schedule, "fmt": partitions_def.fmt, "end_offset": partitions_def.end_offset}
+        return {"cron": partitions_def.cron_schedule, "fmt": partitions_def.fmt,
+                "end_offset": partitions_def.end_offset}
     return {"kind": type(partitions_def).__name__}
 
 

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import multiprocessing
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -36,17 +36,17 @@ from billing_pipelines.delivery.service import delivery_engine
 from billing_pipelines.delivery.webhooks import ATTEMPTS, DELIVERIES, deliver_webhooks, queue_webhook, webhook_secret
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
-from billing_pipelines.invoicing.seller import Seller
+from billing_pipelines.invoicing.seller import Seller, final_seller
+from billing_pipelines.margin.report import stored_margin
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
 from conftest import Landing, event
 from db_support import DATABASE_KINDS, fresh_database
 from delivery_support import SMTP_PASSWORD, SMTP_USER, Receiver, deliver_then_die, free_port, smtp_server
-from billing_pipelines.invoicing.seller import final_seller
 from finalize_support import copy_config, pdf_text
 
 OCTOBER = date(2026, 10, 1)
-NOW = datetime(2026, 11, 5, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)
 START, END = datetime(2026, 11, 1), datetime(2026, 11, 5, 9, 0)  # grants' times are naive UTC, as the ledger's
 
 
@@ -85,7 +85,8 @@ def mail_domain(settings: BillingSettings) -> str:
 
 def final_rows(settings: BillingSettings) -> list[billing_db.InvoiceRow]:
     with billing_db.Session(billing_db.engine_from_url(settings.database_url)) as session:
-        return list(session.exec(select(billing_db.InvoiceRow).where(billing_db.InvoiceRow.status == "final")).scalars())
+        final = select(billing_db.InvoiceRow).where(billing_db.InvoiceRow.status == "final")
+        return list(session.exec(final).scalars())
 
 
 def materialization(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -109,7 +110,8 @@ def test_finalizing_sends_one_message_per_invoice_with_its_pdf(october):
         assert row.number in message["Subject"] and total in message.get_body(("plain",)).get_content()
     assert len(inbox.messages) == 2
     shown = materialization(result, "invoice_delivery")
-    assert (shown["documents_queued"], shown["email_sent_now"], shown["email_sent"], shown["email_failed"]) == (2, 2, 2, 0)
+    counts = (shown["documents_queued"], shown["email_sent_now"], shown["email_sent"], shown["email_failed"])
+    assert counts == (2, 2, 2, 0)
     assert shown["failing"] == {}
 
 
@@ -134,7 +136,7 @@ def test_a_delivery_killed_after_sending_sends_no_copy_under_a_new_message_id(oc
     [adjustment] = [r for r in final_rows(settings) if r.kind != "invoice"]
     wanted = f"<{adjustment.number}.acme@{domain}>"
     engine = billing_db.engine_from_url(settings.database_url)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     process = multiprocessing.get_context("spawn").Process(target=deliver_then_die, args=(
         settings.database_url, settings.smtp_url, settings.warehouse().store.root, now.isoformat()))
     process.start()
@@ -143,7 +145,8 @@ def test_a_delivery_killed_after_sending_sends_no_copy_under_a_new_message_id(oc
     assert [m["Message-ID"] for m in inbox.to("billing@acme.example")][-1] == wanted
     assert queue.counts(engine, OUTBOX)["sending"] == 1
     mailer = SmtpMailer(settings.smtp_url)
-    assert deliver_outbox(engine, mailer, settings.warehouse().store, now + timedelta(minutes=1)) == {"sent": 0, "failed": 0}
+    later = now + timedelta(minutes=1)
+    assert deliver_outbox(engine, mailer, settings.warehouse().store, later) == {"sent": 0, "failed": 0}
     assert deliver_outbox(engine, mailer, settings.warehouse().store, now + queue.LEASE) == {"sent": 1, "failed": 0}
     to_acme = [m["Message-ID"] for m in inbox.to("billing@acme.example")]
     invoice = next(r for r in final_rows(settings) if r.org_id == "acme" and r.kind == "invoice")
@@ -193,7 +196,7 @@ def test_the_delivery_sensor_runs_deliver_messages_while_something_is_due(tmp_pa
     settings = BillingSettings.from_env(env)
     with dg.build_sensor_context(resources={"billing": settings}) as context:
         assert isinstance(delivery_sensor(context), dg.SkipReason)
-        queued_at = datetime.now(timezone.utc) - timedelta(seconds=1)
+        queued_at = datetime.now(UTC) - timedelta(seconds=1)
         with delivery_engine(settings).begin() as conn:
             add_messages(conn, [outbox_row("<due.acme@example.com>", "alert", "acme", "billing@acme.example", "Due",
                                            "Due.\n", queued_at, Seller())])
@@ -219,7 +222,8 @@ def test_without_smtp_messages_are_eml_files_in_the_outbox_folder(tmp_path):
                                    policy=policy.default))  # a resend writes the same file
     [eml] = (tmp_path / "home" / "outbox").iterdir()
     parsed = message_from_bytes(eml.read_bytes(), policy=policy.default)
-    assert (parsed["To"], parsed["Subject"], parsed.get_content()) == ("peter@initech.example", "Credits low", "80 % used.\n")
+    assert (parsed["To"], parsed["Subject"], parsed.get_content()) == (
+        "peter@initech.example", "Credits low", "80 % used.\n")
 
 
 @pytest.fixture(params=DATABASE_KINDS)
@@ -261,7 +265,8 @@ def test_a_webhook_is_signed_with_the_customers_secret_and_retried_after_a_500(e
     assert not verify_standard_webhook(webhook_secret(engine, "globex", NOW), headers, body)
     assert not verify_standard_webhook(secret, headers, body.replace("3", "4"))
     with engine.connect() as conn:
-        assert [tuple(r) for r in conn.execute(select(ATTEMPTS.c.status_code, ATTEMPTS.c.error))] == [(500, "HTTP 500"), (200, None)]
+        attempts = conn.execute(select(ATTEMPTS.c.status_code, ATTEMPTS.c.error))
+        assert [tuple(r) for r in attempts] == [(500, "HTTP 500"), (200, None)]
         assert conn.execute(select(DELIVERIES.c.status, DELIVERIES.c.attempts)).one() == ("sent", 2)
 
 
@@ -294,7 +299,7 @@ def test_the_live_micro_batch_fires_an_alert_once_at_80_and_once_at_100_percent(
         settings = BillingSettings.from_env({"BILLING_HOME": str(tmp_path / "home"), "BILLING_CONFIG": str(config_dir),
                                              "BILLING_LANDING": str(tmp_path / "landing")})
         engine = delivery_engine(settings)
-        at = datetime(2026, 11, 10, 12, tzinfo=timezone.utc)
+        at = datetime(2026, 11, 10, 12, tzinfo=UTC)
         fired, batches = [], []
         for name, complex_events in (("first", 34), ("second", 4), ("third", 3), ("fourth", 1)):  # 170, 190, 205, 210
             batches.append(process_landed_file(settings, initech_usage(settings, name, complex_events), at=at))
@@ -335,7 +340,8 @@ def test_an_alert_fires_again_only_after_it_was_clear_and_in_each_period(engine)
 
 def test_credits_expiring_alerts_on_purchased_and_rolled_over_credits_only():
     soon, later = END + timedelta(days=6), END + timedelta(days=8)
-    grants = [GrantBalance("plan:acme", "plan", START, soon, 100, 50), GrantBalance("p", "purchase", START, later, 10, 10)]
+    grants = [GrantBalance("plan:acme", "plan", START, soon, 100, 50),
+              GrantBalance("p", "purchase", START, later, 10, 10)]
     assert raised_alerts(balance(0, 60, grants=grants), ("credits_expiring_7d",), NOW) == set()
     assert raised_alerts(balance(0, 60, grants=grants), ("credits_expiring_8d",), NOW) == {"credits_expiring_8d"}
     spent = [grants[0], GrantBalance("p", "purchase", START, later, 10, 0)]
@@ -344,8 +350,11 @@ def test_credits_expiring_alerts_on_purchased_and_rolled_over_credits_only():
 
 def test_finance_hears_once_of_the_customers_below_target_at_a_close(tmp_path):
     engine = billing_db.engine_from_url(f"sqlite:///{tmp_path}/billing.db")
-    margin = [{"org_id": "acme", "below_target": True, "credit_to_cost_ratio": "2.10", "revenue": "49.00",
-               "cogs_usd": "23.3333"}, {"org_id": "globex", "below_target": False}]
+    margin = stored_margin([
+        {"org_id": "acme", "month": "2026-10", "revenue": "49.00", "breakage": "0.00", "cogs_usd": "23.3333",
+         "gross_margin": "25.67", "margin_pct": "52.38", "credit_to_cost_ratio": "2.10", "below_target": True},
+        {"org_id": "globex", "month": "2026-10", "revenue": "0.00", "breakage": "0.00", "cogs_usd": "0.0000",
+         "gross_margin": "0.00", "margin_pct": None, "credit_to_cost_ratio": None, "below_target": False}])
     args = (engine, Seller(), "finance@example.com", "2026-10")
     assert queue_margin_alert(*args, margin, "3.0", NOW) == queue_margin_alert(*args, margin, "3.0", NOW)
     assert queue_margin_alert(*args, margin[1:], "3.0", NOW) is None
@@ -358,9 +367,11 @@ def test_finance_hears_once_of_the_customers_below_target_at_a_close(tmp_path):
 
 @pytest.mark.parametrize(("file", "change", "message"), [
     ("plans.yaml", {"alerts": ["credits_used_120"]}, "plans entry 1 (plan 'free'), alerts entry 1: not an alert"),
-    ("customers.yaml", {"webhook_url": "ftp://acme.example/hook"}, "field `webhook_url`: not an http:// or https:// URL"),
+    ("customers.yaml", {"webhook_url": "ftp://acme.example/hook"},
+     "field `webhook_url`: not an http:// or https:// URL"),
     ("customers.yaml", {"alerts": ["credits_expiring_7"]}, "(org_id 'acme'), alerts entry 1: not an alert"),
-    ("customers.yaml", {"webhok_url": "https://acme.example"}, "`webhok_url`: unknown field (did you mean `webhook_url`?)"),
+    ("customers.yaml", {"webhok_url": "https://acme.example"},
+     "`webhok_url`: unknown field (did you mean `webhook_url`?)"),
 ])
 def test_alert_settings_are_validated_like_the_rest_of_the_config(config_dir, file, change, message):
     data = yaml.safe_load((config_dir / file).read_text())
@@ -376,4 +387,5 @@ def test_alerts_default_to_the_plans_and_a_customer_overrides_them(config_dir):
     (config_dir / "customers.yaml").write_text(yaml.safe_dump(customers))
     config = load_config(config_dir)
     assert config.alerts_of("acme") == ("credits_used_50",)
-    assert config.alerts_of("globex") == ("credits_used_80", "credits_used_100", "overage_started", "credits_expiring_7d")
+    assert config.alerts_of("globex") == (
+        "credits_used_80", "credits_used_100", "overage_started", "credits_expiring_7d")

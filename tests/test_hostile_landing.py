@@ -60,7 +60,8 @@ def test_a_column_name_with_a_quote_is_just_a_name(settings, landing):
 
 def test_pandas_timestamps_in_nanoseconds_are_billed_truncated_to_microseconds(settings, landing):
     ten = 1793700000 * 10**9  # 2026-11-03T10:00:00Z
-    rows = {**columns(event("a"), event("b")), "ts": pa.array([ten + 123456789, ten + 999999999], pa.timestamp("ns", "UTC"))}
+    rows = {**columns(event("a"), event("b")),
+            "ts": pa.array([ten + 123456789, ten + 999999999], pa.timestamp("ns", "UTC"))}
     write_parquet(landing.path(D1, "p.parquet"), pa.table(rows))
     assert run(settings, D1)[D1]["billed"] == 2
     assert [e["ts"] for e in billed(settings).values()] == [datetime(2026, 11, 3, 10, 0, 0, 123456),
@@ -83,7 +84,8 @@ def test_integers_of_any_width_and_dictionary_strings_are_read(settings, landing
     rows = columns(event("a"), event("b", org="globex"), event("c"))
     table_ = pa.table({**rows, "org_id": pa.array(rows["org_id"]).dictionary_encode(),
                        "model": pa.array(rows["model"]).dictionary_encode(),
-                       "input_tokens": pa.array([1, 2, 3], pa.uint8()), "output_tokens": pa.array([4, 5, 6], pa.int16()),
+                       "input_tokens": pa.array([1, 2, 3], pa.uint8()),
+                       "output_tokens": pa.array([4, 5, 6], pa.int16()),
                        "latency_ms": pa.array([7, 8, 2**64 - 1], pa.uint64())})
     write_parquet(landing.path(D1, "p.parquet"), table_)
     assert run(settings, D1)[D1]["quarantined"] == {"bad_type": 1}  # 2^64 - 1 is no 64-bit integer
@@ -92,7 +94,8 @@ def test_integers_of_any_width_and_dictionary_strings_are_read(settings, landing
 
 
 def test_a_column_named_file_row_number_is_just_an_extra_field(settings, landing):
-    write_parquet(landing.path(D1, "p.parquet"), pa.table({"file_row_number": [70, 80], **columns(event("a"), event("b"))}))
+    write_parquet(landing.path(D1, "p.parquet"),
+                  pa.table({"file_row_number": [70, 80], **columns(event("a"), event("b"))}))
     assert run(settings, D1)[D1]["billed"] == 2
     assert [(e["request_id"], e["line_no"]) for e in billed(settings).values()] == [("a", 1), ("b", 2)]
 
@@ -108,7 +111,8 @@ def test_a_cost_or_credits_too_large_to_hold_is_a_bad_type(settings, landing, co
     book.write_text(book.read_text().replace("actions:\n", "actions:\n  - action: per-token\n    credits: 1\n"
                                              "    tokens_per_credit: 1\n")
                     .replace("models:\n", "models:\n  - model: priceless\n    effective_from: 2026-01-01\n"
-                                          "    input_usd_per_1k: \"9000000000\"\n    output_usd_per_1k: \"9000000000\"\n"))
+                                          "    input_usd_per_1k: \"9000000000\"\n"
+                                          "    output_usd_per_1k: \"9000000000\"\n"))
     big = 2**63 - 1
     landing.jsonl(D1, "a.jsonl", [event("credits", action="per-token", input_tokens=big, output_tokens=1),
                                   event("cost", model="priceless", input_tokens=big, output_tokens=big),
@@ -341,5 +345,6 @@ def test_file_names_with_quotes_are_keys_not_sql(settings, landing):
     landing.jsonl(D1, "it's \"quoted\"; DROP.jsonl", [event("a"), "{bad"])
     write_parquet(landing.path(D1, "o'neil.parquet"), pa.table(columns(event("b"), event("c", org="hooli"))))
     assert run(settings, D1)[D1]["billed"] == 2
-    assert {e["key"] for e in billed(settings).values()} == {f"dt={D1}/it's \"quoted\"; DROP.jsonl", f"dt={D1}/o'neil.parquet"}
+    assert {e["key"] for e in billed(settings).values()} == {f"dt={D1}/it's \"quoted\"; DROP.jsonl",
+                                                             f"dt={D1}/o'neil.parquet"}
     assert len(table(settings, "quarantine", D1)) == 2

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from billing_pipelines import duck
+from billing_pipelines.duck import Sql
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, billed_events_sql, ingest, summary_of
 from billing_pipelines.warehouse import WarehouseError
@@ -211,7 +212,8 @@ def test_late_landed_file_for_an_earlier_date_rebills_later_dates(settings, land
     assert billed(settings)["x"]["landing_date"] == date(2026, 11, 3)
 
 
-def test_a_redelivery_into_an_earlier_date_rebills_every_later_date_it_changes(tmp_path, settings, landing, monkeypatch):
+def test_a_redelivery_into_an_earlier_date_rebills_every_later_date_it_changes(tmp_path, settings, landing,
+                                                                               monkeypatch):
     """Issue 15, finding 3: a request_id added to an earlier date, then `billing ingest` of that
     date alone: the later dates holding it are rebilled in the same command (and shown in Dagster)
     and every count equals a from-scratch run."""
@@ -287,7 +289,8 @@ def test_a_cost_usd_that_is_not_a_decimal_is_ignored_not_a_reason(settings, land
     landing.jsonl(D1, "a.jsonl", [event("a", cost_usd="lots"), event("b", cost_usd=True), event("c", cost_usd="0.25"),
                                   event("d", cost_usd=0.5)])
     assert run(settings, D1)[D1]["billed"] == 4
-    assert {r: e["reported_cost_usd"] for r, e in billed(settings).items()} == {"a": None, "b": None, "c": "0.25", "d": "0.5"}
+    assert {r: e["reported_cost_usd"] for r, e in billed(settings).items()} == {"a": None, "b": None, "c": "0.25",
+                                                                                "d": "0.5"}
 
 
 @pytest.mark.parametrize("newest_first", [False, True])
@@ -334,7 +337,8 @@ def test_customers_who_cancel_keep_their_own_start_and_end(settings, config_dir,
     landing.jsonl(D1, "events.jsonl", rows)
     run(settings, D1)
     reasons = {json.loads(q["raw"])["request_id"]: q["reason"] for q in table(settings, "quarantine", D1)}
-    assert reasons == {"i-early": "before_customer_start", "i-ended": "after_customer_end", "a-ended": "after_customer_end"}
+    assert reasons == {"i-early": "before_customer_start", "i-ended": "after_customer_end",
+                       "a-ended": "after_customer_end"}
     assert set(billed(settings)) == {"i-on", "a-on", "g"}
 
 
@@ -359,7 +363,10 @@ def test_ids_whose_hashes_collide_are_still_told_apart_within_a_date(settings, l
     from billing_pipelines.ingest import pipeline
 
     # every id of the same length collides: only the exact comparison can tell them apart
-    monkeypatch.setattr(pipeline, "request_hash_sql", lambda rid: f"length({rid})::UBIGINT AS h1, 0::UBIGINT AS h2")
+    def same_length_same_hash(rid: str) -> Sql:
+        return Sql(f"length({rid})::UBIGINT AS h1, 0::UBIGINT AS h2")
+
+    monkeypatch.setattr(pipeline, "request_hash_sql", same_length_same_hash)
     landing.jsonl(D1, "a.jsonl", [event("aa"), event("bb"), event("aa"), event("cc")])
     assert run(settings, D1)[D1]["billed"] == 3
     assert sorted(billed(settings)) == ["aa", "bb", "cc"]
@@ -383,7 +390,8 @@ def test_a_landed_file_rewritten_in_place_is_never_read_against_its_old_prices(t
     run(settings, D1)
     with open(path, "r+b") as rewrite:  # the same inode, as a producer re-exporting to the path does
         rewrite.truncate(0)
-        rewrite.write(Landing(tmp_path / "new").parquet(D1, "p.parquet", [event("c", input_tokens=7), event("a")]).read_bytes())
+        rewrite.write(Landing(tmp_path / "new").parquet(D1, "p.parquet",
+                                                        [event("c", input_tokens=7), event("a")]).read_bytes())
     with pytest.raises(WarehouseError, match=r"dt=2026-11-03.*p\.parquet.*billing ingest 2026-11-03"):
         billed(settings)
     ingest(settings, [date.fromisoformat(D1)])  # what the error says to do

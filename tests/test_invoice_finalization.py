@@ -13,11 +13,11 @@ from sqlmodel import Session, select
 
 from billing_pipelines import billing_db
 from billing_pipelines.config import ConfigError
+from billing_pipelines.ingest.landing import landing_dates
+from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.invoicing.filing import today as issue_day
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
 from billing_pipelines.invoicing.pdf import render_invoice_pdf
-from billing_pipelines.ingest.landing import landing_dates
-from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.month_close.documents import margins_by_org
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
@@ -51,9 +51,9 @@ def billing(tmp_path, config_dir, landing, database_url) -> BillingSettings:
 
 
 def close_october(billing: BillingSettings) -> dict:
-    """What an operator does: ingest what landed, then close October; returns its documents."""
+    """What an operator does: ingest what landed, then close October; returns its documents (JSON)."""
     ingest(billing, sorted(landing_dates(billing.landing_store())))
-    return close_months(billing, OCTOBER)
+    return close_months(billing, OCTOBER).to_json()
 
 
 def finalize_october(billing: BillingSettings, issue_date: date) -> list[dict]:
@@ -113,7 +113,8 @@ def test_final_invoices_need_a_seller_drafts_do_not(billing, config_dir):
     drafted = file_draft_pdfs(billing, OCTOBER, margins_by_org(billing.warehouse(), OCTOBER))
     text = pdf_text(billing.warehouse().store.read_bytes(drafted[0]))
     assert "DRAFT" in text and "Example AI Ltd" in text  # the placeholder, under the watermark
-    with pytest.raises(ConfigError, match=r"seller.yaml: final invoices need the seller who issues them: write .*seller.yaml"):
+    refused = r"seller.yaml: final invoices need the seller who issues them: write .*seller.yaml"
+    with pytest.raises(ConfigError, match=refused):
         finalize_october(billing, ISSUED)
     assert {(i["status"], i["number"]) for i in listed(billing)} == {("draft", None)}
 
@@ -191,7 +192,7 @@ def test_each_further_change_is_adjusted_relative_to_all_earlier_documents(billi
                                 "quantity": "500", "unit_price": "0.0120", "amount": "6.00"}]
     assert (second["kind"], second["total"]) == ("adjustment", "7.20")
     assert credit_note["kind"] == "credit_note" and credit_note["refers_to"] == "INV-2026-000001"
-    assert [(l["quantity"], l["unit_price"], l["amount"]) for l in credit_note["lines"]] == [
+    assert [(line["quantity"], line["unit_price"], line["amount"]) for line in credit_note["lines"]] == [
         ("1", "39.00", "39.00"), ("-1", "49.00", "-49.00")]
     assert (credit_note["subtotal"], credit_note["tax"], credit_note["total"]) == ("-10.00", "-2.00", "-12.00")
     acme = next(i for i in corrected if i["org_id"] == "acme")

@@ -17,9 +17,9 @@ import pytest
 from sqlmodel import Session, select
 
 from billing_pipelines import billing_db
-from billing_pipelines.month_close import assets
 from billing_pipelines.invoicing.cli import register
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
+from billing_pipelines.month_close import assets
 from billing_pipelines.resources import BillingSettings
 from db_support import DATABASE_KINDS, fresh_database
 from finalize_support import finalize_months, pdf_text, seed_month, write_config

@@ -14,13 +14,14 @@ import pytest
 from pypdf import PdfReader
 
 import billing_pipelines
-
 from billing_pipelines.close import close_month
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import InvoiceDocumentError, invoice_document
+from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
+from billing_pipelines.invoicing.models import Adjustment, Invoice
 from billing_pipelines.invoicing.pdf import render_invoice_html, render_invoice_pdf, render_invoice_pdfs
 from billing_pipelines.invoicing.seller import Seller
-from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
+from billing_pipelines.margin.report import MarginRow
 from ledger_helpers import change, config, events, plan
 
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
@@ -217,11 +218,15 @@ def test_document_from_the_spec_invoice_and_config():
                "subtotal": "49.00", "tax": "9.80", "total": "58.80", "cogs_usd": "12.3456",
                "credits": {"opening": 0, "rolled_over_in": 0, "granted": 5000, "purchased": 0, "consumed": 4200,
                            "overage": 0, "expired": 0, "rolled_over_out": 800, "closing": 800}}
-    margin = {"by_model": [{"model": "frontier-large", "credits": 4200, "revenue": "41.16", "cogs_usd": "12.3456"}],
-              "by_action": [{"action": "complex", "credits": 4200, "revenue": "41.16", "cogs_usd": "12.3456"}]}
+    margin = MarginRow.model_validate({
+        "org_id": "acme", "month": "2026-11", "revenue": "41.16", "breakage": "0.00", "cogs_usd": "12.3456",
+        "gross_margin": "28.81", "margin_pct": "70.01", "credit_to_cost_ratio": "3.33", "below_target": False,
+        "by_model": [{"model": "frontier-large", "credits": 4200, "revenue": "41.16", "cogs_usd": "12.3456"}],
+        "by_action": [{"action": "complex", "credits": 4200, "revenue": "41.16", "cogs_usd": "12.3456"}]})
     customer = Customer("acme", "Acme Corp", "pro", date(2026, 10, 1), Decimal("0.20"), "billing@acme.example",
                         "1 Main St, Springfield")
-    document = invoice_document(invoice, customer, Seller(payment_terms_days=14), date(2026, 12, 4), margin)
+    document = invoice_document(Invoice.model_validate(invoice), customer, Seller(payment_terms_days=14),
+                                date(2026, 12, 4), margin)
     assert document["due_date"] == "2026-12-18"
     text = pdf_pages(render_invoice_pdf(document))[0]
     for expected in ("Acme Corp", "1 Main St, Springfield", "Tax (20%) 9.80", "Total USD 58.80", "DRAFT",
@@ -232,7 +237,10 @@ def test_document_from_the_spec_invoice_and_config():
 
 def test_customer_without_email_or_address():
     customer = Customer("initech", "Initech", "free", date(2026, 11, 1))
-    document = invoice_document(credit_note(), customer, Seller(), date(2026, 12, 4))
+    note = credit_note()
+    adjustment = Adjustment.model_validate({**{k: note[k] for k in Adjustment.model_fields if k in note},
+                                            "credits": {}})
+    document = invoice_document(adjustment, customer, Seller(), date(2026, 12, 4))
     text = pdf_pages(render_invoice_pdf(document))[0]
     assert "BILL TO\nInitech\nAccount acme\n" in text
 
@@ -251,10 +259,10 @@ def test_each_plan_period_and_its_overage_is_a_line_of_the_pdf():
     close = close_month(cfg, events(("a", "2026-11-15T10:00:00", 200), ("b", "2026-11-20T10:00:00", 400)),
                         date(2026, 11, 1))
     [invoice] = close.invoices
-    assert [line["kind"] for line in invoice["lines"]] == ["plan_fee"] * 3 + ["overage"] * 2
+    assert [line.kind for line in invoice.lines] == ["plan_fee"] * 3 + ["overage"] * 2
     document = invoice_document(invoice, cfg.customers["acme"], Seller(), date(2026, 12, 4), close.margin[0])
     text = " ".join(" ".join(pdf_pages(render_invoice_pdf(document))).split())
-    for entry in invoice["lines"]:
+    for entry in invoice.to_json()["lines"]:
         assert row_text(entry) in text
     assert "Premium plan, 15 November 2026 (1 of 30 days) 1 4.00 4.00" in text
     assert "Overage, Basic plan, 16-24 November 2026: 310 credits 310 0.0200 6.20" in text

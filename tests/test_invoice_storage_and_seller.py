@@ -11,9 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing_pipelines.config import ConfigError
-from billing_pipelines.invoicing.pdf import pdf_key
+from billing_pipelines.invoicing.pdf import pdf_key, safe_org_segment
 from billing_pipelines.invoicing.seller import Seller, load_seller
-from billing_pipelines.invoicing.pdf import safe_org_segment
 
 SAFE_SEGMENT = re.compile(r"[a-z0-9_-][a-z0-9._-]*")
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from billing_pipelines import duck
 from billing_pipelines.config import load_config
@@ -41,7 +43,8 @@ def _pandas_style(rows: list[dict]) -> pa.Table:
     columns = {name: [r[name] for r in rows] for name in rows[0] if name != "ts"}
     table = pa.table({
         **columns,
-        "org_id": pa.array(columns["org_id"]).dictionary_encode(), "model": pa.array(columns["model"]).dictionary_encode(),
+        "org_id": pa.array(columns["org_id"]).dictionary_encode(),
+        "model": pa.array(columns["model"]).dictionary_encode(),
         "ts": pa.array(ns, pa.timestamp("ns", "UTC")), "__index_level_0__": list(range(len(rows))),
     })
     return table.replace_schema_metadata({b"pandas": b'{"index_columns": ["__index_level_0__"]}'})
@@ -52,14 +55,16 @@ def land_corpus(root: Path, secret: Path) -> None:
     files = {
         d1 / "firehose/usage-1-2026-11-03-10-00-00-0a1b": _lines(event("f1"), event("f2"), "{not json", event("f1")),
         d1 / "firehose/usage-1-2026-11-03-10-05-00-2c3d": gzip.compress(_lines(event("f3"), event("f4", org="hooli"))),
-        d1 / "connect/topics/usage/partition=0/usage+0+0000000000.json": _lines(event("k1"), "", event("k2", cost_usd=0.5)),
+        d1 / "connect/topics/usage/partition=0/usage+0+0000000000.json": _lines(event("k1"), "",
+                                                                                event("k2", cost_usd=0.5)),
         d1 / "windows-export.jsonl": b"\xef\xbb\xbf" + _lines(event("w1")).replace(b"\n", b"\r\n") + b"   \r\n"
         + json.dumps(event("w2")).encode()[:-1] + b", }\r\n",
         d1 / "spark/_SUCCESS": b"",
         d1 / "spark/.part-00000-7f.snappy.parquet.crc": b"crc\x00\x01",
         d1 / "spark/_temporary/0/part-00001-7f.snappy.parquet": b"PAR1 half written",
         d1 / "broken.jsonl.gz": gzip.compress(_lines(event("lost")))[:-12],
-        d2 / "gateway/part-000.jsonl": _lines(event("f2", ts="2026-11-04T01:00:00Z"), event("g1", ts="2026-11-04T02:00:00Z"),
+        d2 / "gateway/part-000.jsonl": _lines(event("f2", ts="2026-11-04T01:00:00Z"),
+                                              event("g1", ts="2026-11-04T02:00:00Z"),
                                               json.dumps(event("g2"))[:-1] + ', "x": NaN}'),
     }
     for path, data in files.items():
@@ -97,7 +102,8 @@ def test_a_sink_written_landing_zone_is_billed_to_the_last_byte(settings, landin
     for day in (D1, D2):
         summary, expected = got[day], reference.counts(date.fromisoformat(day))
         assert summary["rows_read"] == summary["billed"] + summary["duplicates"] + sum(summary["quarantined"].values())
-        keys_only = {name: [{"key": f["key"]} for f in summary.get(name, [])] for name in ("unreadable_files", "skipped_files")}
+        keys_only = {name: [{"key": f["key"]} for f in summary.get(name, [])] for name in ("unreadable_files",
+                                                                                           "skipped_files")}
         assert {**summary, **{n: v for n, v in keys_only.items() if v}} == expected
         listed = {f.key for f in Store(landing.root).list(f"dt={day}")}
         not_read = {f["key"] for name in keys_only for f in summary.get(name, [])}
@@ -132,7 +138,8 @@ def json_line(draw) -> bytes:
     for name in draw(st.lists(st.sampled_from(list(row)), max_size=1)):
         row.pop(name, None)
     members = [*row.items(), *draw(st.lists(st.tuples(st.sampled_from([*GOOD, "extra"]), VALUES), max_size=1))]
-    texts = [(k, draw(st.sampled_from(LENIENT)) if draw(st.integers(0, 40)) == 0 else json.dumps(v)) for k, v in members]
+    texts = [(k, draw(st.sampled_from(LENIENT)) if draw(st.integers(0, 40)) == 0 else json.dumps(v)) for k,
+             v in members]
     comma, colon = draw(st.sampled_from([(",", ":"), (", ", ": ")]))
     trailing = comma if draw(st.integers(0, 9)) == 0 else ""
     text = ("{" + comma.join(f"{json.dumps(k)}{colon}{v}" for k, v in texts) + trailing + "}").encode()

@@ -15,7 +15,7 @@ OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
 
 
 def margin_of(close, org_id="acme") -> dict:
-    return next(m for m in close.margin if m["org_id"] == org_id)
+    return next(m.to_json() for m in close.margin if m.org_id == org_id)
 
 
 def test_plan_credits_are_recognized_exactly_at_fee_over_included():
@@ -105,7 +105,7 @@ def test_no_cost_means_no_ratio_and_not_below_target():
 def test_advisor_gives_percentiles_and_credits_needed():
     cfg = config(plan(fee="1.00", included=100))
     history = events(*[(f"r{i:02d}", "2026-10-05T00:00:00", 1, None, f"0.{i:04d}") for i in range(1, 101)])
-    advice = advise_tiers(cfg, history, close_month(cfg, history, OCT))
+    advice = advise_tiers(cfg, history, close_month(cfg, history, OCT)).to_json()
     row = advice["by_action"][0]
     # cost per credit 0.0001 .. 0.0100; nearest rank: 50th, 90th, 99th
     assert (row["cost_per_credit_median"], row["cost_per_credit_p90"], row["cost_per_credit_p99"]) == (

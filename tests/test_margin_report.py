@@ -23,19 +23,26 @@ from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.margin import cli as margin_cli
-from billing_pipelines.month_close.assets import MARGIN_CHECK as CHECK, margin_report_pdf
-from billing_pipelines.month_close.documents import closes_through, stored_month_close
-from billing_pipelines.month_close.run import close_months
-from billing_pipelines.month_close.usage import month_events_sql
 from billing_pipelines.margin.examples import example_closes, example_config
 from billing_pipelines.margin.report import plan_changes_in
 from billing_pipelines.margin.report_document import (
-    CHART_CUSTOMERS, TREND_MONTHS, build_margin_report, load_margin_report, margin_report_html, margin_report_pdf as print_pdf, report_key,
-    stored_simulation, write_margin_report,
+    CHART_CUSTOMERS,
+    TREND_MONTHS,
+    build_margin_report,
+    load_margin_report,
+    margin_report_html,
+    report_key,
+    stored_simulation,
+    write_margin_report,
 )
+from billing_pipelines.margin.report_document import margin_report_pdf as print_pdf
+from billing_pipelines.month_close.assets import MARGIN_CHECK as CHECK
+from billing_pipelines.month_close.assets import margin_report_pdf
+from billing_pipelines.month_close.documents import closes_through, stored_month_close
+from billing_pipelines.month_close.run import close_months
+from billing_pipelines.month_close.usage import month_events_sql
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation
 from billing_pipelines.resources import BillingSettings
-
 from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES  # noqa: E402  (tests/data)
 from reference_ingest import load_landing
 
@@ -260,8 +267,9 @@ def test_the_months_plan_changes_are_counted_and_listed():
     config = load_config(CONFORMANCE_PLAN_CHANGES / "config")
     history = load_landing(CONFORMANCE / "landing", config).frame()
     close = close_month(config, history, NOV)
-    stored = {"month": "2026-11", "margin": close.margin, "invoices": close.invoices,
-              "advisor": advise_tiers(config, history, close),
+    stored = {"month": "2026-11", "margin": [m.to_json() for m in close.margin],
+              "invoices": [i.to_json() for i in close.invoices],
+              "advisor": advise_tiers(config, history, close).to_json(),
               "credit_summaries": {o: s.as_dict() for o, s in close.credit_summaries.items()}}
     report = build_margin_report(config, [stored])
     changes = report.plan_changes

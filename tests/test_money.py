@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from billing_pipelines.money import money, rate_text, round_half_up
+from billing_pipelines.money import money, rate, round_half_up
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def test_round_half_up_returns_a_decimal_with_the_places():
     assert str(round_half_up(Decimal("2"), 2)) == "2.00"
 
 
-def test_rate_text_keeps_the_configured_decimals():
-    assert (rate_text(Decimal("0.0120")), rate_text(Decimal("49")), rate_text(Decimal("0.5"))) == (
+def test_rate_keeps_the_configured_decimals():
+    assert (str(rate(Decimal("0.0120"))), str(rate(Decimal("49"))), str(rate(Decimal("0.5")))) == (
         "0.0120", "49.00", "0.50",
     )

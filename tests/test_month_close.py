@@ -11,7 +11,8 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from billing_pipelines import duck
@@ -22,7 +23,6 @@ from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition
 from billing_pipelines.month_close.run import close_months
-from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 from conftest import CONFORMANCE, EXAMPLES, Landing, event
 
@@ -54,8 +54,8 @@ def _assert_equals_full_history(settings: BillingSettings, months: list[date], s
     for month in months:
         full = close_month(config, history, month, settings.grace_days)
         stored = stored_month_close(settings.warehouse(), month)
-        assert stored["invoices"] == full.invoices, month
-        assert stored["margin"] == full.margin, month
+        assert stored["invoices"] == [i.to_json() for i in full.invoices], month
+        assert stored["margin"] == [m.to_json() for m in full.margin], month
         assert stored["credit_summaries"] == {o: s.as_dict() for o, s in full.credit_summaries.items()}, month
         expected = full.allocations.select("request_id", pl.col("grant_id").cast(pl.Utf8), "credits").sort(pl.all())
         assert _allocations(settings, month, shards).equals(expected), month

@@ -16,9 +16,7 @@ import pytest
 
 from billing_pipelines.close import advise_tiers, close_month
 from billing_pipelines.dashboard.balances import current_balances
-from ledger_helpers import (
-    assert_consistent, change, config, credits_of, events, lines, plan, purchase, shares,
-)
+from ledger_helpers import assert_consistent, change, config, credits_of, events, lines, plan, purchase, shares
 
 OCT, NOV, DEC, JAN = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
 BASIC = plan("basic", fee="30.00", included=300, overage="0.0200", rollover_max=100, rollover_months=1)
@@ -34,7 +32,7 @@ def subscribed(first, *changes, start="2026-11-01", purchases=()):
 
 
 def descriptions(close, org_id="acme") -> list[str]:
-    invoice = next(i for i in close.invoices if i["org_id"] == org_id)
+    invoice = next(i.to_json() for i in close.invoices if i.org_id == org_id)
     return [line["description"] for line in invoice["lines"]]
 
 
@@ -57,7 +55,7 @@ def test_upgrade_mid_month_bills_each_period_with_prorated_credits():
         opening=0, rolled_over_in=0, granted=600, purchased=0, consumed=300, overage=0,
         expired=0, rolled_over_out=300, closing=300,
     )
-    assert close.margin[0]["revenue"] == "35.00"  # 150 x 0.1 + 150 x 2/15
+    assert close.margin[0].to_json()["revenue"] == "35.00"  # 150 x 0.1 + 150 x 2/15
     assert_consistent(close)
 
 
@@ -116,14 +114,14 @@ def test_free_to_paid_writes_off_the_free_period_overage_and_bills_the_paid_one(
     history = events(("a", "2026-11-03T00:00:00", 70), ("b", "2026-11-20T00:00:00", 200))
     close = close_month(cfg, history, NOV)
     assert lines(close) == [("plan_fee", "0.00"), ("plan_fee", "15.00"), ("overage", "1.00")]
-    overage = close.invoices[0]["lines"][2]
+    overage = close.invoices[0].to_json()["lines"][2]
     assert (overage["description"], overage["quantity"], overage["unit_price"]) == (
         "Overage, Basic plan, 16-30 November 2026: 50 credits", "50", "0.0200")
     prices = close.allocations.filter(pl.col("grant_kind") == "overage").select(
         "request_id", "credits", "unit_price_num", "unit_price_den").rows()
     assert sorted(prices) == [("a", 20, 0, 1), ("b", 50, 1, 50)]
     assert credits_of(close)["granted"] == 50 + 150 and credits_of(close)["overage"] == 70
-    assert close.margin[0]["revenue"] == "16.00"  # 150 x 0.1 + 50 x 0.02
+    assert close.margin[0].to_json()["revenue"] == "16.00"  # 150 x 0.1 + 50 x 0.02
     assert_consistent(close)
 
 
@@ -132,10 +130,10 @@ def test_overage_in_two_periods_is_billed_at_two_prices():
     history = events(("a", "2026-11-05T00:00:00", 200), ("b", "2026-11-20T00:00:00", 500))
     close = close_month(cfg, history, NOV)
     assert lines(close) == [("plan_fee", "15.00"), ("plan_fee", "60.00"), ("overage", "1.00"), ("overage", "0.50")]
-    overage = [(line["quantity"], line["unit_price"]) for line in close.invoices[0]["lines"][2:]]
+    overage = [(line["quantity"], line["unit_price"]) for line in close.invoices[0].to_json()["lines"][2:]]
     assert overage == [("50", "0.0200"), ("50", "0.0100")]
     assert credits_of(close)["overage"] == 100 and credits_of(close)["closing"] == 0
-    assert close.margin[0]["revenue"] == "76.50"  # 15 + 60 + 1.00 + 0.50
+    assert close.margin[0].to_json()["revenue"] == "76.50"  # 15 + 60 + 1.00 + 0.50
     assert_consistent(close)
 
 
@@ -184,7 +182,7 @@ def test_cancellation_mid_month_expires_a_purchase_still_valid():
         opening=100, rolled_over_in=100, granted=200, purchased=1000, consumed=350, overage=0,
         expired=950, rolled_over_out=0, closing=0,
     )
-    margin = november.margin[0]
+    margin = november.margin[0].to_json()
     assert (margin["breakage"], margin["revenue"]) == ("9.50", "40.00")  # 950 x 0.01; 30.50 + 9.50
     assert_consistent(november)
     assert close_month(cfg, history, DEC).invoices == []
@@ -203,7 +201,7 @@ def test_cancellation_on_the_first_expires_everything_and_rolls_nothing_over():
     # cut to the cancellation, the purchase expires with the rollover and the plan grant, and
     # its earlier start puts it first
     assert shares(november, "b") == [("purchase", "purchase:p-1", 50)]
-    assert november.margin[0]["breakage"] == "44.50"  # 300 x 0.1 + 100 x 0.1 + 450 x 0.01
+    assert november.margin[0].to_json()["breakage"] == "44.50"  # 300 x 0.1 + 100 x 0.1 + 450 x 0.01
     december = close_month(cfg, history, DEC)
     assert (december.invoices, december.margin) == ([], [])
     with pytest.raises(ValueError, match="after_customer_end"):
@@ -221,8 +219,8 @@ def test_late_usage_after_the_last_month_gets_an_invoice_without_a_plan_fee():
         opening=0, rolled_over_in=0, granted=0, purchased=0, consumed=30, overage=30,
         expired=0, rolled_over_out=0, closing=0,
     )
-    assert december.margin[0]["revenue"] == "0.60"
-    assert advise_tiers(cfg, history, december)["revenue_per_credit"] == "0.020000"
+    assert december.margin[0].to_json()["revenue"] == "0.60"
+    assert advise_tiers(cfg, history, december).to_json()["revenue_per_credit"] == "0.020000"
     assert close_month(cfg, history, JAN).invoices == []
     chained = None
     for month in (OCT, NOV, DEC, JAN):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -55,7 +55,8 @@ def portal(tmp_path_factory):
     close_months(settings, OCTOBER)
     finalize_month(settings, OCTOBER, margins_by_org(settings.warehouse(), OCTOBER), date(2026, 11, 5), workers=1)
     process_landed_file(settings, land(settings, "now.jsonl", [
-        now_event("now-1", action="complex"), now_event("now-2"), now_event("now-3", org="globex", model="frontier-large")]))
+        now_event("now-1", action="complex"), now_event("now-2"),
+        now_event("now-3", org="globex", model="frontier-large")]))
     return settings
 
 
@@ -85,7 +86,8 @@ def documents(engine, org_id: str) -> list[dict]:
 
 
 def test_a_link_starts_an_httponly_samesite_session(client, engine):
-    response = client.get("/portal/open", params={"link": sign_link(portal_secret(engine), "acme")}, follow_redirects=False)
+    link = sign_link(portal_secret(engine), "acme")
+    response = client.get("/portal/open", params={"link": link}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/"
     cookie = response.headers["set-cookie"].lower()
     assert cookie.startswith(SESSION_COOKIE) and "httponly" in cookie and "samesite=lax" in cookie
@@ -100,11 +102,12 @@ def test_a_link_starts_an_httponly_samesite_session(client, engine):
 
 def test_an_expired_or_altered_link_is_refused(client, engine):
     secret = portal_secret(engine)
-    expired = sign_link(secret, "acme", minutes=5, now=datetime.now(timezone.utc).timestamp() - 301)
+    expired = sign_link(secret, "acme", minutes=5, now=datetime.now(UTC).timestamp() - 301)
     altered = sign_link(secret, "acme")
     altered = altered[:-1] + ("A" if altered[-1] != "A" else "B")
     forged = sign_link("not the server's secret", "acme")
-    for link, why in ((expired, "has expired"), (altered, "is not valid"), (forged, "is not valid"), ("", "is not valid")):
+    refusals = ((expired, "has expired"), (altered, "is not valid"), (forged, "is not valid"), ("", "is not valid"))
+    for link, why in refusals:
         response = client.get("/portal/open", params={"link": link}, follow_redirects=False)
         assert response.status_code == 403 and why in response.text
         assert "set-cookie" not in response.headers
@@ -116,7 +119,8 @@ def test_the_json_api_answers_for_the_session_org_only(client, engine, portal):
     listed = client.get("/v1/invoices").json()
     assert listed["org_id"] == "acme"
     assert [(d["number"], d["month"], d["status"], d["total"]) for d in listed["invoices"]] == sorted(
-        ((i["number"], i["month"], i["status"], i["total"]) for i in documents(engine, "acme")), key=lambda t: t[1], reverse=True)
+        ((i["number"], i["month"], i["status"], i["total"]) for i in documents(engine, "acme")),
+        key=lambda t: t[1], reverse=True)
     first = listed["invoices"][0]
     pdf = client.get(first["pdf"])
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
@@ -130,12 +134,13 @@ def test_the_json_api_answers_for_the_session_org_only(client, engine, portal):
     october = client.get("/v1/usage", params={"month": "2026-10"}).json()
     margin = margins_by_org(portal.warehouse(), OCTOBER)["acme"]
     assert october["source"] == "month close" and october["org_id"] == "acme"
-    assert {r["model"]: r["credits"] for r in october["by_model"]} == {r["model"]: r["credits"] for r in margin["by_model"]}
-    assert {r["action"]: r["credits"] for r in october["by_tier"]} == {r["action"]: r["credits"] for r in margin["by_action"]}
+    assert {r["model"]: r["credits"] for r in october["by_model"]} == {r.model: r.credits for r in margin.by_model}
+    assert {r["action"]: r["credits"] for r in october["by_tier"]} == {r.action: r.credits for r in margin.by_action}
     assert [(d["date"], d["model"], d["action"], d["requests"]) for d in october["days"]] == [
         (day, "frontier-large", "complex", n) for day, n in USED_ON.items() if day.startswith("2026-10")]
     november = client.get("/v1/usage", params={"month": "2026-11"}).json()  # open: the live balance's
-    assert november["source"] == "live" and [(d["date"], d["requests"]) for d in november["days"]] == [("2026-11-04", 2)]
+    assert november["source"] == "live"
+    assert [(d["date"], d["requests"]) for d in november["days"]] == [("2026-11-04", 2)]
     now = client.get("/v1/usage").json()
     assert now["source"] == "live" and now["total_credits"] == 6 and now["months"][0] == now["month"]
     assert now["months"][-1] == "2026-10"  # acme started in October
@@ -208,7 +213,7 @@ def test_the_portal_in_chromium(browser, served, engine, tmp_path):
     assert "frontier-large" not in context.request.get(f"{served}/v1/usage").text()  # globex's model, not acme's
 
     refused = browser.new_page()
-    expired = sign_link(portal_secret(engine), "acme", minutes=1, now=datetime.now(timezone.utc).timestamp() - 61)
+    expired = sign_link(portal_secret(engine), "acme", minutes=1, now=datetime.now(UTC).timestamp() - 61)
     assert refused.goto(portal_url(served, expired)).status == 403
     assert "has expired" in refused.text_content("#refused")
     context.close()

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from ratelimit_support import NOV_4, NOV_2026, PLAN_OF, replay, write_config
 
 from billing_pipelines.ratelimit import (
-    ALLOW, DEGRADE, REJECT, MemoryBackend, Policy, RateLimited, RateLimiter, SimClock, UnknownModel,
-    UnknownOrg, response_headers,
+    ALLOW,
+    DEGRADE,
+    REJECT,
+    MemoryBackend,
+    Policy,
+    RateLimited,
+    RateLimiter,
+    SimClock,
+    UnknownModel,
+    UnknownOrg,
+    response_headers,
 )
+from ratelimit_support import NOV_4, NOV_2026, PLAN_OF, replay, write_config
 
 
 @pytest.fixture(scope="module")

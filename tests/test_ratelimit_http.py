@@ -4,11 +4,11 @@ bound to the key that acquired them, the plan in effect."""
 from __future__ import annotations
 
 import pytest
-from ratelimit_support import NOV_4, NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, write_config
 from starlette.testclient import TestClient
 
 from billing_pipelines.ratelimit import MemoryBackend, RateLimiter, RedisBackend, SimClock
 from billing_pipelines.ratelimit.http import Callers, create_app
+from ratelimit_support import NOV_4, NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, write_config
 
 KEYS = {"bgk_a_secret": "a", "bgk_b_secret": "b"}  # gateway key -> its id
 CUSTOMER_TOKENS = {"bpk_acme_secret": "acme"}

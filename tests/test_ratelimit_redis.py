@@ -14,12 +14,20 @@ from dataclasses import replace
 
 import pytest
 import redis
-from ratelimit_support import NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, replay, write_config
 
 from billing_pipelines.config import load_config
 from billing_pipelines.ratelimit import (
-    ALLOW, DEGRADE, REJECT, FailoverBackend, Lease, MemoryBackend, RateLimiter, RedisBackend, SimClock,
+    ALLOW,
+    DEGRADE,
+    REJECT,
+    FailoverBackend,
+    Lease,
+    MemoryBackend,
+    RateLimiter,
+    RedisBackend,
+    SimClock,
 )
+from ratelimit_support import NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, replay, write_config
 
 pytestmark = pytest.mark.redis
 FORK = multiprocessing.get_context("fork")
@@ -75,7 +83,8 @@ def _hammer(config_dir, prefix, seconds, threads, results):
         t.start()
     for t in pool:
         t.join()
-    results.put({key: sum(t[key] for t in tallies) for key in ("admitted", "refused", "unexpected")} | {"threads": len(tallies)})
+    results.put({key: sum(t[key] for t in tallies) for key in ("admitted", "refused",
+                                                               "unexpected")} | {"threads": len(tallies)})
 
 
 def test_processes_hammering_one_org_never_hold_more_than_its_concurrency(config_dir, prefix):
@@ -173,7 +182,8 @@ def test_only_the_holder_of_a_lease_can_release_or_renew_it(config_dir, request,
     assert limiter.release(presented) is True and limiter.backend.active_leases("solo") == 0
 
 
-@pytest.mark.parametrize(("org", "model"), [("initech", "embed-v3"), ("acme", "frontier-large"), ("solo", "frontier-large")])
+@pytest.mark.parametrize(("org", "model"),
+                         [("initech", "embed-v3"), ("acme", "frontier-large"), ("solo", "frontier-large")])
 def test_redis_and_in_process_backends_decide_alike_on_a_simulated_clock(config_dir, prefix, org, model):
     config = load_config(config_dir)
     outcomes = []

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
-from ratelimit_support import write_config
 
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation, replay_rate_limits
+from ratelimit_support import write_config
 
 TRACE = Path("/work/shared/data/azure-llm-trace-2023/conversation.csv")
-T0 = datetime(2026, 11, 3, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
 DECIMAL = pl.Decimal(38, 12)
 
 
@@ -25,7 +25,8 @@ def config(tmp_path_factory):
 def events(rows) -> pl.DataFrame:
     """rows: (org_id, model, seconds after T0, latency_ms, credits); 1,000 tokens in and out."""
     return pl.DataFrame(
-        [(org, model, T0 + timedelta(seconds=s), latency, 1000, 1000, credits) for org, model, s, latency, credits in rows],
+        [(org, model, T0 + timedelta(seconds=s), latency, 1000, 1000, credits) for org, model, s, latency,
+         credits in rows],
         schema={"org_id": pl.String, "model": pl.String, "ts": pl.Datetime("us", "UTC"), "latency_ms": pl.Int64,
                 "input_tokens": pl.Int64, "output_tokens": pl.Int64, "credits": pl.Int64},
         orient="row",
@@ -76,7 +77,7 @@ def test_the_replay_follows_a_plan_change(config):
     """From 00:00 UTC of 2026-11-04 climber moves up from solo (1 slot) to pro (10 slots) and
     sinker down from pro to solo. Each sends two overlapping requests of 5 credits the minute
     before the change and two after it."""
-    before = (datetime(2026, 11, 3, 23, 59, tzinfo=timezone.utc) - T0).total_seconds()
+    before = (datetime(2026, 11, 3, 23, 59, tzinfo=UTC) - T0).total_seconds()
     rows = [(org, "embed-v3", before + minute + s, 30_000, 5)
             for org in ("climber", "sinker") for minute in (0, 60) for s in (0, 1)]
     replayed = replay_rate_limits(events(rows), config)
@@ -109,7 +110,7 @@ def trace_events(config) -> pl.DataFrame:
         org_id=pl.int_range(pl.len()).mod(3).replace_strict(dict(enumerate(orgs)), return_dtype=pl.String),
         model=pl.lit("frontier-large"),
         ts=pl.col("TIMESTAMP").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", time_zone="UTC")
-        + (T0.replace(day=16) - datetime(2023, 11, 16, tzinfo=timezone.utc)),
+        + (T0.replace(day=16) - datetime(2023, 11, 16, tzinfo=UTC)),
         latency_ms=40 + 10 * pl.col("GeneratedTokens"),
         input_tokens="ContextTokens",
         output_tokens="GeneratedTokens",

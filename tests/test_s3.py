@@ -16,12 +16,12 @@ from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store
 from billing_pipelines.warehouse import Warehouse
-
 from s3_support import moto_s3, s3_env, upload_folder  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.s3
 
 from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
+
 OUTPUTS = [(PRICED, "priced_events"), (PRICED, "quarantine"), (BILLED, "cross_day_duplicates")]
 
 

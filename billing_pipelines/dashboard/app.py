@@ -29,10 +29,10 @@ from starlette.staticfiles import StaticFiles
 from billing_pipelines.dashboard import state
 from billing_pipelines.dashboard.tokens import LiveGatewayKeys, org_of_token
 from billing_pipelines.paths import resource_dir
-from billing_pipelines.ratelimit.http import Callers, ratelimit_routes
-from billing_pipelines.ratelimit.limiter import RateLimiter
 from billing_pipelines.portal.links import portal_secret
 from billing_pipelines.portal.routes import customer_of, portal_routes, session_middleware, unauthorized
+from billing_pipelines.ratelimit.http import Callers, ratelimit_routes
+from billing_pipelines.ratelimit.limiter import RateLimiter
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.web import LimitedRequests, RequestLimits
 
@@ -67,7 +67,8 @@ def create_app(engine: Engine, limiter: RateLimiter | None = None, limits: Reque
         *portal_routes(engine, settings, secret, templates),
     ]
     if limiter:
-        routes += ratelimit_routes(limiter, Callers(LiveGatewayKeys(engine, key_seconds), partial(org_of_token, engine)))
+        routes += ratelimit_routes(limiter,
+                                   Callers(LiveGatewayKeys(engine, key_seconds), partial(org_of_token, engine)))
     middleware = [Middleware(LimitedRequests, limits=limits), session_middleware(secret, secure_cookies)]
     return Starlette(routes=routes, middleware=middleware)
 

@@ -2,7 +2,7 @@
 launches one run per landed file (and one per month, so balances roll over without events)."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -74,7 +74,7 @@ def _request(key: str, run_key_: str) -> dg.RunRequest:
 def landed_files_sensor(context: dg.SensorEvaluationContext, billing: BillingSettings) -> dg.SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else None
     seen: dict[str, list[int]] = (cursor or {}).get("files", {})
-    requests, month = [], month_key(datetime.now(timezone.utc))
+    requests, month = [], month_key(datetime.now(UTC))
     if (cursor or {}).get("month") != month:
         requests.append(_request("", f"refresh:{month}"))
     landed = _recent_landing(billing)
@@ -96,7 +96,7 @@ def _recent_landing(billing: BillingSettings) -> dict[date, list]:
     land a little after their date) to tomorrow, each folder listed alone: never the whole
     landing zone, whose listing grows with history. Files landing in older folders are the
     daily ingest's (or an operator's `billing ingest`)."""
-    store, today = billing.landing_store(), datetime.now(timezone.utc).date()
+    store, today = billing.landing_store(), datetime.now(UTC).date()
     days = [today + timedelta(days=n) for n in range(-(billing.grace_days + 2), 2)]
     return {day: files for day in days if (files := landed_files(store, day))}
 

@@ -18,12 +18,12 @@ from decimal import Decimal
 import polars as pl
 
 from billing_pipelines.config import BillingConfig, Plan
+from billing_pipelines.invoicing.document import month_name
 from billing_pipelines.invoicing.drafts import overage_lines
 from billing_pipelines.ledger.consumption import PeriodOverage, opening_grants, run_ledger
 from billing_pipelines.ledger.events import with_ledger_time
 from billing_pipelines.ledger.grants import Grant, utc_naive
 from billing_pipelines.money import money
-from billing_pipelines.invoicing.document import month_name
 from billing_pipelines.periods import add_months, month_key, parse_month
 
 
@@ -137,7 +137,7 @@ def _overage_amount(plan: Plan, overage: list[PeriodOverage]) -> str | None:
     lines = overage_lines(overage)
     if not lines and plan.overage_credit_price is None:
         return None
-    return money(sum((Decimal(line["amount"]) for line in lines), Decimal(0)))
+    return money(sum((line.amount for line in lines), Decimal(0)))
 
 
 def grant_description(kind: str, grant_id: str, start: datetime) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -27,12 +27,16 @@ from billing_pipelines.dashboard.since_close import billed_since, last_snapshot
 from billing_pipelines.delivery.alerts import raise_alerts
 from billing_pipelines.ingest.landing import LandingError
 from billing_pipelines.ingest.pipeline import (
-    classify_files, event_sources_sql, priced_event_fields_sql, priced_events_sql, request_hash_sql,
+    classify_files,
+    event_sources_sql,
+    priced_event_fields_sql,
+    priced_events_sql,
+    request_hash_sql,
 )
 from billing_pipelines.ingest.request_index import RequestIndex, sort_keys
 from billing_pipelines.invoicing.seller import load_seller
-from billing_pipelines.ledger.grants import utc_naive
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
+from billing_pipelines.ledger.grants import utc_naive
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
 
@@ -74,10 +78,11 @@ def _unseen(con, settings: BillingSettings, query: str) -> str:
     return f"SELECT * FROM ({query}) ANTI JOIN seen_hashes USING (h1, h2)"
 
 
-def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile, day: date) -> pl.DataFrame:
+def price_new_events(con, settings: BillingSettings, config: BillingConfig, stored: StoredFile,
+                     day: date) -> pl.DataFrame:
     """The billable events of one file (valid, first in the file) that the warehouse has not seen."""
     classify_files(con, config, settings.landing_store(), [stored], day)
-    priced = (f"SELECT DATE '{day}' AS landing_date, k.key, e.* FROM ({priced_events_sql(day)}) e "
+    priced = (f"SELECT {duck.literal(day)} AS landing_date, k.key, e.* FROM ({priced_events_sql()}) e "
               f"JOIN files k USING (file_idx) WHERE e.first_in_date")
     query = priced_event_fields_sql(f"({_unseen(con, settings, priced)})", f"({event_sources_sql('fields', 'files')})")
     return con.sql(f"SELECT {', '.join(LIVE_EVENT_SCHEMA)} FROM ({query})").pl().cast(LIVE_EVENT_SCHEMA)
@@ -93,7 +98,8 @@ def history(con, settings: BillingSettings, config: BillingConfig, live: pl.Data
     exact = [f"CAST({c} AS DECIMAL(38, 12)) AS {c}" if c == "cost_usd" else c for c in BILLED_EVENT_SCHEMA]
     live_hashed = f"SELECT {', '.join(exact)}, {request_hash_sql('request_id')} FROM live_events"
     con.execute(f"CREATE OR REPLACE TEMP TABLE not_absorbed AS {_unseen(con, settings, live_hashed)}")
-    absorbed = sorted(set(live["request_id"].to_list()) - {r for (r,) in con.execute("SELECT request_id FROM not_absorbed").fetchall()})
+    not_absorbed = {r for (r,) in con.execute("SELECT request_id FROM not_absorbed").fetchall()}
+    absorbed = sorted(set(live["request_id"].to_list()) - not_absorbed)
     billed = billed_since(con, settings, config, snapshot, orgs)
     query = f"{billed} UNION ALL SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM not_absorbed"
     return snapshot, con.sql(query).pl().cast(BILLED_EVENT_SCHEMA), absorbed
@@ -118,7 +124,7 @@ def process_landed_file(settings: BillingSettings, key: str | None, at: datetime
     its customers; with no key, refresh every customer (a new month, a first start)."""
     config = settings.billing_config()
     engine = state.dashboard_engine(settings.database_url)
-    at = at or datetime.now(timezone.utc)
+    at = at or datetime.now(UTC)
     with closing(duck.connect(settings.scratch_dir())) as con:
         if key is None:
             state.bump_generation(engine)
@@ -127,6 +133,7 @@ def process_landed_file(settings: BillingSettings, key: str | None, at: datetime
             stored, day = landed_file(settings.landing_store(), key)
             counted = state.record_batch(engine, stored, day, price_new_events(con, settings, config, stored, day))
             orgs, new_events = set(counted["org_id"]), counted.height
-        batch = refresh_balances(con, settings, config, orgs, at) if orgs else LiveBatch(key, state.current_generation(engine))
+        batch = (refresh_balances(con, settings, config, orgs, at) if orgs
+                 else LiveBatch(key, state.current_generation(engine)))
     batch.key, batch.new_events = key, new_events
     return batch

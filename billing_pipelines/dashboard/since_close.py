@@ -8,15 +8,18 @@ from datetime import date, timedelta
 
 import pyarrow as pa
 
+from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.dashboard.balances import Snapshot
 from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import BILLED, LandingZone, billed_events_sql
 from billing_pipelines.ledger.consumption import opening_grants
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
-from billing_pipelines.month_close.documents import MONTH_CLOSE, partition as close_partition
+from billing_pipelines.month_close.documents import MONTH_CLOSE
+from billing_pipelines.month_close.documents import partition as close_partition
 from billing_pipelines.month_close.ledger import stored_grants
-from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql, partition as usage_partition
+from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql
+from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import close_shard_count, month_window
 from billing_pipelines.periods import add_months
 from billing_pipelines.resources import BillingSettings
@@ -52,7 +55,7 @@ def billed_since(con, settings: BillingSettings, config: BillingConfig, snapshot
         days = [d for d in (first + timedelta(days=n) for n in range((date.today() - first).days + 2))
                 if wh.manifest(BILLED, partition_name(d))]
         events = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [usage_partition(snapshot.month)]))
-        handed = [f"SELECT {columns} FROM {events} WHERE billing_month > DATE '{snapshot.month}'"]
+        handed = [f"SELECT {columns} FROM {events} WHERE billing_month > {duck.literal(snapshot.month)}"]
     selects = [f"SELECT {columns} FROM ({billed_events_sql(con, zone, [d])})" for d in days] + handed
     if not selects:
         return f"SELECT {columns} FROM ({no_events_sql()})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 
@@ -20,7 +20,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from billing_pipelines import billing_db
 from billing_pipelines.dashboard.balances import Balance, grant_description
 from billing_pipelines.dashboard.models import (
-    BalanceDailyUsageRow, BalanceGrantRow, BalanceRow, BalanceUsageRow, LiveBatchRow, LiveEventRow, LiveStateRow,
+    BalanceDailyUsageRow,
+    BalanceGrantRow,
+    BalanceRow,
+    BalanceUsageRow,
+    LiveBatchRow,
+    LiveEventRow,
+    LiveStateRow,
 )
 from billing_pipelines.storage import StoredFile
 
@@ -71,7 +77,7 @@ def record_batch(engine: Engine, stored: StoredFile, day: date, events: pl.DataF
             conn.execute(insert(EVENTS), rows)
         conn.execute(insert(BATCHES).values(
             key=stored.key, size=stored.size, mtime_ns=stored.mtime_ns, landing_date=day,
-            generation=generation, rows_new=len(rows), processed_at=datetime.now(timezone.utc),
+            generation=generation, rows_new=len(rows), processed_at=datetime.now(UTC),
         ))
     return new
 
@@ -107,7 +113,7 @@ def forget_live_events(engine: Engine, request_ids: list[str]) -> None:
 def store_balances(engine: Engine, balances: dict[str, Balance], generation: int) -> list[str]:
     """Write each balance unless a newer generation's is stored; returns the orgs written."""
     written = []
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with engine.begin() as conn:
         for org_id, balance in sorted(balances.items()):
             fields = _balance_fields(balance, now)
@@ -140,7 +146,7 @@ def _balance_fields(balance: Balance, now: datetime) -> dict:
 
 def credits_left(engine: Engine, org_id: str, now: datetime | None = None) -> int | None:
     """Credits left now in the customer's active grants; None where no balance is stored."""
-    now = _aware(now or datetime.now(timezone.utc))
+    now = _aware(now or datetime.now(UTC))
     with engine.connect() as conn:
         if conn.execute(select(BALANCES.c.org_id).where(BALANCES.c.org_id == org_id)).first() is None:
             return None
@@ -154,7 +160,7 @@ def balance_document(engine: Engine, org_id: str, now: datetime | None = None) -
     """The JSON of `GET /v1/balance` for one customer (grants active now), or None. `as_of` is
     when the newest landed file this balance counts landed (its modification time; the newest
     event's time where no file was counted one by one), `newest_event_at` that event's time."""
-    now = _aware(now or datetime.now(timezone.utc))
+    now = _aware(now or datetime.now(UTC))
     with engine.connect() as conn:
         row = conn.execute(select(BALANCES).where(BALANCES.c.org_id == org_id)).mappings().first()
         if row is None:
@@ -166,8 +172,9 @@ def balance_document(engine: Engine, org_id: str, now: datetime | None = None) -
         usage = conn.execute(
             select(USAGE).where(USAGE.c.org_id == org_id).order_by(USAGE.c.model, USAGE.c.action)
         ).mappings().all()
-        landed_ns = conn.execute(select(func.max(BATCHES.c.mtime_ns)).where(BATCHES.c.generation <= row["generation"])).scalar()
-    landed = None if landed_ns is None else datetime.fromtimestamp(landed_ns / 1e9, timezone.utc)
+        newest = select(func.max(BATCHES.c.mtime_ns)).where(BATCHES.c.generation <= row["generation"])
+        landed_ns = conn.execute(newest).scalar()
+    landed = None if landed_ns is None else datetime.fromtimestamp(landed_ns / 1e9, UTC)
     return {
         "org_id": org_id,
         "month": row["month"],
@@ -181,7 +188,8 @@ def balance_document(engine: Engine, org_id: str, now: datetime | None = None) -
         "newest_event_at": _iso(row["as_of"]),
         "computed_at": _iso(row["computed_at"]),
         "grants": [
-            {"grant_id": g["grant_id"], "kind": g["kind"], "description": grant_description(g["kind"], g["grant_id"], g["start"]),
+            {"grant_id": g["grant_id"], "kind": g["kind"],
+             "description": grant_description(g["kind"], g["grant_id"], g["start"]),
              "credits": g["credits"], "credits_left": g["credits_left"], "start": _iso(g["start"]),
              "expires_at": _iso(g["expiry"])}
             for g in grants
@@ -215,7 +223,7 @@ def _aware(moment: datetime | None) -> datetime | None:
     """A naive UTC time (the ledger's) or an aware one, as an aware UTC time (the database's)."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:

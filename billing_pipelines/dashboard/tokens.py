@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import Column, Engine, Table, insert, select, update
 
@@ -38,17 +38,18 @@ class Credentials:
         with engine.begin() as conn:
             conn.execute(insert(self.table).values({
                 self.id: credential_id, self.owner: owner, self.sha256: _digest(secret),
-                self.table.c.created_at: datetime.now(timezone.utc),
+                self.table.c.created_at: datetime.now(UTC),
             }))
         return credential_id, secret
 
     def revoke(self, engine: Engine, secret_or_id: str) -> str | None:
         """Revoke a credential given itself or its id; its owner, None where none live matches."""
-        match = self.sha256 == _digest(secret_or_id) if secret_or_id.startswith(self.prefix) else self.id == secret_or_id
+        given_secret = secret_or_id.startswith(self.prefix)
+        match = self.sha256 == _digest(secret_or_id) if given_secret else self.id == secret_or_id
         with engine.begin() as conn:
             owner = conn.execute(select(self.owner).where(match, self.table.c.revoked_at.is_(None))).scalar()
             if owner is not None:
-                conn.execute(update(self.table).where(match).values(revoked_at=datetime.now(timezone.utc)))
+                conn.execute(update(self.table).where(match).values(revoked_at=datetime.now(UTC)))
         return owner
 
     def live(self, engine: Engine, secret: str) -> tuple[str, str] | None:

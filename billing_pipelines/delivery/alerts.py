@@ -12,7 +12,7 @@ it fires again in that period only after it was clear (a purchase brought credit
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, select, update
 
@@ -24,6 +24,7 @@ from billing_pipelines.delivery.outbox import add_messages, message_id, outbox_r
 from billing_pipelines.delivery.webhooks import queue_webhook
 from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.ledger.grants import utc_naive
+from billing_pipelines.margin.report import MarginRow
 
 STATES = AlertStateRow.__table__
 
@@ -80,7 +81,7 @@ def raise_alerts(engine: Engine, config: BillingConfig, seller: Seller, balances
     """Evaluate each balance's alerts and queue an e-mail and a webhook for each that fires, in
     the transaction that records it fired; returns the webhook-ids
     (`alert_<org>_<alert>_<period>_<n>`) of those that fired. `at`: naive (UTC, the ledger's) or aware."""
-    at, fired_ids = utc_naive(at).replace(tzinfo=timezone.utc), []
+    at, fired_ids = utc_naive(at).replace(tzinfo=UTC), []
     for org_id, balance in sorted(balances.items()):
         alerts = config.alerts_of(org_id)
         with engine.begin() as conn:
@@ -105,16 +106,16 @@ def _queue_alert(conn: Connection, customer: Customer, seller: Seller, balance: 
     return event_id
 
 
-def queue_margin_alert(engine: Engine, seller: Seller, finance_email: str, month: str, margin: list[dict],
+def queue_margin_alert(engine: Engine, seller: Seller, finance_email: str, month: str, margin: list[MarginRow],
                        target: str, now: datetime) -> str | None:
     """E-mail finance the customers of a month close below the target credit-to-cost ratio
     (once per month and set of customers); returns the Message-ID, None where nothing is sent."""
-    below = sorted((m for m in margin if m["below_target"]), key=lambda m: m["org_id"])
+    below = sorted((m for m in margin if m.below_target), key=lambda m: m.org_id)
     if not below or not finance_email:
         return None
-    orgs = hashlib.sha256(" ".join(m["org_id"] for m in below).encode()).hexdigest()[:12]
-    lines = "\n".join(f"  {m['org_id']:<24} ratio {m['credit_to_cost_ratio']:>8}  revenue {m['revenue']:>12}  "
-                      f"COGS {m['cogs_usd']:>12}" for m in below)
+    orgs = hashlib.sha256(" ".join(m.org_id for m in below).encode()).hexdigest()[:12]
+    lines = "\n".join(f"  {m.org_id:<24} ratio {m.credit_to_cost_ratio!s:>8}  revenue {m.revenue!s:>12}  "
+                      f"COGS {m.cogs_usd!s:>12}" for m in below)
     body = (f"{len(below)} customers were below the {target}x target credit-to-cost ratio when {month} "
             f"closed:\n\n{lines}\n\nThe margin report of {month} has the details.\n")
     identifier = message_id(f"margin.{month}.{orgs}", seller)

@@ -5,7 +5,7 @@ sent / failed / pending."""
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -45,7 +45,7 @@ invoice_delivery = dg.AssetSpec(
 @dg.op(description="Queue the finalized month's documents for e-mail (once each) and send what is due; "
        "records invoice_delivery with the counts.")
 def deliver_month_invoices(context: dg.OpExecutionContext, month: str, billing: BillingSettings) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     queued = queue_documents(delivery_engine(billing), Issuer.of(billing), month, now)
     metadata, failing = _delivery_metadata(billing, now)
     if failing:
@@ -55,11 +55,12 @@ def deliver_month_invoices(context: dg.OpExecutionContext, month: str, billing: 
     return queued
 
 
-@dg.asset(group_name=GROUP, kinds={"email"}, owners=OWNERS, tags=TAGS, check_specs=[dg.AssetCheckSpec(CHECK, asset="message_delivery")],
+@dg.asset(group_name=GROUP, kinds={"email"}, owners=OWNERS, tags=TAGS,
+          check_specs=[dg.AssetCheckSpec(CHECK, asset="message_delivery")],
           description="Send every e-mail (invoices, alerts, finance's) and webhook that is due: new ones and "
           "failed ones whose backoff is over; counts by status.")
 def message_delivery(billing: BillingSettings):
-    metadata, failing = _delivery_metadata(billing, datetime.now(timezone.utc))
+    metadata, failing = _delivery_metadata(billing, datetime.now(UTC))
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(
         check_name=CHECK, passed=not failing, severity=dg.AssetCheckSeverity.WARN,
@@ -75,7 +76,7 @@ deliver_messages = dg.define_asset_job(
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="A deliver_messages run whenever e-mails or webhooks are due (run key: what is due).")
 def delivery_sensor(context: dg.SensorEvaluationContext, billing: BillingSettings):
-    due = due_attempts(delivery_engine(billing), datetime.now(timezone.utc))
+    due = due_attempts(delivery_engine(billing), datetime.now(UTC))
     if not due:
         return dg.SkipReason("nothing due")
     return dg.RunRequest(run_key=hashlib.sha256(json.dumps(sorted(due)).encode()).hexdigest()[:16])

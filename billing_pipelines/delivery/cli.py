@@ -4,7 +4,7 @@ is due now, through the `deliver_messages` job): add with `register(subparsers)`
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from billing_pipelines.resources import BillingSettings
 
@@ -15,7 +15,7 @@ def cmd_webhook_secret(args: argparse.Namespace, settings: BillingSettings) -> N
 
     if args.org not in settings.billing_config().customers:
         raise SystemExit(f"billing: {args.org!r} is not a customer in {settings.config_dir}/customers.yaml")
-    print(webhook_secret(delivery_engine(settings), args.org, datetime.now(timezone.utc)))
+    print(webhook_secret(delivery_engine(settings), args.org, datetime.now(UTC)))
 
 
 def cmd_deliver(args: argparse.Namespace, settings: BillingSettings) -> None:

@@ -6,7 +6,6 @@ crash between sending and recording is recovered).
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -18,6 +17,7 @@ from billing_pipelines.delivery import queue
 from billing_pipelines.delivery.mail import Mailer
 from billing_pipelines.delivery.models import OutboxMessageRow
 from billing_pipelines.invoicing.filing import Issuer
+from billing_pipelines.invoicing.models import stored_invoice
 from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.periods import parse_month
 from billing_pipelines.storage import Store
@@ -59,8 +59,9 @@ def document_message(row: billing_db.InvoiceRow, issuer: Issuer, now: datetime) 
     seller, customer, what = issuer.seller, issuer.customers[row.org_id], DOCUMENT_NAMES[row.kind]
     period = parse_month(row.month).strftime("%B %Y")
     refers = f" (to invoice {row.refers_to})" if row.refers_to else ""
+    total = stored_invoice(billing_db.stored_document(row)).total
     body = (f"Dear {customer.name},\n\nplease find attached {what.lower()} {row.number}{refers} for {period}: "
-            f"total {row.currency} {Decimal(row.total):,.2f}, due {seller.due_date(row.issue_date).isoformat()}.\n\n"
+            f"total {row.currency} {total:,.2f}, due {seller.due_date(row.issue_date).isoformat()}.\n\n"
             f"{seller.name}\n{seller.email}\n")
     return outbox_row(message_id(f"{row.number}.{row.org_id}", seller), row.kind, row.org_id, customer.email,
                       f"{what} {row.number} for {period} from {seller.name}", body, now,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, select
@@ -44,7 +44,7 @@ def signed_headers(secret: str, webhook_id: str, at: datetime, body: str) -> dic
 def queue_webhook(conn: Connection, org_id: str, url: str, webhook_id: str, event_type: str, data: dict,
                   now: datetime) -> bool:
     """Queue `{type, timestamp, data}` for `url` unless `webhook_id` was queued before."""
-    at = now.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    at = now.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
     body = json.dumps({"type": event_type, "timestamp": at, "data": data}, sort_keys=True)
     return conn.execute(billing_db.insert_ignore(conn, DELIVERIES).values(
         webhook_id=webhook_id, org_id=org_id, url=url, event_type=event_type, payload=body,

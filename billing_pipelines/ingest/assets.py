@@ -1,19 +1,25 @@
 """Dagster assets of the ingest domain: priced events and billed usage, per landing date, their
 checks, and the daily schedule that ingests yesterday's date."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from billing_pipelines import duck
 from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import (
-    BILLED, PIPELINE_VERSION, PRICED, IngestSummary, LandingZone, bill, stage, stale_dates,
+    BILLED,
+    PIPELINE_VERSION,
+    PRICED,
+    IngestSummary,
+    LandingZone,
+    bill,
+    stage,
+    stale_dates,
 )
 from billing_pipelines.ingest.quality import missing_drop, quarantined_share
 from billing_pipelines.partitions import landing_dates, partition_check
 from billing_pipelines.resources import BillingSettings
-
 
 OWNERS = ["team:data"]
 TAGS = {"domain": "ingest"}
@@ -164,10 +170,11 @@ ingest_job = dg.define_asset_job(
              description="At 00:30 UTC, yesterday's landing date; and, again, each date of the grace "
              "period whose files changed since it was ingested (files land late).")
 def daily_ingest_schedule(context: dg.ScheduleEvaluationContext, billing: BillingSettings):
-    now = context.scheduled_execution_time or datetime.now(timezone.utc)
+    now = context.scheduled_execution_time or datetime.now(UTC)
     yesterday = now.date() - timedelta(days=1)
     grace = [yesterday - timedelta(days=n) for n in range(billing.grace_days, 0, -1)]
     days = [d for d in stale_dates(LandingZone(billing), grace) if landing_dates.has_partition_key(d.isoformat())]
-    late = [dg.RunRequest(run_key=f"{d}@{yesterday}", partition_key=d.isoformat(), tags={"billing/reingest": "late files"})
+    late = [dg.RunRequest(run_key=f"{d}@{yesterday}", partition_key=d.isoformat(),
+                          tags={"billing/reingest": "late files"})
             for d in days]
     return late + [dg.RunRequest(run_key=yesterday.isoformat(), partition_key=yesterday.isoformat())]

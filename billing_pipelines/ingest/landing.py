@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from isal import igzip, isal_zlib
 
-from billing_pipelines import duck, paths
+from billing_pipelines import duck
+from billing_pipelines.duck import Sql
 from billing_pipelines.storage import Store, StoredFile
 
 EVENT_FIELDS = (
@@ -175,8 +176,8 @@ def _parse_ts(expr: str) -> str:
     """SQL of an RFC 3339 text `expr` as a UTC timestamp, fractions truncated to microseconds
     (DuckDB's cast truncates), NULL where it is not RFC 3339 or its year is 0000."""
     instant = f"coalesce(try_cast({expr} AS TIMESTAMPTZ), try_cast(upper({expr}) AS TIMESTAMPTZ))"  # t, z
-    return (f"CASE WHEN regexp_full_match({expr}, '{_RFC3339}') AND NOT starts_with({expr}, '0000') "
-            f"THEN {_utc(instant)} END")
+    return Sql(f"CASE WHEN regexp_full_match({expr}, {duck.literal(_RFC3339)}) AND NOT starts_with({expr}, '0000') "
+               f"THEN {_utc(instant)} END")
 
 
 def _utc(instant: str, nanoseconds: bool = False) -> str:
@@ -191,7 +192,8 @@ def load_fields(con: duckdb.DuckDBPyConnection, store: Store, landed: DateFiles)
     """Create `files(file_idx, key)`, the table `json_fields` (the JSON lines of the readable
     files, parsed once) and the DuckDB source of each Parquet file; files found unreadable are
     kept in `landed.unreadable`. Then read_fields creates the view `fields`."""
-    con.register("files", pa.table({"file_idx": list(range(len(landed.events))), "key": [f.key for f in landed.events]}))
+    con.register("files",
+                 pa.table({"file_idx": list(range(len(landed.events))), "key": [f.key for f in landed.events]}))
     _load_json_fields(con, store, landed)
     for i, landed_file in enumerate(landed.events):
         if landed_file.format == "parquet":
@@ -217,7 +219,8 @@ def _create_fields_view(con: duckdb.DuckDBPyConnection, landed: DateFiles) -> No
     parts = [parquet_fields_sql(i, *landed.parquet[i]) if i in landed.parquet
              else f"SELECT * FROM json_fields WHERE file_idx = {i}"
              for i in range(len(landed.events)) if i not in landed.unreadable]
-    con.execute("CREATE OR REPLACE TEMP VIEW fields AS " + "\nUNION ALL BY NAME\n".join(parts or ["SELECT * FROM json_fields"]))
+    con.execute("CREATE OR REPLACE TEMP VIEW fields AS "
+                + "\nUNION ALL BY NAME\n".join(parts or ["SELECT * FROM json_fields"]))
 
 
 def _found_unreadable_parquet(con: duckdb.DuckDBPyConnection, landed: DateFiles) -> bool:
@@ -238,9 +241,9 @@ def _load_json_fields(con: duckdb.DuckDBPyConnection, store: Store, landed: Date
     """Table `json_fields`: the lines of the JSON-lines files parsed (jsonl_fields.sql), a block of
     about JSON_BLOCK_BYTES of text at a time (the next one read meanwhile), so that memory does not
     grow with the size of a file or a date. The rows of a file found unreadable midway are dropped."""
-    fields = ", ".join(f"'$.{name}'" for name in EVENT_FIELDS)
-    parse = (paths.sql("ingest/jsonl_fields.sql").replace("{lines}", "json_lines").replace("{paths}", f"[{fields}]")
-             .replace("{type_paths}", f"['$', {fields}]").replace("{parse_ts(v[4])}", _parse_ts("v[4]")))
+    fields = [f"$.{name}" for name in EVENT_FIELDS]
+    parse = duck.render("ingest/jsonl_fields.sql", lines=Sql("json_lines"), paths=duck.literal_list(fields),
+                        type_paths=duck.literal_list(["$", *fields]), parse_ts=_parse_ts)
     _register_strict_json(con)
     con.register("json_lines", _NO_LINES)
     con.execute(f"CREATE OR REPLACE TEMP TABLE json_fields AS {parse}")
@@ -472,7 +475,8 @@ def read_parquet_sql(path: str, schema: pa.Schema | None = None) -> str:
     that no column name reaches SQL, and its 0-based `file_row_number`."""
     names = _positions(pq.read_schema(path) if schema is None else schema)
     aliases = f"({', '.join(names)})" if names else ""
-    return f"(SELECT *, file_row_number FROM read_parquet({duck.literal(path)}, hive_partitioning = false) AS p{aliases})"
+    return (f"(SELECT *, file_row_number FROM read_parquet({duck.literal(path)}, hive_partitioning = false) "
+            f"AS p{aliases})")
 
 
 def _null_value(name: str) -> str:
@@ -499,8 +503,9 @@ def load_quarantined_raw(con: duckdb.DuckDBPyConnection, landed: DateFiles) -> N
     """Table `quarantined_raw(file_idx, line_no, raw)`: the text of every quarantined row, its JSON
     line as landed (json_fields) or its Parquet row rendered as JSON, the column names passed as
     parameters. Needs `classified`."""
-    con.execute("CREATE OR REPLACE TEMP TABLE quarantined_raw AS SELECT j.file_idx, j.line_no, j.raw FROM json_fields j "
-                "SEMI JOIN classified c ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NOT NULL")
+    con.execute("CREATE OR REPLACE TEMP TABLE quarantined_raw AS SELECT j.file_idx, j.line_no, j.raw "
+                "FROM json_fields j SEMI JOIN classified c "
+                "ON c.file_idx = j.file_idx AND c.line_no = j.line_no AND c.reason IS NOT NULL")
     wanted = con.execute("SELECT DISTINCT file_idx FROM classified WHERE reason IS NOT NULL ORDER BY 1").fetchall()
     for i in [i for (i,) in wanted if i in landed.parquet]:
         source, schema = landed.parquet[i]

@@ -28,14 +28,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from billing_pipelines import duck, paths
+from billing_pipelines import duck
 from billing_pipelines.config import RATE_PLACES, BillingConfig
+from billing_pipelines.duck import Sql
 from billing_pipelines.ingest.landing import (
-    DateFiles, date_files, files_fingerprint, landed_files, load_fields, load_quarantined_raw, parquet_fields_sql,
-    partition_name, read_fields, read_parquet_sql,
+    DateFiles,
+    date_files,
+    files_fingerprint,
+    landed_files,
+    load_fields,
+    load_quarantined_raw,
+    parquet_fields_sql,
+    partition_name,
+    read_fields,
+    read_parquet_sql,
 )
 from billing_pipelines.ingest.request_index import (
-    CHUNK, KEYS, Probe, RequestIndex, day_of, index_lock, same_keys, symmetric_difference,
+    CHUNK,
+    KEYS,
+    Probe,
+    RequestIndex,
+    day_of,
+    index_lock,
+    same_keys,
+    symmetric_difference,
 )
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import Store, StoredFile
@@ -134,8 +150,8 @@ def stage(zone: LandingZone, day: date) -> dict:
                 "files": [f.key for f in landed.events], "scope": scope, **_stage_counts(con),
                 "skipped_files": landed.skipped, "unreadable_files": landed.unreadable_files()}
         queries = {
-            "priced_events": priced_events_sql(day),
-            "quarantine": paths.sql("ingest/quarantine.sql").replace("{landing_date}", day.isoformat()),
+            "priced_events": priced_events_sql(),
+            "quarantine": duck.render("ingest/quarantine.sql", landing_date=day),
         }
         if landed.json_files():
             valid_json = ("(SELECT j.* FROM json_fields j SEMI JOIN classified c "
@@ -210,19 +226,20 @@ def classify_files(con: duckdb.DuckDBPyConnection, config: BillingConfig, store:
     """Table `classified`: every row of the event files among the listed `files`, landed on `day`,
     in landing order, with its quarantine reason or its price and whether it is the first of its
     request_id on that date; and `quarantined_raw`, the text of its quarantined rows. Then
-    priced_events_sql(day) selects the valid rows, priced. Returns the date's files: event files,
+    priced_events_sql() selects the valid rows, priced. Returns the date's files: event files,
     skipped files and the unreadable files, none of whose rows is in `classified`."""
     rate_periods = _register_config(con, config)
     landed = date_files(store, files)
     load_fields(con, store, landed)
-    classify = paths.sql("ingest/classify.sql").format(
-        fields="fields", landing_date=day.isoformat(), request_hash=request_hash_sql("request_id"), **rate_periods)
+    classify = duck.render("ingest/classify.sql", fields=Sql("fields"), landing_date=day,
+                           request_hash=request_hash_sql("request_id"), **rate_periods)
 
     def read() -> None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE classified AS {classify}")
         if not _in_landing_order(con):
-            con.execute("CREATE OR REPLACE TEMP TABLE classified AS SELECT * FROM classified ORDER BY file_idx, line_no")
-        con.execute(paths.sql("ingest/later_occurrences.sql"))
+            con.execute("CREATE OR REPLACE TEMP TABLE classified AS "
+                        "SELECT * FROM classified ORDER BY file_idx, line_no")
+        con.execute(duck.render("ingest/later_occurrences.sql"))
         load_quarantined_raw(con, landed)
 
     read_fields(con, landed, read)
@@ -242,33 +259,33 @@ def _in_landing_order(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
-def request_hash_sql(request_id: str) -> str:
+def request_hash_sql(request_id: str) -> Sql:
     """The 128-bit hash (h1, h2) by which landing dates compare their request_ids: two 64-bit
     DuckDB hashes. DuckDB does not promise them across releases, so stage fingerprints include
     hash_probe(): a DuckDB whose hashes differ restages every date."""
-    return f"hash({request_id}) AS h1, hash({request_id} || '#') AS h2"
+    return Sql(f"hash({request_id}) AS h1, hash({request_id} || '#') AS h2")
 
 
 @functools.cache
 def hash_probe() -> str:
     """The request hash of a fixed id with this DuckDB."""
     with duckdb.connect() as con:
-        return str(con.execute(f"SELECT {request_hash_sql(repr('billing_pipelines'))}").fetchone())
+        return str(con.execute(f"SELECT {request_hash_sql(duck.literal('billing_pipelines'))}").fetchone())
 
 
-def priced_events_sql(day: date) -> str:
+def priced_events_sql() -> Sql:
     """The valid rows of classify_files, priced, with `first_in_date` (priced_events.sql)."""
-    return paths.sql("ingest/priced_events.sql").replace("{landing_date}", day.isoformat())
+    return duck.render("ingest/priced_events.sql")
 
 
-def event_sources_sql(fields: str, files: str) -> str:
+def event_sources_sql(fields: str, files: str) -> Sql:
     """The fields of events by (key, line_no) from a `fields` relation (event_sources.sql)."""
-    return paths.sql("ingest/event_sources.sql").format(fields=fields, files=files)
+    return duck.render("ingest/event_sources.sql", fields=Sql(fields), files=Sql(files))
 
 
-def priced_event_fields_sql(priced: str, sources: str) -> str:
+def priced_event_fields_sql(priced: str, sources: str) -> Sql:
     """Priced events with every field of the event, from its `sources` (priced_event_fields.sql)."""
-    return paths.sql("ingest/priced_event_fields.sql").format(priced=priced, sources=sources)
+    return duck.render("ingest/priced_event_fields.sql", priced=Sql(priced), sources=Sql(sources))
 
 
 def _stage_counts(con: duckdb.DuckDBPyConnection) -> dict:
@@ -308,11 +325,11 @@ def _register_config(con: duckdb.DuckDBPyConnection, config: BillingConfig) -> d
     _set_list(con, "rate_output_e9", "BIGINT", [r and int(r.output_usd_per_1k * scale) for r in rates])
     return {
         "rate_period": _by_day(con, "rate_period", dict(zip(starts, range(len(starts)))), "NULL::BIGINT"),
-        "rate_periods": str(len(starts)),
+        "rate_periods": len(starts),
         "customers_started": started[0] if not cancelled else
-        f"(CASE WHEN org_code < {staying} THEN {started[0]} ELSE {staying} + {started[1]} END)",
-        "customer_ended": "false" if not cancelled else
-        f"(org_code >= {staying} AND day >= getvariable('customer_end')[org_code - {staying} + 1])",
+        Sql(f"(CASE WHEN org_code < {staying} THEN {started[0]} ELSE {staying} + {started[1]} END)"),
+        "customer_ended": Sql("false") if not cancelled else
+        Sql(f"(org_code >= {staying} AND day >= getvariable('customer_end')[org_code - {staying} + 1])"),
     }
 
 
@@ -321,13 +338,14 @@ def _by_day(con: duckdb.DuckDBPyConnection, variable: str, steps: dict[date, int
     first date: a list variable with one value a day from the first date to the last (DuckDB
     copies a list variable for every batch of rows, so it is only as long as that span)."""
     if not steps:
-        return before
+        return Sql(before)
     first, last = min(steps), max(steps)
     days = (steps.get(first + timedelta(days=n)) for n in range((last - first).days + 1))
     values = list(accumulate(days, lambda current, new: current if new is None else new))
     _set_list(con, variable, "BIGINT", values)
-    return (f"(CASE WHEN day >= DATE '{last}' THEN {steps[last]} WHEN day < DATE '{first}' THEN {before} "
-            f"ELSE getvariable('{variable}')[day - DATE '{first}' + 1] END)")
+    first_day, last_day = duck.literal(first), duck.literal(last)
+    return Sql(f"(CASE WHEN day >= {last_day} THEN {steps[last]} WHEN day < {first_day} THEN {before} "
+               f"ELSE getvariable({duck.literal(variable)})[day - {first_day} + 1] END)")
 
 
 def _lookup(con: duckdb.DuckDBPyConnection, enum: str, keys: list[str], **values: tuple[str, list]) -> list[str]:
@@ -429,7 +447,8 @@ def _decide(zone: LandingZone, index: RequestIndex, day: date) -> IngestSummary:
             day.isoformat(), meta["rows_read"], billed, meta["valid"] - billed, meta["quarantined"],
             meta["unreadable_files"], meta["skipped_files"],
         )
-        wh.commit(BILLED, part, con, {"cross_day_duplicates": query}, {"stage": meta["fingerprint"], **summary.to_json()})
+        wh.commit(BILLED, part, con, {"cross_day_duplicates": query},
+                  {"stage": meta["fingerprint"], **summary.to_json()})
         return summary
     finally:
         con.close()
@@ -449,7 +468,8 @@ def stale_dates(zone: LandingZone, days: list[date]) -> list[date]:
     for day in days:
         staged, billed = zone.staged(day), zone.warehouse.manifest(BILLED, partition_name(day))
         landed = bool(zone.files_of(day))
-        if (landed or billed) and (staged is None or billed is None or billed["meta"]["stage"] != staged["meta"]["fingerprint"]):
+        outdated = staged is None or billed is None or billed["meta"]["stage"] != staged["meta"]["fingerprint"]
+        if (landed or billed) and outdated:
             stale.append(day)
     return stale
 
@@ -483,10 +503,10 @@ def _priced_relation(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: list[
         manifest = wh.manifest(PRICED, part)
         if manifest is None:
             continue
-        day = manifest["meta"]["landing_date"]
+        day = duck.literal(date.fromisoformat(manifest["meta"]["landing_date"]))
         priced = wh.relation(con, wh.file_paths(PRICED, "priced_events", [part]))
-        selects.append(f"SELECT DATE '{day}' AS landing_date, * FROM {priced}")
-        files += [f"(DATE '{day}', {i}, {duck.literal(key)})" for i, key in enumerate(manifest["meta"]["files"])]
+        selects.append(f"SELECT {day} AS landing_date, * FROM {priced}")
+        files += [f"({day}, {i}, {duck.literal(key)})" for i, key in enumerate(manifest["meta"]["files"])]
     if not selects:
         selects = ["SELECT NULL::DATE AS landing_date, NULL::INTEGER AS file_idx, NULL::BIGINT AS line_no, "
                    "NULL::UBIGINT AS h1, NULL::UBIGINT AS h2, NULL::DECIMAL(38, 12) AS cost_usd, "
@@ -515,7 +535,8 @@ def _stored_sources_sql(con: duckdb.DuckDBPyConnection, wh: Warehouse, parts: li
                 key = manifest["meta"]["files"][file_idx]
                 path = _landed_copy(wh, part, name, key)
                 fields = parquet_fields_sql(file_idx, read_parquet_sql(path), pq.read_schema(path))
-                selects.append(event_sources_sql(f"({fields})", f"(SELECT {file_idx} AS file_idx, {duck.literal(key)} AS key)"))
+                selects.append(event_sources_sql(f"({fields})",
+                                                 f"(SELECT {file_idx} AS file_idx, {duck.literal(key)} AS key)"))
     if not selects:  # no events at all: the same columns, no rows
         empty = parquet_fields_sql(0, "(SELECT 0 AS file_row_number WHERE false)", pa.schema([]))
         selects.append(event_sources_sql(f"({empty})", "(SELECT 0 AS file_idx, '' AS key)"))

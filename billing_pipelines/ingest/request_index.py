@@ -20,7 +20,6 @@ when next needed). Readers need no lock: a compacted run that is missing is read
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,7 +98,7 @@ class Probe:
     keys: np.ndarray
 
     @classmethod
-    def of(cls, keys: np.ndarray) -> "Probe":
+    def of(cls, keys: np.ndarray) -> Probe:
         return cls(keys if _sorted(keys) else keys[np.argsort(keys["h1"], kind="stable")])
 
     @cached_property
@@ -131,7 +130,8 @@ class Run:
         return _confirm(self.keys, self.days, probe.keys, maybe)
 
 
-def _confirm(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _confirm(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray,
+             maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The positions of `maybe` in `wanted` whose hash `keys` holds, with the earliest day."""
     h1 = wanted["h1"][maybe]
     left, right = np.searchsorted(keys["h1"], h1, "left"), np.searchsorted(keys["h1"], h1, "right")
@@ -328,10 +328,6 @@ def _group(days: list[date], key) -> dict:
     for d in sorted(days):
         groups.setdefault(key(d), []).append(d)
     return groups
-
-
-def keys_digest(keys: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(keys).tobytes()).hexdigest()
 
 
 def symmetric_difference(old: np.ndarray, new: np.ndarray) -> np.ndarray:

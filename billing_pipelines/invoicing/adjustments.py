@@ -10,83 +10,76 @@ original plus its adjustments always add up to the latest recomputation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import fields
 from datetime import date
 from decimal import Decimal
 
 from billing_pipelines import billing_db
-from billing_pipelines.invoicing.document import CREDIT_FIELDS
 from billing_pipelines.invoicing.filing import Issuer, file_pdfs, today
+from billing_pipelines.invoicing.models import Adjustment, Invoice, InvoiceLine, stored_invoice
+from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.periods import month_key
 from billing_pipelines.resources import BillingSettings
 
-LineKey = tuple[str, str, str]
+LineKey = tuple[str, str, Decimal]
+CREDIT_FIELDS = [f.name for f in fields(CreditSummary)]
 
 
-def issue_adjustments(settings: BillingSettings, month: date, invoices: list[dict],
+def issue_adjustments(settings: BillingSettings, month: date, invoices: list[Invoice],
                       issue_date: date | None = None) -> list[dict]:
     """Issue, number and file an adjustment for every final invoice of `month` that the
-    recomputed `invoices` (SPEC §6 objects of a month close) change; customers missing from
-    `invoices` are left alone. Returns the documents filed (see file_pdfs)."""
+    recomputed `invoices` (of a month close) change; customers missing from `invoices` are left
+    alone. Returns the documents filed (see file_pdfs)."""
     key, issue_date = month_key(month), issue_date or today()
-    corrected = {invoice["org_id"]: invoice for invoice in invoices}
+    corrected = {invoice.org_id: invoice for invoice in invoices}
     engine = settings.engine()
     with billing_db.invoicing_transaction(engine, key) as session:
-        changes = [change for org_id, billed in billing_db.final_documents(session, key).items()
-                   if org_id in corrected and (change := adjustment_between(billed, corrected[org_id]))]
+        billed = billing_db.final_documents(session, key)
+        changes = [change for org_id, documents in billed.items() if org_id in corrected
+                   and (change := adjustment_between([stored_invoice(d) for d in documents], corrected[org_id]))]
         issuer = Issuer.of(settings) if changes else None
         for change, number in zip(changes, billing_db.next_document_numbers(session, issue_date.year, len(changes))):
-            change.update(number=number, issue_date=issue_date.isoformat())
+            change = change.model_copy(update={"number": number, "issue_date": issue_date.isoformat()})
             billing_db.add_document(session, change, issuer.document(change, issue_date))
     return file_pdfs(settings, engine, key)
 
 
-def adjustment_between(billed: list[dict], corrected: dict) -> dict | None:
+def adjustment_between(billed: list[Invoice | Adjustment], corrected: Invoice) -> Adjustment | None:
     """The adjustment (credit note when its total is negative) that brings `billed` (the final
     invoice first, then its adjustments) to `corrected`, or None where no line or tax differs.
     Number and issue date are left to the caller."""
     before, after = _lines_by_key(billed), _lines_by_key([corrected])
     lines = [line for key in [*after, *(k for k in before if k not in after)]
              if (line := _difference(key, before.get(key), after.get(key))) is not None]
-    tax = _minus(corrected["tax"], (d["tax"] for d in billed))
+    tax = corrected.tax - sum((d.tax for d in billed), Decimal(0))
     if not lines and tax == 0:
         return None
-    subtotal = _minus(corrected["subtotal"], (d["subtotal"] for d in billed))
-    return {
-        "org_id": corrected["org_id"],
-        "month": corrected["month"],
-        "kind": "credit_note" if subtotal + tax < 0 else "adjustment",
-        "status": "final",
-        "number": None,
-        "refers_to": billed[0]["number"],
-        "issue_date": None,
-        "currency": corrected["currency"],
-        "lines": lines,
-        "subtotal": str(subtotal),
-        "tax": str(tax),
-        "total": str(subtotal + tax),
-        "cogs_usd": str(_minus(corrected["cogs_usd"], (d["cogs_usd"] for d in billed))),
-        "credits": {name: corrected["credits"][name] - sum(d["credits"][name] for d in billed)
-                    for name in CREDIT_FIELDS},
-    }
+    subtotal = corrected.subtotal - sum((d.subtotal for d in billed), Decimal(0))
+    return Adjustment(
+        org_id=corrected.org_id, month=corrected.month, kind="credit_note" if subtotal + tax < 0 else "adjustment",
+        status="final", number=None, refers_to=billed[0].number, issue_date=None, currency=corrected.currency,
+        lines=lines, subtotal=subtotal, tax=tax, total=subtotal + tax,
+        cogs_usd=corrected.cogs_usd - sum((d.cogs_usd for d in billed), Decimal(0)),
+        credits=CreditSummary(**{name: getattr(corrected.credits, name) - sum(getattr(d.credits, name) for d in billed)
+                                 for name in CREDIT_FIELDS}),
+    )
 
 
-def _key(line: dict) -> LineKey:
-    return line["kind"], "" if line["kind"] == "overage" else line["description"], line["unit_price"]
+def _key(line: InvoiceLine) -> LineKey:
+    return line.kind, "" if line.kind == "overage" else line.description, line.unit_price
 
 
-def _lines_by_key(documents: list[dict]) -> dict[LineKey, tuple[Decimal, Decimal, str]]:
+def _lines_by_key(documents: list[Invoice | Adjustment]) -> dict[LineKey, tuple[Decimal, Decimal, str]]:
     """Quantity and amount summed per line identity, with the latest description."""
     totals: dict[LineKey, tuple[Decimal, Decimal, str]] = {}
     for document in documents:
-        for line in document["lines"]:
+        for line in document.lines:
             quantity, amount, _ = totals.get(_key(line), (Decimal(0), Decimal("0.00"), ""))
-            totals[_key(line)] = (quantity + Decimal(line["quantity"]), amount + Decimal(line["amount"]),
-                                  line["description"])
+            totals[_key(line)] = (quantity + line.quantity, amount + line.amount, line.description)
     return totals
 
 
-def _difference(key: LineKey, before: tuple | None, after: tuple | None) -> dict | None:
+def _difference(key: LineKey, before: tuple | None, after: tuple | None) -> InvoiceLine | None:
     kind, _, unit_price = key
     old_quantity, old_amount, old_description = before or (Decimal(0), Decimal("0.00"), "")
     new_quantity, new_amount, new_description = after or (Decimal(0), Decimal("0.00"), "")
@@ -95,9 +88,5 @@ def _difference(key: LineKey, before: tuple | None, after: tuple | None) -> dict
     description = new_description or old_description
     if kind == "overage":
         description = f"Overage: {new_quantity:,} credits ({old_quantity:,} invoiced before)"
-    return {"kind": kind, "description": description, "quantity": str(new_quantity - old_quantity),
-            "unit_price": unit_price, "amount": str(new_amount - old_amount)}
-
-
-def _minus(value: str, earlier: Iterable[str]) -> Decimal:
-    return Decimal(value) - sum((Decimal(e) for e in earlier), Decimal(0))
+    return InvoiceLine(kind=kind, description=description, quantity=new_quantity - old_quantity,
+                       unit_price=unit_price, amount=new_amount - old_amount)

@@ -1,27 +1,32 @@
 """An invoice document (the SPEC §6 invoice JSON, extended for the PDF), checked and formatted.
 
-`invoice_view(document)` validates the document and returns what the template prints: every
-figure as display text. Money stays Decimal until it is formatted; nothing is rounded here, the
-document's own strings are printed (with thousands separators).
+`invoice_view(document)` validates the document once (`InvoiceDocument`, a pydantic model: an
+error names the field) and returns what the template prints: every figure as display text.
+Money stays Decimal until it is formatted; nothing is rounded here, the document's own digits
+are printed (with thousands separators).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
-from billing_pipelines.config import ConfigError, Customer
-from billing_pipelines.invoicing.seller import Seller, seller_from_dict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict, StringConstraints, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from billing_pipelines.config import Customer
+from billing_pipelines.invoicing.models import Adjustment, Invoice, InvoiceLine
+from billing_pipelines.invoicing.seller import Seller
+from billing_pipelines.ledger.consumption import CreditSummary
+from billing_pipelines.margin.report import MarginRow
+from billing_pipelines.money import DecimalText, Money
 from billing_pipelines.periods import add_months, parse_month
 
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
                "September", "October", "November", "December")
 TITLES = {"invoice": "Invoice", "adjustment": "Adjustment", "credit_note": "Credit note"}
-STATUSES = ("draft", "final")
-CREDIT_FIELDS = ("opening", "rolled_over_in", "granted", "purchased", "consumed", "overage",
-                 "expired", "rolled_over_out", "closing")
 
 
 class InvoiceDocumentError(ValueError):
@@ -38,28 +43,22 @@ class Row:
 
 
 def invoice_document(
-    invoice: dict,
+    invoice: Invoice | Adjustment,
     customer: Customer,
     seller: Seller,
     issue_date: date,
-    margin: dict | None = None,
-    kind: str = "invoice",
-    refers_to: str | None = None,
+    margin: MarginRow | None = None,
 ) -> dict:
-    """The document to render from a SPEC §6 invoice object, the customer's config entry, the
-    seller, and optionally the customer's SPEC §6 margin row (usage by model and action tier, in
-    credits: its cost is ours, COGS, and stays in the margin report)."""
-    usage = {
-        field: [{name: row[name], "credits": row["credits"]}
-                for row in (margin or {}).get(source, [])]
-        for field, source, name in (("usage_by_model", "by_model", "model"),
-                                    ("usage_by_action", "by_action", "action"))
-    }
+    """The document to render (JSON, the PDF's frozen input) from an invoice or adjustment, the
+    customer's config entry, the seller, and optionally the customer's margin row (usage by
+    model and action tier, in credits: its cost is ours, COGS, and stays in the margin report)."""
+    by_model, by_action = (margin.by_model, margin.by_action) if margin else ([], [])
     return {
-        **invoice,
-        **usage,
-        "kind": kind,
-        "refers_to": refers_to,
+        **invoice.to_json(),
+        "usage_by_model": [{"model": r.model, "credits": r.credits} for r in by_model],
+        "usage_by_action": [{"action": r.action, "credits": r.credits} for r in by_action],
+        "kind": getattr(invoice, "kind", "invoice"),
+        "refers_to": getattr(invoice, "refers_to", None),
         "customer": {"name": customer.name, "email": customer.email or None,
                      "address": customer.address or None, "tax_rate": str(customer.tax_rate)},
         "seller": seller.as_dict(),
@@ -70,61 +69,39 @@ def invoice_document(
 
 def invoice_view(document: dict) -> dict:
     """Validate `document` and return the template context (all figures as display text)."""
-    if not isinstance(document, dict):
-        raise InvoiceDocumentError(f"an invoice document is a JSON object, got {type(document).__name__}")
-    doc = _Reader(document)
-    month = doc.month()
-    seller = _seller(document.get("seller"), doc.where)
-    issue_date = doc.date("issue_date", default=add_months(month, 1))
-    customer = _Reader(doc.mapping("customer"), f"{doc.where}: customer")
+    doc = parse_document(document)
+    issue_date = doc.issue_date or add_months(doc.month, 1)
     return {
         **_identity(doc),
-        "org_id": doc.text("org_id"),
-        "period": _period(month),
+        "org_id": doc.org_id,
+        "period": _period(doc.month),
         "issue_date": _long_date(issue_date),
-        "due_date": _long_date(doc.date("due_date", default=seller.due_date(issue_date))),
+        "due_date": _long_date(doc.due_date or doc.seller.due_date(issue_date)),
         "created": f"{issue_date.isoformat()}T00:00:00Z",
-        "currency": doc.text("currency"),
-        "seller": seller,
-        "seller_address": _address_lines(seller.address),
-        "customer_name": customer.text("name"),
-        "customer_email": customer.optional_text("email"),
-        "customer_address": _address_lines(customer.optional_text("address")),
-        "tax_label": f"Tax ({percent(customer.decimal('tax_rate', default=Decimal(0)))})",
-        **_amounts(doc),
-        "credits": _credit_rows(doc, month),
-        "usage_by_model": _usage_rows(doc, "usage_by_model", "model"),
-        "usage_by_action": _usage_rows(doc, "usage_by_action", "action"),
+        "currency": doc.currency,
+        "seller": doc.seller,
+        "seller_address": _address_lines(doc.seller.address),
+        "customer_name": doc.customer.name,
+        "customer_email": doc.customer.email,
+        "customer_address": _address_lines(doc.customer.address),
+        "tax_label": f"Tax ({percent(doc.customer.tax_rate)})",
+        "lines": [Row(line.description, (grouped(line.quantity), grouped(line.unit_price), grouped(line.amount)))
+                  for line in doc.lines],
+        "subtotal": grouped(doc.subtotal),
+        "tax": grouped(doc.tax),
+        "total": grouped(doc.total),
+        "credits": _credit_rows(doc.credits, doc.month) if doc.credits else [],
+        "usage_by_model": [Row(u.model, (grouped(u.credits),))
+                           for u in sorted(doc.usage_by_model, key=lambda u: (u.model, u.credits))],
+        "usage_by_action": [Row(u.action, (grouped(u.credits),))
+                            for u in sorted(doc.usage_by_action, key=lambda u: (u.action, u.credits))],
     }
 
 
-def _identity(doc: _Reader) -> dict:
-    """Kind, title, status and numbers of the document, checked against each other."""
-    kind = doc.choice("kind", tuple(TITLES), default="invoice")
-    status = doc.choice("status", STATUSES)
-    number, refers_to = doc.optional_text("number"), doc.optional_text("refers_to")
-    if status == "final" and not number:
-        raise InvoiceDocumentError(f"{doc.where}: a final document needs its `number`")
-    if kind != "invoice" and not refers_to:
-        raise InvoiceDocumentError(f"{doc.where}: a {TITLES[kind].lower()} needs `refers_to`")
-    return {"kind": kind, "title": TITLES[kind], "draft": status == "draft", "status": status.capitalize(),
-            "number": number, "refers_to": refers_to}
-
-
-def _amounts(doc: _Reader) -> dict:
-    """Line rows, subtotal, tax and total; the subtotal must be the lines' sum, the total subtotal + tax."""
-    lines = [_line(doc, i, line) for i, line in enumerate(doc.items("lines"))]
-    subtotal, tax, total = doc.money("subtotal"), doc.money("tax"), doc.money("total")
-    if sum((amount for *_, amount in lines), Decimal(0)) != subtotal:
-        raise InvoiceDocumentError(f"{doc.where}: subtotal {subtotal} is not the sum of the line amounts")
-    if subtotal + tax != total:
-        raise InvoiceDocumentError(f"{doc.where}: total {total} is not subtotal {subtotal} + tax {tax}")
-    return {
-        "lines": [Row(description, (qty, unit, grouped(amount))) for description, qty, unit, amount in lines],
-        "subtotal": grouped(subtotal),
-        "tax": grouped(tax),
-        "total": grouped(total),
-    }
+def _identity(doc: InvoiceDocument) -> dict:
+    """Kind, title, status and numbers of the document."""
+    return {"kind": doc.kind, "title": TITLES[doc.kind], "draft": doc.status == "draft",
+            "status": doc.status.capitalize(), "number": doc.number, "refers_to": doc.refers_to}
 
 
 def grouped(value: Decimal | int) -> str:
@@ -155,50 +132,19 @@ def _address_lines(address: str | None) -> list[str]:
     return [part.strip() for part in (address or "").splitlines() if part.strip()]
 
 
-def _seller(raw: Any, where: str) -> Seller:
-    if raw is None:
-        return Seller()
-    if not isinstance(raw, dict):
-        raise InvoiceDocumentError(f"{where}: `seller` must be an object")
-    try:
-        return seller_from_dict(raw, where=f"{where}: seller")
-    except ConfigError as exc:
-        raise InvoiceDocumentError(str(exc)) from exc
-
-
-def _line(doc: _Reader, index: int, raw: Any) -> tuple[str, str, str, Decimal]:
-    if not isinstance(raw, dict):
-        raise InvoiceDocumentError(f"{doc.where}: lines[{index}] must be an object")
-    line = _Reader(raw, f"{doc.where}: lines[{index}]")
-    line.text("kind")
-    quantity = line.decimal("quantity")
-    unit_price = line.decimal("unit_price")
-    return line.text("description"), grouped(quantity), grouped(unit_price), line.money("amount")
-
-
-def _credit_rows(doc: _Reader, month: date) -> list[Row]:
+def _credit_rows(c: CreditSummary, month: date) -> list[Row]:
     """The credit summary as a signed column that adds up to the closing balance."""
-    raw = doc.optional_mapping("credits")
-    if raw is None:
-        return []
-    summary = _Reader(raw, f"{doc.where}: credits")
-    c = {name: summary.integer(name) for name in CREDIT_FIELDS}
-    moved = c["granted"] + c["purchased"] - c["consumed"] + c["overage"] - c["expired"]
-    if c["opening"] + moved != c["closing"]:
-        raise InvoiceDocumentError(
-            f"{doc.where}: credits do not balance: opening + granted + purchased - (consumed - overage)"
-            f" - expired = {c['opening'] + moved}, closing = {c['closing']}")
     previous, following = month_name(add_months(month, -1)), month_name(add_months(month, 1))
     return [
-        Row("Opening balance", (grouped(c["opening"]),), "balance"),
-        Row(f"incl. rolled over from {previous}", (grouped(c["rolled_over_in"]),), "note"),
-        Row("Plan credits granted", (_signed(c["granted"]),)),
-        Row("Credits purchased", (_signed(c["purchased"]),)),
-        Row("Credits consumed", (_signed(-c["consumed"]),)),
-        Row("Overage (consumed beyond balance)", (_signed(c["overage"]),)),
-        Row("Credits expired", (_signed(-c["expired"]),)),
-        Row("Closing balance", (grouped(c["closing"]),), "balance"),
-        Row(f"incl. rolling over to {following}", (grouped(c["rolled_over_out"]),), "note"),
+        Row("Opening balance", (grouped(c.opening),), "balance"),
+        Row(f"incl. rolled over from {previous}", (grouped(c.rolled_over_in),), "note"),
+        Row("Plan credits granted", (_signed(c.granted),)),
+        Row("Credits purchased", (_signed(c.purchased),)),
+        Row("Credits consumed", (_signed(-c.consumed),)),
+        Row("Overage (consumed beyond balance)", (_signed(c.overage),)),
+        Row("Credits expired", (_signed(-c.expired),)),
+        Row("Closing balance", (grouped(c.closing),), "balance"),
+        Row(f"incl. rolling over to {following}", (grouped(c.rolled_over_out),), "note"),
     ]
 
 
@@ -206,106 +152,141 @@ def _signed(value: int) -> str:
     return f"{value:+,}" if value else "0"
 
 
-def _usage_rows(doc: _Reader, field: str, name_field: str) -> list[Row]:
-    """Usage rows (name, credits) sorted by name; a `cost_usd` (COGS, in documents frozen
-    before invoices stopped showing it) is never printed."""
-    rows = []
-    for index, raw in enumerate(doc.items(field, required=False)):
-        if not isinstance(raw, dict):
-            raise InvoiceDocumentError(f"{doc.where}: {field}[{index}] must be an object")
-        usage = _Reader(raw, f"{doc.where}: {field}[{index}]")
-        rows.append((usage.text(name_field), usage.integer("credits")))
-    return [Row(name, (grouped(used),)) for name, used in sorted(rows)]
+# --- The document's schema ---------------------------------------------------------------------
 
 
-class _Reader:
-    """Typed access to one JSON object's fields, with errors that name the field."""
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
 
-    def __init__(self, raw: dict, where: str | None = None):
-        self.raw = raw
-        self.where = where or f"invoice {raw.get('org_id')!r} {raw.get('month')!r}"
 
-    def _get(self, key: str, required: bool = True) -> Any:
-        value = self.raw.get(key)
-        if value is None and required:
-            raise InvoiceDocumentError(f"{self.where}: `{key}` is required")
+def _month(value: Any) -> date:
+    try:
+        return parse_month(value)
+    except (ValueError, AttributeError):
+        raise PydanticCustomError("document", "{problem}",
+                                  {"problem": f"is not a month (YYYY-MM): {value!r}"}) from None
+
+
+def _day(value: Any) -> Any:
+    if not isinstance(value, str):
         return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("document", "is not a date (YYYY-MM-DD): {value}", {"value": repr(value)}) from None
 
-    def text(self, key: str) -> str:
-        value = self._get(key)
-        if not isinstance(value, str) or not value.strip():
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must be non-empty text, got {value!r}")
-        return value.strip()
 
-    def optional_text(self, key: str) -> str | None:
-        """The text, or None where the field is absent, null or blank."""
-        value = self._get(key, required=False)
-        blank = value is None or (isinstance(value, str) and not value.strip())
-        return None if blank else self.text(key)
+DocText = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1)]
+OptionalText = Annotated[DocText | None, BeforeValidator(_blank_is_none)]
+Day = Annotated[date | None, BeforeValidator(_day)]
+_LENIENT = ConfigDict(extra="ignore", frozen=True)
 
-    def choice(self, key: str, allowed: tuple[str, ...], default: str | None = None) -> str:
-        value = self._get(key, required=default is None) or default
-        if value not in allowed:
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must be one of {', '.join(allowed)}, got {value!r}")
-        return value
 
-    def decimal(self, key: str, default: Decimal | None = None) -> Decimal:
-        value = self._get(key, required=default is None)
-        if value is None:
-            return default
-        if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)):
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must be a decimal string, got {value!r}")
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation as exc:
-            raise InvoiceDocumentError(f"{self.where}: `{key}` is not a decimal: {value!r}") from exc
-        if not number.is_finite():
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must be finite, got {value!r}")
-        return number
+class DocumentCustomer(BaseModel):
+    model_config = _LENIENT
+    name: DocText
+    email: OptionalText = None
+    address: OptionalText = None
+    tax_rate: DecimalText = Decimal(0)
 
-    def money(self, key: str) -> Decimal:
-        number = self.decimal(key)
-        if number.as_tuple().exponent != -2:
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must have exactly 2 decimals, got {number}")
-        return number
 
-    def integer(self, key: str) -> int:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must be an integer, got {value!r}")
-        return value
+class ModelUsage(BaseModel):
+    """Credits used of one model; a `cost_usd` (COGS, in documents frozen before invoices
+    stopped showing it) is ignored, never printed."""
 
-    def date(self, key: str, default: date) -> date:
-        value = self._get(key, required=False)
-        if value is None or isinstance(value, date):
-            return value or default
-        try:
-            return date.fromisoformat(str(value))
-        except ValueError as exc:
-            raise InvoiceDocumentError(f"{self.where}: `{key}` is not a date (YYYY-MM-DD): {value!r}") from exc
+    model_config = _LENIENT
+    model: DocText
+    credits: Annotated[int, Strict()]
 
-    def month(self) -> date:
-        try:
-            return parse_month(self.text("month"))
-        except ValueError as exc:
-            raise InvoiceDocumentError(f"{self.where}: {exc}") from exc
 
-    def mapping(self, key: str) -> dict:
-        value = self.optional_mapping(key)
-        if value is None:
-            raise InvoiceDocumentError(f"{self.where}: `{key}` is required")
-        return value
+class ActionUsage(BaseModel):
+    """Credits used at one action tier (a `cost_usd`, as for ModelUsage, is ignored)."""
 
-    def optional_mapping(self, key: str) -> dict | None:
-        value = self._get(key, required=False)
-        if value is not None and not isinstance(value, dict):
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must be an object")
-        return value
+    model_config = _LENIENT
+    action: DocText
+    credits: Annotated[int, Strict()]
 
-    def items(self, key: str, required: bool = True) -> list:
-        value = self._get(key, required=required)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InvoiceDocumentError(f"{self.where}: `{key}` must be a list")
-        return value
+
+class InvoiceDocument(BaseModel):
+    """What an invoice PDF is rendered from: a SPEC §6 invoice (or adjustment) with its kind,
+    dates, seller, customer and usage; checked for consistency (totals, credits, numbers)."""
+
+    model_config = _LENIENT
+    org_id: DocText
+    month: Annotated[date, BeforeValidator(_month)]
+    kind: Literal["invoice", "adjustment", "credit_note"] = "invoice"
+    status: Literal["draft", "final"]
+    number: OptionalText = None
+    refers_to: OptionalText = None
+    currency: DocText
+    issue_date: Day = None
+    due_date: Day = None
+    seller: Annotated[Seller, BeforeValidator(lambda v: Seller() if v is None else v)] = Seller()
+    customer: DocumentCustomer
+    lines: list[InvoiceLine]
+    subtotal: Money
+    tax: Money
+    total: Money
+    credits: CreditSummary | None = None
+    usage_by_model: Annotated[list[ModelUsage], BeforeValidator(lambda v: v or [])] = []
+    usage_by_action: Annotated[list[ActionUsage], BeforeValidator(lambda v: v or [])] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InvoiceDocument:
+        c = self.credits
+        problems = [
+            self.status == "final" and not self.number and "a final document needs its `number`",
+            self.kind != "invoice" and not self.refers_to and f"a {TITLES[self.kind].lower()} needs `refers_to`",
+            sum((line.amount for line in self.lines), Decimal(0)) != self.subtotal
+            and f"subtotal {self.subtotal} is not the sum of the line amounts",
+            self.subtotal + self.tax != self.total
+            and f"total {self.total} is not subtotal {self.subtotal} + tax {self.tax}",
+            c and c.opening + c.granted + c.purchased - c.consumed + c.overage - c.expired != c.closing
+            and "credits do not balance: opening + granted + purchased - (consumed - overage) - expired = "
+            f"{c.opening + c.granted + c.purchased - c.consumed + c.overage - c.expired}, closing = {c.closing}",
+        ]
+        problem = next((p for p in problems if p), None)
+        if problem:
+            raise PydanticCustomError("document", "{problem}", {"problem": problem})
+        return self
+
+
+def parse_document(document: Any) -> InvoiceDocument:
+    """`document` validated, or an InvoiceDocumentError naming the document and the field."""
+    if not isinstance(document, dict):
+        raise InvoiceDocumentError(f"an invoice document is a JSON object, got {type(document).__name__}")
+    try:
+        return InvoiceDocument.model_validate(document)
+    except ValidationError as exc:
+        where = f"invoice {document.get('org_id')!r} {document.get('month')!r}"
+        raise InvoiceDocumentError(f"{where}: {_problem(exc.errors()[0])}") from None
+
+
+_MESSAGES = {
+    "missing": "is required",
+    "string_type": "must be non-empty text, got {input!r}",
+    "string_too_short": "must be non-empty text, got {input!r}",
+    "literal_error": "must be one of {expected}, got {input!r}",
+    "int_type": "must be an integer, got {input!r}",
+    "list_type": "must be a list",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dataclass_type": "must be an object",
+    "greater_than_equal": "must be at least {ge}, got {input!r}",
+    "less_than_equal": "must be at most {le}, got {input!r}",
+}
+
+
+def _problem(error: dict) -> str:
+    """lines[0]: `unit_price` is not a decimal: 'x'"""
+    *path, field = error["loc"] or ("",)
+    places = "".join(f"[{step}]" if isinstance(step, int) else f": {step}" for step in path).removeprefix(": ")
+    if isinstance(field, int):
+        places, field = f"{places}[{field}]", None
+    template = _MESSAGES.get(error["type"])
+    ctx = {**error.get("ctx", {}), "input": error.get("input")}
+    if "expected" in ctx:
+        ctx["expected"] = ctx["expected"].replace("'", "").replace(" or ", ", ")
+    text = template.format(**ctx) if template else error["msg"]
+    subject = f"`{field}` {text}" if field else text
+    return f"{places}: {subject}" if places else subject

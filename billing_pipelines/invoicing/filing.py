@@ -11,14 +11,16 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
 
 from billing_pipelines import billing_db
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import invoice_document, invoice_view
+from billing_pipelines.invoicing.models import Adjustment, Invoice
 from billing_pipelines.invoicing.seller import Seller, final_seller, load_seller
+from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.resources import BillingSettings
 
 PARALLEL_FROM = 16  # fewer documents render faster in this process than in a fresh pool
@@ -32,22 +34,20 @@ class Issuer:
     customers: dict[str, Customer]
 
     @classmethod
-    def of(cls, settings: BillingSettings, final: bool = True) -> "Issuer":
+    def of(cls, settings: BillingSettings, final: bool = True) -> Issuer:
         """The issuer of final documents (seller.yaml required) or, `final` False, of drafts."""
         seller = final_seller(settings.config_dir) if final else load_seller(settings.config_dir)
         return cls(seller, settings.billing_config().customers)
 
-    def document(self, invoice: dict, issue_date: date, margin: dict | None = None) -> dict:
-        """The PDF document of an invoice or adjustment object, checked renderable (so nothing
+    def document(self, invoice: Invoice | Adjustment, issue_date: date, margin: MarginRow | None = None) -> dict:
+        """The PDF document of an invoice or adjustment, checked renderable (so nothing
         unrenderable is ever frozen). An adjustment's credit summary is a difference, which the
         summary table cannot show, so its PDF leaves it out."""
-        customer = self.customers.get(invoice["org_id"])
+        customer = self.customers.get(invoice.org_id)
         if customer is None:
-            raise LookupError(f"{invoice['org_id']!r} has an invoice of {invoice['month']} but is not in customers.yaml")
-        kind = invoice.get("kind", "invoice")
-        document = invoice_document(invoice, customer, self.seller, issue_date, margin,
-                                    kind=kind, refers_to=invoice.get("refers_to"))
-        if kind != "invoice":
+            raise LookupError(f"{invoice.org_id!r} has an invoice of {invoice.month} but is not in customers.yaml")
+        document = invoice_document(invoice, customer, self.seller, issue_date, margin)
+        if isinstance(invoice, Adjustment):
             document["credits"] = None
         invoice_view(document)
         return document
@@ -55,7 +55,7 @@ class Issuer:
 
 def today() -> date:
     """Today in UTC: the default issue date."""
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 def render_all(documents: list[dict], workers: int = 2) -> Iterator[bytes]:

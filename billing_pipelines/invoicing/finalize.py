@@ -14,6 +14,8 @@ from datetime import date
 
 from billing_pipelines import billing_db
 from billing_pipelines.invoicing.filing import Issuer, file_pdfs, store_pdfs, today
+from billing_pipelines.invoicing.models import stored_invoice
+from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 
@@ -22,8 +24,8 @@ class FinalizationRefused(ValueError):
     """The month's drafts are not ready to be finalized; the message says why and what to run."""
 
 
-def finalize_month(settings: BillingSettings, month: date, margins: dict[str, dict], issue_date: date | None = None,
-                   workers: int = 2, blockers: Sequence[str] = ()) -> list[dict]:
+def finalize_month(settings: BillingSettings, month: date, margins: dict[str, MarginRow],
+                   issue_date: date | None = None, workers: int = 2, blockers: Sequence[str] = ()) -> list[dict]:
     """Finalize every draft invoice of `month`, issued on `issue_date` (default today, UTC; not
     before the month has ended): number and freeze them (number_drafts), then render, store and
     record each PDF (file_pdfs). `margins`: the month's margin rows by org (the usage its PDF
@@ -36,7 +38,7 @@ def finalize_month(settings: BillingSettings, month: date, margins: dict[str, di
     return file_pdfs(settings, settings.engine(), month_key(month), workers)
 
 
-def number_drafts(settings: BillingSettings, month: date, issue_date: date, margins: dict[str, dict]) -> list[str]:
+def number_drafts(settings: BillingSettings, month: date, issue_date: date, margins: dict[str, MarginRow]) -> list[str]:
     """In one transaction (all or none), give each draft of `month` the next number of the
     issue date's year and freeze it with the document its PDF will be made from."""
     check_issue_date(month, issue_date)
@@ -45,7 +47,8 @@ def number_drafts(settings: BillingSettings, month: date, issue_date: date, marg
         drafts = billing_db.draft_rows(session, key)
         numbers = billing_db.next_document_numbers(session, issue_date.year, len(drafts))
         for row, number in zip(drafts, numbers):
-            invoice = {**billing_db.stored_document(row), "status": "final", "number": number}
+            draft = stored_invoice(billing_db.stored_document(row))
+            invoice = draft.model_copy(update={"status": "final", "number": number})
             rendered = issuer.document(invoice, issue_date, margins.get(row.org_id))
             billing_db.freeze(session, row, number, issue_date, rendered)
     return numbers
@@ -57,17 +60,18 @@ def check_issue_date(month: date, issue_date: date) -> None:
         raise ValueError(f"{month_key(month)} cannot be finalized before it has ended (issue date {issue_date})")
 
 
-def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, dict], workers: int = 2) -> list[str]:
+def file_draft_pdfs(settings: BillingSettings, month: date, margins: dict[str, MarginRow],
+                    workers: int = 2) -> list[str]:
     """Render and store the PDF of every draft invoice of `month` (DRAFT watermark, issue date
     the first day after the month) under its draft key; returns the keys."""
     from billing_pipelines.invoicing.pdf import pdf_key
 
     key, issue_date = month_key(month), add_months(month.replace(day=1), 1)
     engine = settings.engine()
-    drafts = [i for i in billing_db.list_invoices(engine, key) if i["status"] == "draft"]
+    drafts = [stored_invoice(i) for i in billing_db.list_invoices(engine, key) if i["status"] == "draft"]
     if not drafts:
         return []
     issuer = Issuer.of(settings, final=False)
     return store_pdfs(settings, (
-        (pdf_key(i["org_id"], key), issuer.document(i, issue_date, margins.get(i["org_id"]))) for i in drafts
+        (pdf_key(i.org_id, key), issuer.document(i, issue_date, margins.get(i.org_id))) for i in drafts
     ), workers)

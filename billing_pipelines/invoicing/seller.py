@@ -21,7 +21,7 @@ from typing import Annotated
 
 from pydantic import Field, Strict, StringConstraints, with_config
 
-from billing_pipelines.config import ENTRY, ConfigError, YamlDocument, read_yaml, validate_documents
+from billing_pipelines.config import ENTRY, ConfigError, read_yaml, validate_documents
 
 SELLER_FILE = "seller.yaml"
 SellerText = Annotated[str, Strict(), StringConstraints(strip_whitespace=True)]
@@ -50,7 +50,7 @@ def load_seller(config_folder: str | Path) -> Seller:
     path = Path(config_folder) / SELLER_FILE
     if not path.is_file():
         return Seller()
-    return _validated(read_yaml(path.read_bytes(), SELLER_FILE))
+    return validate_documents(dict[str, Seller], [read_yaml(path.read_bytes(), SELLER_FILE)])[SELLER_FILE]
 
 
 def final_seller(config_folder: str | Path) -> Seller:
@@ -61,13 +61,3 @@ def final_seller(config_folder: str | Path) -> Seller:
         raise ConfigError(f"{SELLER_FILE}: final invoices need the seller who issues them: write {path} "
                           "(name, address, email, tax_id, payment_terms_days; see docs/invoices.md)")
     return load_seller(config_folder)
-
-
-def seller_from_dict(doc: dict, where: str = "seller") -> Seller:
-    """A Seller from a mapping (seller.yaml or an invoice document's `seller`), validated."""
-    return _validated(YamlDocument(where, doc))
-
-
-def _validated(document: YamlDocument) -> Seller:
-    """The seller of `document`, or a ConfigError naming the field."""
-    return validate_documents(dict[str, Seller], [document])[document.name]

@@ -3,8 +3,7 @@ billing terms, and an empty list when the check passes."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
+from billing_pipelines.invoicing.models import Invoice
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.grants import Grant
 
@@ -19,18 +18,9 @@ def conservation_problems(summaries: dict[str, CreditSummary]) -> list[str]:
     return problems
 
 
-def invoice_total_problems(invoices: list[dict]) -> list[str]:
+def invoice_total_problems(invoices: list[Invoice]) -> list[str]:
     """Lines sum to the subtotal, and subtotal + tax = total, on every invoice."""
-    problems = []
-    for invoice in invoices:
-        name = f"{invoice['org_id']} {invoice['month']}"
-        lines = sum((Decimal(line["amount"]) for line in invoice["lines"]), Decimal(0))
-        subtotal, tax, total = (Decimal(invoice[k]) for k in ("subtotal", "tax", "total"))
-        if lines != subtotal:
-            problems.append(f"{name}: lines sum to {lines}, subtotal is {subtotal}")
-        if subtotal + tax != total:
-            problems.append(f"{name}: subtotal {subtotal} + tax {tax} is not total {total}")
-    return problems
+    return [f"{i.org_id} {i.month}: {problem}" for i in invoices for problem in i.total_problems()]
 
 
 def negative_grant_problems(grants: list[Grant]) -> list[str]:

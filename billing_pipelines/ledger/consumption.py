@@ -17,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from typing import Annotated
 
 import polars as pl
+from pydantic import ConfigDict, Strict, with_config
 
 from billing_pipelines.config import BillingConfig, Plan, PlanPeriod
 from billing_pipelines.ledger.grants import (
@@ -53,19 +55,24 @@ ALLOCATION_SCHEMA = {
 }
 
 
+Credits = Annotated[int, Strict()]
+
+
+@with_config(ConfigDict(extra="forbid"))
 @dataclass
 class CreditSummary:
-    """The month's credit summary of SPEC §4 for one customer."""
+    """The month's credit summary of SPEC §4 for one customer (in an invoice, typed and checked:
+    whole numbers, no other field)."""
 
-    opening: int = 0
-    rolled_over_in: int = 0
-    granted: int = 0
-    purchased: int = 0
-    consumed: int = 0
-    overage: int = 0
-    expired: int = 0
-    rolled_over_out: int = 0
-    closing: int = 0
+    opening: Credits = 0
+    rolled_over_in: Credits = 0
+    granted: Credits = 0
+    purchased: Credits = 0
+    consumed: Credits = 0
+    overage: Credits = 0
+    expired: Credits = 0
+    rolled_over_out: Credits = 0
+    closing: Credits = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))

@@ -4,7 +4,7 @@ expiry and an exact unit price. Times are naive datetimes meaning UTC, like the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from fractions import Fraction
 
 from billing_pipelines.config import CreditPurchase, Plan, PlanPeriod
@@ -46,7 +46,7 @@ def utc_naive(moment: datetime) -> datetime:
     """An aware time as a naive UTC datetime (naive input is taken as UTC already)."""
     if moment.tzinfo is None:
         return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def month_instant(month: date) -> datetime:

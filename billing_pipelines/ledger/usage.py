@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import polars as pl
 
+
 @dataclass(frozen=True)
 class UsageCodes:
     """One Int64 code per (customer, model, action tier): the month's sums group on it instead

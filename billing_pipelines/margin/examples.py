@@ -9,7 +9,8 @@ from decimal import Decimal
 from fractions import Fraction
 
 from billing_pipelines.config import BillingConfig, Customer, Plan, PriceBook, RateLimits
-from billing_pipelines.margin.report import customer_margin
+from billing_pipelines.margin.report import ModelMargin, customer_margin
+from billing_pipelines.money import round_half_up
 from billing_pipelines.periods import add_months, month_key
 
 TARGET = Decimal("3.0")
@@ -49,10 +50,9 @@ def _close(config: BillingConfig, month: date, rng: random.Random) -> dict:
         # usage revenue over COGS mostly 2x..20x; free customers cost a little and earn nothing
         ratio = Fraction(rng.randint(20, 200), 10)
         cogs = Decimal(int(usage / ratio * 10_000) or rng.randint(1, 30_000)).scaleb(-4)
-        row = customer_margin(org_id, month, usage, breakage, cogs, TARGET)
-        row["by_model"] = [{"model": m, "credits": 1, "revenue": "0.00", "cogs_usd": str(cogs / 4)} for m in MODELS]
-        row["by_action"] = []
-        margin.append(row)
+        by_model = [ModelMargin(model=m, credits=1, revenue=Decimal("0.00"), cogs_usd=round_half_up(cogs / 4, 4))
+                    for m in MODELS]
+        margin.append(customer_margin(org_id, month, usage, breakage, cogs, TARGET, by_model).to_json())
         expired[org_id] = {"expired": int(breakage * 100)}
     return {"month": month_key(month), "margin": margin, "invoices": [], "credit_summaries": expired,
             "advisor": _advisor(rng)}

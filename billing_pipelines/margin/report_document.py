@@ -17,13 +17,15 @@ from fractions import Fraction
 
 import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import TypeAdapter
 
 from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.invoicing.seller import Seller, load_seller
 from billing_pipelines.margin import charts
-from billing_pipelines.margin.report import PlanChanges, plan_changes_in
-from billing_pipelines.money import money
+from billing_pipelines.margin.advisor import TierAdvice, TierAdvisor
+from billing_pipelines.margin.report import MarginRow, PlanChanges, plan_changes_in, stored_margin
+from billing_pipelines.money import DecimalText, money, round_half_up
 from billing_pipelines.paths import resource_dir
 from billing_pipelines.periods import month_key, parse_month
 from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET
@@ -32,12 +34,13 @@ from billing_pipelines.resources import BillingSettings
 TEMPLATE, STYLESHEET, LOGO = "margin_report.html.j2", "margin_report.css", "logo.svg"
 TREND_MONTHS = 12
 CHART_CUSTOMERS = 30  # per-customer charts show at most this many; the tables show every customer
+_AMOUNT = TypeAdapter(DecimalText)  # a simulation amount as read from its table (Decimal, or its text)
 SIMULATION_COLUMNS = ("org_id", "requests", "degraded", "rejected", "cogs_saved_usd", "revenue_at_risk")
 
 
 def _ratio(numerator: Decimal, denominator: Decimal, scale: int = 1) -> Decimal | None:
     """numerator x scale / denominator, exact then rounded half up to 2 places; None over 0."""
-    return Decimal(money(Fraction(numerator) * scale / Fraction(denominator))) if denominator else None
+    return round_half_up(Fraction(numerator) * scale / Fraction(denominator), 2) if denominator else None
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,13 @@ class MonthTotals:
         return _ratio(self.breakage, self.revenue, 100)
 
 
-def month_totals(month: str, margin: list[dict]) -> MonthTotals:
-    """Column sums of a month's SPEC §6 margin objects."""
+def month_totals(month: str, margin: list[MarginRow]) -> MonthTotals:
+    """Column sums of a month's margin rows."""
     def total(field: str) -> Decimal:
-        return sum((Decimal(m[field]) for m in margin), Decimal(0))
+        return sum((getattr(m, field) for m in margin), Decimal(0))
 
     return MonthTotals(month, total("revenue"), total("breakage"), total("cogs_usd"), total("gross_margin"),
-                       len(margin), sum(m["below_target"] for m in margin))
+                       len(margin), sum(m.below_target for m in margin))
 
 
 @dataclass(frozen=True)
@@ -97,23 +100,22 @@ class CustomerMargin:
         return self.revenue - self.breakage
 
 
-def customer_margin_line(row: dict, config: BillingConfig, target: Decimal) -> CustomerMargin:
-    customer = config.customers.get(row["org_id"])
-    cogs, revenue = Decimal(row["cogs_usd"]), Decimal(row["revenue"])
-    costliest = max(row["by_model"], key=lambda m: (Decimal(m["cogs_usd"]), m["model"]), default=None)
+def customer_margin_line(row: MarginRow, config: BillingConfig, target: Decimal) -> CustomerMargin:
+    customer = config.customers.get(row.org_id)
+    costliest = max(row.by_model, key=lambda m: (m.cogs_usd, m.model), default=None)
     return CustomerMargin(
-        org_id=row["org_id"],
-        name=customer.name if customer else row["org_id"],
-        plan=plans_of_month(config, row["org_id"], parse_month(row["month"])) if customer else "",
-        revenue=revenue,
-        breakage=Decimal(row["breakage"]),
-        cogs=cogs,
-        gross_margin=Decimal(row["gross_margin"]),
-        margin_pct=None if row["margin_pct"] is None else Decimal(row["margin_pct"]),
-        ratio=None if row["credit_to_cost_ratio"] is None else Decimal(row["credit_to_cost_ratio"]),
-        below_target=row["below_target"],
-        shortfall=Decimal(money(max(cogs * target - revenue, Decimal(0)))),
-        costliest_model=costliest["model"] if costliest else None,
+        org_id=row.org_id,
+        name=customer.name if customer else row.org_id,
+        plan=plans_of_month(config, row.org_id, parse_month(row.month)) if customer else "",
+        revenue=row.revenue,
+        breakage=row.breakage,
+        cogs=row.cogs_usd,
+        gross_margin=row.gross_margin,
+        margin_pct=row.margin_pct,
+        ratio=row.credit_to_cost_ratio,
+        below_target=row.below_target,
+        shortfall=round_half_up(max(row.cogs_usd * target - row.revenue, Decimal(0)), 2),
+        costliest_model=costliest.model if costliest else None,
     )
 
 
@@ -155,7 +157,7 @@ class MarginReport:
         """The highest cost per credit that meets the target at this month's revenue per credit."""
         if self.revenue_per_credit is None:
             return None
-        return Decimal(money(Fraction(self.revenue_per_credit) / Fraction(self.target), 6))
+        return round_half_up(Fraction(self.revenue_per_credit) / Fraction(self.target), 6)
 
 
 def build_margin_report(
@@ -164,21 +166,22 @@ def build_margin_report(
 ) -> MarginReport:
     """The report of the last of `closes` (stored month-close documents, oldest first; the earlier
     ones give the trend) for the company `issuer`."""
-    close = closes[-1]
+    close, margins = closes[-1], [stored_margin(c["margin"]) for c in closes]
+    advisor = TierAdvisor.model_validate(close["advisor"])
     target = config.price_book.target_credit_to_cost_ratio
-    customers = [customer_margin_line(row, config, target) for row in close["margin"]]
+    customers = [customer_margin_line(row, config, target) for row in margins[-1]]
     names = {c.org_id: c.name for c in customers}
     return MarginReport(
         month=parse_month(close["month"]),
         issuer=issuer,
         currency=next((i["currency"] for i in close["invoices"]), config.price_book.currency),
         target=target,
-        totals=month_totals(close["month"], close["margin"]),
+        totals=month_totals(close["month"], margins[-1]),
         customers=customers,
-        trend=[month_totals(c["month"], c["margin"]) for c in closes],
-        tiers=[_tier_line(t) for t in close["advisor"]["by_action"]],
-        models=_model_lines(close),
-        revenue_per_credit=_decimal(close["advisor"]["revenue_per_credit"]),
+        trend=[month_totals(c["month"], m) for c, m in zip(closes, margins)],
+        tiers=[_tier_line(t) for t in advisor.by_action],
+        models=_model_lines(margins[-1], advisor),
+        revenue_per_credit=advisor.revenue_per_credit,
         expired_credits=sum(s["expired"] for s in close["credit_summaries"].values()),
         simulation=None if simulation is None else _simulation_lines(simulation, names),
         plan_changes=plan_changes_in(config, parse_month(close["month"])),
@@ -186,37 +189,31 @@ def build_margin_report(
     )
 
 
-def _decimal(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
-
-
-def _tier_line(tier: dict) -> dict:
+def _tier_line(tier: TierAdvice) -> dict:
     """An advisor row with the credits per event it charges now (on average) and a verdict."""
-    per_event = _ratio(Decimal(tier["credits"]), Decimal(tier["events"]))
-    needed = tier["credits_needed_for_target"]
+    per_event = _ratio(Decimal(tier.credits), Decimal(tier.events))
+    needed = tier.credits_needed_for_target
     if needed is None or per_event is None:
         verdict = "no revenue per credit"
     elif needed > per_event:
         verdict = f"raise to {needed}"
     else:
         verdict = "meets target"
-    return {**tier, "credits_per_event": per_event, "verdict": verdict,
-            **{k: Decimal(tier[k]) for k in ("cogs_usd", "cost_per_credit_median", "cost_per_credit_p90",
-                                            "cost_per_credit_p99")}}
+    return {**tier.model_dump(), "credits_per_event": per_event, "verdict": verdict}
 
 
-def _model_lines(close: dict) -> list[dict]:
+def _model_lines(margin: list[MarginRow], advisor: TierAdvisor) -> list[dict]:
     """Advisor rows per model with the usage revenue the model's credits recognized."""
     revenue: dict[str, Decimal] = {}
-    for row in close["margin"]:
-        for split in row["by_model"]:
-            revenue[split["model"]] = revenue.get(split["model"], Decimal(0)) + Decimal(split["revenue"])
+    for row in margin:
+        for split in row.by_model:
+            revenue[split.model] = revenue.get(split.model, Decimal(0)) + split.revenue
     lines = []
-    for model in close["advisor"]["by_model"]:
-        cogs, earned = Decimal(model["cogs_usd"]), revenue.get(model["model"], Decimal(0))
-        lines.append({"model": model["model"], "credits": model["credits"], "cogs_usd": cogs,
-                      "revenue": earned, "ratio": _ratio(earned, cogs),
-                      "cost_per_credit": _decimal(model["cost_per_credit"])})
+    for model in advisor.by_model:
+        earned = revenue.get(model.model, Decimal(0))
+        lines.append({"model": model.model, "credits": model.credits, "cogs_usd": model.cogs_usd,
+                      "revenue": earned, "ratio": _ratio(earned, model.cogs_usd),
+                      "cost_per_credit": model.cost_per_credit})
     return lines
 
 
@@ -232,8 +229,8 @@ def _simulation_lines(simulation: pl.DataFrame | Iterable[dict], names: dict[str
     if missing:
         raise ValueError(f"margin report: rate-limit simulation lacks column(s) {', '.join(missing)}")
     return [{**{c: r[c] for c in SIMULATION_COLUMNS}, "name": names.get(r["org_id"], r["org_id"]),
-             "cogs_saved_usd": Decimal(str(r["cogs_saved_usd"])),
-             "revenue_at_risk": Decimal(str(r["revenue_at_risk"]))}
+             "cogs_saved_usd": _AMOUNT.validate_python(r["cogs_saved_usd"]),
+             "revenue_at_risk": _AMOUNT.validate_python(r["revenue_at_risk"])}
             for r in sorted(rows, key=lambda r: r["org_id"])]
 
 
@@ -296,10 +293,10 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(resource_dir("templates")), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(
-        amount=lambda v, places=2: "—" if v is None else f"{Decimal(money(v, places)):,.{places}f}",
+        amount=lambda v, places=2: "—" if v is None else f"{round_half_up(v, places):,.{places}f}",
         pct=lambda v: "—" if v is None else f"{money(v)}%",
         times=lambda v: "—" if v is None else f"{money(v)}×",
-        signed=lambda v: f"{Decimal(money(v)):+,.2f}",
+        signed=lambda v: f"{round_half_up(v, 2):+,.2f}",
         count=lambda v: "—" if v is None else f"{v:,}",
     )
     return env

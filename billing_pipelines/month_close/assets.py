@@ -15,7 +15,8 @@ shows a close stale once anything it reads changed.
 """
 
 import warnings
-from datetime import date, datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import dagster as dg
@@ -29,19 +30,22 @@ from billing_pipelines.delivery.service import delivery_engine
 from billing_pipelines.ingest.assets import billed_usage
 from billing_pipelines.ingest.pipeline import PIPELINE_VERSION, LandingZone
 from billing_pipelines.invoicing.finalize import FinalizationRefused, file_draft_pdfs, finalize_month
+from billing_pipelines.invoicing.models import Adjustment, Invoice, stored_invoice
 from billing_pipelines.invoicing.review import INVOICE_COLUMNS, invoice_rows
 from billing_pipelines.invoicing.seller import load_seller
 from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
-from billing_pipelines.margin.report_document import MarginReport, TREND_MONTHS, write_margin_report
+from billing_pipelines.margin.report import MarginRow
+from billing_pipelines.margin.report_document import TREND_MONTHS, MarginReport, write_margin_report
 from billing_pipelines.month_close.documents import close_documents, closes_through, margins_by_org
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.ledger import bucket_batches, close_ledger_shard, stored_grants
 from billing_pipelines.month_close.usage import collect_month_usage, month_events_sql
 from billing_pipelines.partitions import billing_months, close_shard_count, month_shards, partition_check, shard_buckets
 from billing_pipelines.periods import month_key, parse_month
-from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET, rate_limit_simulation as simulate
+from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET
+from billing_pipelines.ratelimit.simulation import rate_limit_simulation as simulate
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.warehouse import manifest_version
 
@@ -159,30 +163,26 @@ def _check(asset: str, name: str, problems: list[str]) -> dg.AssetCheckResult:
 def month_documents(context: dg.AssetExecutionContext, billing: BillingSettings):
     month, config = _month(context.partition_key), billing.billing_config()
     documents = _failing_clearly(lambda: close_documents(billing, config, month, close_shard_count()))
-    below = [m["org_id"] for m in documents["margin"] if m["below_target"]]
+    below = [m.org_id for m in documents.margin if m.below_target]
     finance_alert = queue_margin_alert(delivery_engine(billing), load_seller(billing.config_dir), billing.finance_email,
-                                       context.partition_key, documents["margin"],
-                                       str(config.price_book.target_credit_to_cost_ratio),
-                                       datetime.now(timezone.utc))
+                                       context.partition_key, documents.margin,
+                                       str(config.price_book.target_credit_to_cost_ratio), datetime.now(UTC))
     yield dg.MaterializeResult(asset_key="draft_invoices", metadata={
-        "invoices": len(documents["invoices"]),
-        "total": dg.MetadataValue.text(_money_total(documents["invoices"])),
-        "by_customer": invoice_table(billing, config, month, documents["invoices"]),
+        "invoices": len(documents.invoices),
+        "total": dg.MetadataValue.text(str(sum((i.total for i in documents.invoices), Decimal("0.00")))),
+        "by_customer": invoice_table(billing, config, month, documents.invoices),
     })
     yield dg.MaterializeResult(asset_key="margin_report", metadata={
         "customers_below_target": len(below),
-        "by_customer": _margin_table(documents["margin"]),
+        "by_customer": _margin_table(documents.margin),
         "below_target": dg.MetadataValue.json(below),
         "finance_alert": finance_alert or "none (no customer below target, or no BILLING_FINANCE_EMAIL)",
     })
-    yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents["invoices"]))
+    yield _check("draft_invoices", "totals_add_up", invoice_total_problems(documents.invoices))
 
 
-def _money_total(invoices: list[dict]) -> str:
-    return str(sum((Decimal(i["total"]) for i in invoices), Decimal("0.00")))
-
-
-def invoice_table(billing: BillingSettings, config, month: date, invoices: list[dict]) -> dg.TableMetadataValue:
+def invoice_table(billing: BillingSettings, config, month: date,
+                  invoices: Sequence[Invoice | Adjustment]) -> dg.TableMetadataValue:
     """The month's invoices, a row per customer, for the UI (see invoicing.review)."""
     rows = invoice_rows(invoices, config, month, billing.warehouse().store)
     return dg.TableMetadataValue(
@@ -194,10 +194,13 @@ def invoice_table(billing: BillingSettings, config, month: date, invoices: list[
 MARGIN_COLUMNS = ("org_id", "revenue", "cogs_usd", "gross_margin", "margin_pct", "credit_to_cost_ratio", "below_target")
 
 
-def _margin_table(margin: list[dict]) -> dg.TableMetadataValue:
+def _margin_table(margin: list[MarginRow]) -> dg.TableMetadataValue:
+    def cell(m: MarginRow, column: str):
+        value = getattr(m, column)
+        return value if column == "below_target" else "-" if value is None else str(value)
+
     return dg.TableMetadataValue(
-        records=[dg.TableRecord({c: m[c] if c == "below_target" else str(m[c] if m[c] is not None else "-")
-                                 for c in MARGIN_COLUMNS}) for m in margin],
+        records=[dg.TableRecord({c: cell(m, c) for c in MARGIN_COLUMNS}) for m in margin],
         schema=dg.TableSchema(columns=[dg.TableColumn(c, "bool" if c == "below_target" else "string")
                                        for c in MARGIN_COLUMNS]),
     )
@@ -238,7 +241,7 @@ def finalize_month_invoices(context: dg.OpExecutionContext, config: FinalizeConf
         filed = finalize_month(billing, month, margins, issue_date, blockers=blockers)
     except (FinalizationRefused, ValueError) as exc:
         raise dg.Failure(str(exc)) from exc
-    documents = [d for d in billing_db.list_invoices(billing.engine(), key) if d["status"] == "final"]
+    documents = [stored_invoice(d) for d in billing_db.list_invoices(billing.engine(), key) if d["status"] == "final"]
     numbers = [f["number"] for f in filed]
     yield dg.AssetMaterialization(asset_key="finalized_invoices", partition=key, metadata={
         "documents": len(documents),
@@ -251,7 +254,8 @@ def finalize_month_invoices(context: dg.OpExecutionContext, config: FinalizeConf
 def _stale_drafts(billing: BillingSettings, month: date) -> list[str]:
     from billing_pipelines.month_close.chain import drafts_are_stale
 
-    if not drafts_are_stale(billing.warehouse(), billing.billing_config(), month, close_shard_count(), billing.grace_days):
+    wh, config = billing.warehouse(), billing.billing_config()
+    if not drafts_are_stale(wh, config, month, close_shard_count(), billing.grace_days):
         return []
     return [f"its drafts are stale (usage or the config changed since they were made): run the month_close job "
             f"of {month_key(month)} (or `billing close-month {month_key(month)}`) and review them again"]
@@ -367,7 +371,8 @@ def report_markdown(report: MarginReport) -> str:
 def _below_target_markdown(report: MarginReport) -> str:
     if not report.below_target:
         return f"Every customer meets the {report.target}× target."
-    rows = ["| customer | plan | revenue | COGS | ratio | shortfall | largest cost |", "|---|---|---:|---:|---:|---:|---|"]
+    rows = ["| customer | plan | revenue | COGS | ratio | shortfall | largest cost |",
+            "|---|---|---:|---:|---:|---:|---|"]
     rows += [f"| {c.name} (`{c.org_id}`) | {c.plan} | {c.revenue:,.2f} | {c.cogs:,.4f} | {_or_dash(c.ratio)} | "
              f"{c.shortfall:,.2f} | {c.costliest_model or '-'} |" for c in report.below_target]
     return "\n".join(rows)

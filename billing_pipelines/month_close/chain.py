@@ -14,9 +14,11 @@ from datetime import date, timedelta
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import BILLED
-from billing_pipelines.month_close.documents import MONTH_CLOSE, partition as documents_partition
+from billing_pipelines.month_close.documents import MONTH_CLOSE
+from billing_pipelines.month_close.documents import partition as documents_partition
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, ledger_config_digest, shard_orgs, shard_partition
-from billing_pipelines.month_close.usage import MONTH_USAGE, partition as usage_partition
+from billing_pipelines.month_close.usage import MONTH_USAGE
+from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import month_window
 from billing_pipelines.periods import add_months
 from billing_pipelines.warehouse import Warehouse, manifest_version
@@ -37,7 +39,8 @@ def drafts_are_stale(wh: Warehouse, config: BillingConfig, month: date, shards: 
     """Whether the month's close, which made its drafts, is out of date (usage, the config or a
     shard's ledger changed since). Documents stored other than by a close (no shards) are not."""
     documents = wh.manifest(MONTH_CLOSE, documents_partition(month))
-    return documents is not None and "shards" in documents["meta"] and not _current(wh, config, month, shards, grace_days)
+    return (documents is not None and "shards" in documents["meta"]
+            and not _current(wh, config, month, shards, grace_days))
 
 
 def _current(wh: Warehouse, config: BillingConfig, month: date, shards: int, grace_days: int) -> bool:

@@ -6,7 +6,8 @@ credit note (billing_pipelines.invoicing.adjustments)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from fractions import Fraction
 
 from billing_pipelines import billing_db, duck
@@ -14,7 +15,10 @@ from billing_pipelines.config import BillingConfig
 from billing_pipelines.delivery.outbox import queue_documents
 from billing_pipelines.invoicing.adjustments import issue_adjustments
 from billing_pipelines.invoicing.filing import Issuer
-from billing_pipelines.margin.advisor import tier_advice
+from billing_pipelines.invoicing.models import Invoice
+from billing_pipelines.ledger.consumption import CreditSummary
+from billing_pipelines.margin.advisor import TierAdvisor, tier_advice
+from billing_pipelines.margin.report import MarginRow, stored_margin
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition, stored_grants
 from billing_pipelines.month_close.usage import month_events_sql
@@ -29,28 +33,53 @@ def partition(month: date) -> str:
     return f"month={month_key(month)}"
 
 
-def close_documents(settings: BillingSettings, config: BillingConfig, month: date, shards: int) -> dict:
+@dataclass(frozen=True)
+class ClosedMonth:
+    """The documents of a closed month, typed; `to_json()` is what `month_close/month=YYYY-MM/`
+    stores (invoices and margin rows as SPEC §6 objects)."""
+
+    month: str
+    credit_summaries: dict[str, CreditSummary]
+    invoices: list[Invoice]
+    invoice_usage: dict[str, dict]
+    margin: list[MarginRow]
+    advisor: TierAdvisor
+
+    def to_json(self) -> dict:
+        return {"month": self.month, "credit_summaries": {o: s.as_dict() for o, s in self.credit_summaries.items()},
+                "invoices": [i.to_json() for i in self.invoices], "invoice_usage": self.invoice_usage,
+                "margin": [m.to_json() for m in self.margin], "advisor": self.advisor.to_json()}
+
+    @classmethod
+    def from_json(cls, document: dict) -> ClosedMonth:
+        """The stored documents, validated."""
+        return cls(document["month"], {o: CreditSummary(**s) for o, s in document["credit_summaries"].items()},
+                   [Invoice.model_validate(i) for i in document["invoices"]], document["invoice_usage"],
+                   stored_margin(document["margin"]), TierAdvisor.model_validate(document["advisor"]))
+
+
+def close_documents(settings: BillingSettings, config: BillingConfig, month: date, shards: int) -> ClosedMonth:
     """Join the shards' closes of `month` into its documents, store its draft invoices (and the
     adjustments of final invoices that changed); returns the documents."""
     month, wh = month.replace(day=1), settings.warehouse()
     parts = _shard_closes(wh, month, shards)
-    documents = {
+    closed = ClosedMonth.from_json({
         "month": month_key(month),
         "credit_summaries": {o: s for p in parts for o, s in p["meta"]["credit_summaries"].items()},
         "invoices": sorted((i for p in parts for i in p["meta"]["invoices"]), key=lambda i: i["org_id"]),
         "invoice_usage": {o: u for p in parts for o, u in p["meta"]["invoice_usage"].items()},
         "margin": sorted((m for p in parts for m in p["meta"]["margin"]), key=lambda m: m["org_id"]),
         "advisor": _advice(settings, wh, config, month, parts),
-    }
+    })
     wh.commit(MONTH_CLOSE, partition(month), None, {},
-              {**documents, "shards": [manifest_version(p) for p in parts]})
+              {**closed.to_json(), "shards": [manifest_version(p) for p in parts]})
     engine = settings.engine()
     billing_db.sync_config(engine, config)
     billing_db.store_grants(engine, month_key(month), stored_grants(wh, month, shards))
-    billing_db.store_draft_invoices(engine, month_key(month), documents["invoices"])
-    if issue_adjustments(settings, month, documents["invoices"]):  # e-mailed like the invoices
-        queue_documents(engine, Issuer.of(settings), month_key(month), datetime.now(timezone.utc))
-    return documents
+    billing_db.store_draft_invoices(engine, month_key(month), closed.invoices)
+    if issue_adjustments(settings, month, closed.invoices):  # e-mailed like the invoices
+        queue_documents(engine, Issuer.of(settings), month_key(month), datetime.now(UTC))
+    return closed
 
 
 def _shard_closes(wh: Warehouse, month: date, shards: int) -> list[dict]:
@@ -62,7 +91,8 @@ def _shard_closes(wh: Warehouse, month: date, shards: int) -> list[dict]:
     return parts
 
 
-def _advice(settings: BillingSettings, wh: Warehouse, config: BillingConfig, month: date, parts: list[dict]) -> dict:
+def _advice(settings: BillingSettings, wh: Warehouse, config: BillingConfig, month: date,
+            parts: list[dict]) -> TierAdvisor:
     revenue = sum((Fraction(p["meta"]["usage_revenue"]) for p in parts), Fraction(0))
     tiers = {a.action: a.credits for a in config.price_book.actions}
     con = duck.connect(settings.scratch_dir())
@@ -74,16 +104,17 @@ def _advice(settings: BillingSettings, wh: Warehouse, config: BillingConfig, mon
 
 
 def stored_month_close(wh: Warehouse, month: date) -> dict:
-    """The documents of a closed month; a clear error where it was never closed."""
+    """The documents of a closed month as stored (JSON; `ClosedMonth.from_json` types them); a
+    clear error where it was never closed."""
     manifest = wh.manifest(MONTH_CLOSE, partition(month))
     if manifest is None:
         raise LookupError(f"{month_key(month)} is not closed yet: run `billing close-month {month_key(month)}`")
     return manifest["meta"]
 
 
-def margins_by_org(wh: Warehouse, month: date) -> dict[str, dict]:
+def margins_by_org(wh: Warehouse, month: date) -> dict[str, MarginRow]:
     """The closed month's margin rows by customer (the usage by model and action tier invoices show)."""
-    return {row["org_id"]: row for row in stored_month_close(wh, month)["margin"]}
+    return {row.org_id: row for row in stored_margin(stored_month_close(wh, month)["margin"])}
 
 
 def closes_through(wh: Warehouse, month: date, count: int) -> list[dict]:

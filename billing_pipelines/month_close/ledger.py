@@ -29,7 +29,8 @@ from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.grants import Grant
 from billing_pipelines.ledger.usage import recognized_revenue
 from billing_pipelines.month_close.errors import MonthCloseError
-from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql, partition as usage_partition
+from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql
+from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import customer_bucket, shard_buckets
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
@@ -89,7 +90,8 @@ def close_ledger_shard(settings: BillingSettings, config: BillingConfig, month: 
             meta = {"month": month_key(month), "shard": shard, "shards": shards, "customers": sorted(orgs),
                     "month_usage": manifest_version(usage), "previous": previous,
                     "config": ledger_config_digest(config, month, orgs), **_documents(closes)}
-            return wh.commit(CREDIT_LEDGER, shard_partition(month, shard, shards), con, _tables(con, closes, parts), meta)
+            return wh.commit(CREDIT_LEDGER, shard_partition(month, shard, shards), con,
+                             _tables(con, closes, parts), meta)
     finally:
         con.close()
 
@@ -106,7 +108,8 @@ def _opening(wh: Warehouse, config: BillingConfig, month: date, shard: int, shar
         return {}, None
     con = duck.connect()
     try:
-        rows = con.sql(f"SELECT * FROM {wh.relation(con, wh.file_paths(CREDIT_LEDGER, 'grants', [manifest_partition(manifest)]))}")
+        paths = wh.file_paths(CREDIT_LEDGER, "grants", [manifest_partition(manifest)])
+        rows = con.sql(f"SELECT * FROM {wh.relation(con, paths)}")
         grants = [_grant(r) for r in rows.pl().iter_rows(named=True)]
     finally:
         con.close()
@@ -152,9 +155,9 @@ def _documents(closes: list[MonthClose]) -> dict:
     return {
         "usage_revenue": str(revenue),
         "credit_summaries": {o: s.as_dict() for c in closes for o, s in sorted(c.credit_summaries.items())},
-        "invoices": sorted((i for c in closes for i in c.invoices), key=lambda i: i["org_id"]),
+        "invoices": [i.to_json() for i in sorted((i for c in closes for i in c.invoices), key=lambda i: i.org_id)],
         "invoice_usage": dict(sorted((o, u) for c in closes for o, u in c.invoice_usage.items())),
-        "margin": sorted((m for c in closes for m in c.margin), key=lambda m: m["org_id"]),
+        "margin": [m.to_json() for m in sorted((m for c in closes for m in c.margin), key=lambda m: m.org_id)],
     }
 
 
@@ -188,7 +191,8 @@ def stored_grants(wh: Warehouse, month: date, shards: int, only: int | None = No
     try:
         parts = [shard_partition(month, s, shards) for s in range(shards) if only is None or s == only]
         paths = wh.file_paths(CREDIT_LEDGER, "grants", parts)
-        return [_grant(r) for r in con.sql(f"SELECT * FROM {wh.relation(con, paths)} ORDER BY grant_id").pl().iter_rows(named=True)]
+        rows = con.sql(f"SELECT * FROM {wh.relation(con, paths)} ORDER BY grant_id").pl()
+        return [_grant(r) for r in rows.iter_rows(named=True)]
     finally:
         con.close()
 

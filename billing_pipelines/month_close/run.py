@@ -6,21 +6,20 @@ from datetime import date
 
 from billing_pipelines.ingest.pipeline import LandingZone
 from billing_pipelines.month_close.chain import months_to_close
-from billing_pipelines.month_close.documents import close_documents
+from billing_pipelines.month_close.documents import ClosedMonth, close_documents, stored_month_close
 from billing_pipelines.month_close.ledger import close_ledger_shard
 from billing_pipelines.month_close.usage import collect_month_usage
 from billing_pipelines.partitions import close_shard_count
 from billing_pipelines.resources import BillingSettings
 
 
-def close_months(settings: BillingSettings, month: date, shards: int | None = None) -> dict:
+def close_months(settings: BillingSettings, month: date, shards: int | None = None) -> ClosedMonth:
     """Close `month`, after every earlier month whose close is missing or out of date, in order;
-    returns the documents of `month`."""
+    returns the documents of `month` (as stored where its close was up to date already)."""
     config, shards = settings.billing_config(), shards or close_shard_count()
-    documents = {}
     for each in months_to_close(settings.warehouse(), config, month.replace(day=1), shards, settings.grace_days):
         collect_month_usage(LandingZone(settings, config), each, settings.grace_days)
         for shard in range(shards):
             close_ledger_shard(settings, config, each, shard, shards)
-        documents = close_documents(settings, config, each, shards)
-    return documents
+        close_documents(settings, config, each, shards)
+    return ClosedMonth.from_json(stored_month_close(settings.warehouse(), month))

@@ -53,14 +53,15 @@ def collect_month_usage(zone: LandingZone, month: date, grace_days: int) -> dict
                      for day in billed]
             if previous is not None:
                 handed = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(add_months(month, -1))]))
-                parts.append(_write(con, f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = DATE '{month}'",
-                                    Path(scratch) / "handed-over.parquet"))
+                handed_sql = f"SELECT {', '.join(COLUMNS)} FROM {handed} WHERE billing_month = {duck.literal(month)}"
+                parts.append(_write(con, handed_sql, Path(scratch) / "handed-over.parquet"))
             events = f"read_parquet({duck.literal_list(parts)})" if parts else f"({no_events_sql()})"
             counts = dict(con.execute(f"SELECT bucket, count(*) FROM {events} WHERE billing_month = $1 GROUP BY 1",
                                       [month]).fetchall())
             [(handover,)] = con.execute(f"SELECT count(*) FROM {events} WHERE billing_month > $1", [month]).fetchall()
             meta = {"month": month_key(month), "previous": previous, "events": sum(counts.values()),
-                    "landing_dates": {d.isoformat(): manifest_version(wh.manifest(BILLED, partition_name(d))) for d in billed},
+                    "landing_dates": {d.isoformat(): manifest_version(wh.manifest(BILLED, partition_name(d)))
+                                      for d in billed},
                     "handed_over": handover, "events_by_bucket": {str(b): n for b, n in sorted(counts.items())}}
             query = f"SELECT * FROM {events} ORDER BY billing_month, bucket, org_id, ts, request_id"
             return wh.commit(MONTH_USAGE, partition(month), con, {EVENTS: query}, meta)
@@ -104,7 +105,8 @@ def _previous(zone: LandingZone, month: date) -> str | None:
     if any(c.start_date < month for c in zone.config.customers.values()):
         earlier = month_key(add_months(month, -1))
         raise MonthCloseError(f"{month_key(month)} needs {earlier} collected first (its events and the events of "
-                              f"{month_key(month)} that landed before {earlier} closed): run `billing close-month {earlier}`")
+                              f"{month_key(month)} that landed before {earlier} closed): "
+                              f"run `billing close-month {earlier}`")
     return None
 
 
@@ -112,7 +114,8 @@ def _billed_on(con, zone: LandingZone, day: date, grace_days: int) -> str:
     """The billed events of one landing date with their customer bucket and billing month."""
     open_month = first_open_month(day, grace_days)
     fields = ", ".join(f"e.{c}" for c in BILLED_EVENT_SCHEMA)
-    return (f"SELECT {fields}, b.bucket, greatest(date_trunc('month', e.ts)::DATE, DATE '{open_month}') AS billing_month "
+    return (f"SELECT {fields}, b.bucket, "
+            f"greatest(date_trunc('month', e.ts)::DATE, {duck.literal(open_month)}) AS billing_month "
             f"FROM ({billed_events_sql(con, zone, [day])}) e JOIN customer_buckets b USING (org_id)")
 
 
@@ -134,7 +137,7 @@ def no_events_sql() -> str:
 def month_events_sql(con, wh, month: date, buckets: list[int] | None = None) -> str:
     """A query of the collected events billed in `month` (of the customer `buckets`)."""
     relation = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [partition(month)]))
-    where = f"billing_month = DATE '{month.replace(day=1)}'"
+    where = f"billing_month = {duck.literal(month.replace(day=1))}"
     if buckets is not None:
         where += f" AND bucket IN ({', '.join(str(int(b)) for b in buckets) or 'NULL'})"
     return f"SELECT {', '.join(BILLED_EVENT_SCHEMA)} FROM {relation} WHERE {where}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import Engine, select
@@ -40,7 +40,7 @@ def portal_secret(engine: Engine) -> str:
     table.create(engine, checkfirst=True)
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     with engine.begin() as conn:
-        conn.execute(insert(table).values(id=1, secret=secrets.token_urlsafe(32), created_at=datetime.now(timezone.utc))
+        conn.execute(insert(table).values(id=1, secret=secrets.token_urlsafe(32), created_at=datetime.now(UTC))
                      .on_conflict_do_nothing())
         return conn.execute(select(table.c.secret).where(table.c.id == 1)).scalar_one()
 

@@ -14,7 +14,7 @@ cookie (the page); a bearer token that is not valid is refused even with a sessi
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from jinja2 import Environment
 from sqlalchemy import Engine
@@ -95,7 +95,7 @@ def portal_routes(engine: Engine, settings: BillingSettings, secret: str, templa
         org_id = await customer_of(engine, request)
         if org_id is None:
             return unauthorized()
-        this_month = datetime.now(timezone.utc).date().replace(day=1)
+        this_month = datetime.now(UTC).date().replace(day=1)
         try:
             month = parse_month(request.query_params.get("month") or month_key(this_month))
         except ValueError as exc:

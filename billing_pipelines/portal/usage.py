@@ -36,7 +36,7 @@ def _collected(settings: BillingSettings, org_id: str, month: date) -> list[tupl
     with closing(duck.connect(settings.scratch_dir())) as con:
         events = month_events_sql(con, wh, month, [customer_bucket(org_id)])
         return con.execute(
-            f"SELECT greatest(ts::DATE, DATE '{month}') AS day, model, action, count(*), sum(credits)::BIGINT "
+            f"SELECT greatest(ts::DATE, {duck.literal(month)}) AS day, model, action, count(*), sum(credits)::BIGINT "
             f"FROM ({events}) WHERE org_id = ? GROUP BY ALL ORDER BY ALL", [org_id]).fetchall()
 
 

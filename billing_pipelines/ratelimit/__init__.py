@@ -10,15 +10,20 @@ pass a credits-left provider. Rules: `limiter`; burst model: `policy`; backends:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
-from billing_pipelines.ratelimit.backends import (
-    FailoverBackend, Lease, MemoryBackend, RedisBackend, backend_from_env,
-)
+from billing_pipelines.ratelimit.backends import FailoverBackend, Lease, MemoryBackend, RedisBackend, backend_from_env
 from billing_pipelines.ratelimit.headers import response_headers
 from billing_pipelines.ratelimit.limiter import (
-    ALLOW, DEGRADE, REJECT, Decision, RateLimited, RateLimiter, UnknownModel, UnknownOrg,
+    ALLOW,
+    DEGRADE,
+    REJECT,
+    Decision,
+    RateLimited,
+    RateLimiter,
+    UnknownModel,
+    UnknownOrg,
 )
 from billing_pipelines.ratelimit.policy import Policy, SimClock
 

@@ -13,8 +13,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 from billing_pipelines.ratelimit.policy import MICROS, Policy, gcra, to_micros, wall_clock
 

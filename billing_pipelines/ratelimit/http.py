@@ -17,8 +17,8 @@ Bad input (unknown org or model, malformed body) answers 400 {"error": "..."}.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -42,8 +42,8 @@ class Callers:
     """Who may call: `gateway_key_id(bearer)` is the id of a live gateway key, else None;
     `org_of_token(bearer)` the org of a live customer token (refused with 403), else None."""
 
-    gateway_key_id: Callable[[str], "str | None"]
-    org_of_token: Callable[[str], "str | None"] = lambda bearer: None
+    gateway_key_id: Callable[[str], str | None]
+    org_of_token: Callable[[str], str | None] = lambda bearer: None
 
 
 class BadRequest(ValueError):

@@ -21,11 +21,11 @@ When Redis does not answer within its deadline, a local cap decides, one step do
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import Callable, Iterator
 
 from billing_pipelines.config import BillingConfig, Plan
 from billing_pipelines.ratelimit.backends import Backend, Grant, Lease, MemoryBackend
@@ -167,7 +167,7 @@ class RateLimiter:
         return self._chains[key]
 
     def _today(self) -> date:
-        return datetime.fromtimestamp(self._clock(), timezone.utc).date()
+        return datetime.fromtimestamp(self._clock(), UTC).date()
 
     def _out_of_credits(self, org: str, plan: Plan, est_credits: int) -> bool:
         if self.credits_left is None or plan.overage_credit_price is not None:

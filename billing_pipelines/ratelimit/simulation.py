@@ -13,13 +13,14 @@ book (a provider-reported cost_usd is not used).
 from __future__ import annotations
 
 import heapq
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
 import polars as pl
 
 from billing_pipelines.config import BillingConfig
+from billing_pipelines.money import round_half_up
 from billing_pipelines.ratelimit.backends import MemoryBackend
 from billing_pipelines.ratelimit.limiter import ALLOW, DEGRADE, REJECT, RateLimiter
 from billing_pipelines.ratelimit.policy import MICROS, SimClock
@@ -113,9 +114,9 @@ def _org_summary(org: str, group: pl.DataFrame, config: BillingConfig) -> tuple:
         rejected.filter(pl.col("reason") == "rate_limited").height,
         rejected.filter(pl.col("reason") == "concurrency").height,
         int(rejected["credits"].sum()),
-        _round(cogs, COST_PLACES),
-        _round(saved, COST_PLACES),
-        _round(at_risk, MONEY_PLACES),
+        round_half_up(cogs, COST_PLACES),
+        round_half_up(saved, COST_PLACES),
+        round_half_up(at_risk, MONEY_PLACES),
     )
 
 
@@ -126,11 +127,4 @@ def _cost(event: dict, model: str, config: BillingConfig) -> Decimal:
 
 
 def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
-
-
-def _round(value: Decimal | Fraction, places: int) -> Decimal:
-    """Exact ROUND_HALF_UP of a decimal or fraction to `places` decimal places."""
-    scaled = abs(Fraction(value)) * 10**places
-    units = int(scaled + Fraction(1, 2))  # floor: half up, away from zero
-    return Decimal(units if value >= 0 else -units).scaleb(-places)
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)

@@ -1,3 +1,4 @@
+-- params: fields, landing_date, request_hash, rate_period, rate_periods, customers_started, customer_ended
 -- Quarantine reasons of SPEC §1.2 (first matching, in order), then the price of every valid row
 -- (SPEC §1.4). Input: {fields} (jsonl_fields.sql or landing.parquet_fields_sql) and the config as
 -- lookups, not joins, so that rows keep the order of {fields} (a hash join reorders them):
@@ -32,7 +33,7 @@ WITH intrinsic AS (
               OR ts NOT BETWEEN TIMESTAMP '0001-01-01' AND TIMESTAMP '9999-12-31 23:59:59.999999'
                 THEN 'bad_type'
         END AS intrinsic_reason
-    FROM {fields}
+    FROM {{ fields }}
 ), keyed AS (
     SELECT *, enum_code(try_cast(org_id AS org_key)) AS org_code,
            enum_code(try_cast(model AS model_key)) AS model_code,
@@ -40,12 +41,12 @@ WITH intrinsic AS (
            CAST(ts AS DATE) AS day
     FROM intrinsic
 ), configured AS (
-    SELECT *, org_code IS NOT NULL AS org_known, org_code >= {customers_started} AS not_started,
+    SELECT *, org_code IS NOT NULL AS org_known, org_code >= {{ customers_started }} AS not_started,
            model_code IS NOT NULL AS model_known,
            getvariable('action_credits')[action_no] AS action_credits,
            getvariable('action_tokens_per_credit')[action_no] AS tokens_per_credit, action_no IS NOT NULL AS action_known,
            getvariable('rate_input_e9')[rate_no] AS input_e9, getvariable('rate_output_e9')[rate_no] AS output_e9
-    FROM (SELECT *, model_code * {rate_periods} + {rate_period} + 1 AS rate_no FROM keyed)
+    FROM (SELECT *, model_code * {{ rate_periods }} + {{ rate_period }} + 1 AS rate_no FROM keyed)
 ), priced AS (
     SELECT *, CAST(input_tokens AS HUGEINT) * input_e9 + CAST(output_tokens AS HUGEINT) * output_e9 AS cost_e12,
            CASE WHEN tokens_per_credit IS NULL THEN action_credits
@@ -62,13 +63,13 @@ WITH intrinsic AS (
         WHEN not_started THEN 'before_customer_start'
         -- {customer_ended}: `day` is on or after the org's cancellation date (orgs who cancel have
         -- the last codes; the list variable customer_end has their dates in code order)
-        WHEN {customer_ended} THEN 'after_customer_end'
-        WHEN ts >= DATE '{landing_date}' + INTERVAL 2 DAY THEN 'future_timestamp'
+        WHEN {{ customer_ended }} THEN 'after_customer_end'
+        WHEN ts >= {{ landing_date }} + INTERVAL 2 DAY THEN 'future_timestamp'
     END) AS reason
     FROM (SELECT *, CASE WHEN cost_e12 >= CAST('1e38' AS HUGEINT) OR exact_credits > 9223372036854775807
                          THEN 'bad_type' END AS overflow_reason FROM priced)
 )
-SELECT file_idx, line_no, request_id, {request_hash}, reason, reason IS NULL AS first_in_date,
+SELECT file_idx, line_no, request_id, {{ request_hash }}, reason, reason IS NULL AS first_in_date,
     org_code, model_code, action_no,
     CASE WHEN reason IS NULL THEN CAST(cost_e12 AS DECIMAL(38, 0)) * CAST('1e-12' AS DECIMAL(38, 12)) END AS cost_usd,
     CASE WHEN reason IS NULL THEN CAST(exact_credits AS BIGINT) END AS credits

@@ -1,3 +1,4 @@
+-- params: lines, paths, type_paths, parse_ts
 -- JSON lines -> the fields of SPEC §1.1, each with its value cast to the column type (NULL where
 -- the cast fails), whether it is missing (`<field>__missing`: absent or null) and whether its JSON
 -- type is wrong (`<field>__bad`), with the line's text (raw) for the quarantine.
@@ -16,8 +17,8 @@
 -- - else (scalar members): strict unless a key repeats.
 WITH parsed AS (
     SELECT file_idx, line_no, raw, k, coalesce(k[1] = 'OBJECT', false) AS is_object,
-           CASE WHEN k[1] = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS v
-    FROM (SELECT *, CASE WHEN utf8_ok AND json_valid(raw) THEN json_type(raw, {type_paths}) END AS k FROM {lines})
+           CASE WHEN k[1] = 'OBJECT' THEN json_extract_string(raw, {{ paths }}) END AS v
+    FROM (SELECT *, CASE WHEN utf8_ok AND json_valid(raw) THEN json_type(raw, {{ type_paths }}) END AS k FROM {{ lines }})
 )
 SELECT file_idx, line_no, raw,
        NOT CASE
@@ -34,7 +35,7 @@ SELECT file_idx, line_no, raw,
        v[1] AS request_id, coalesce(k[2], 'NULL') = 'NULL' AS request_id__missing, k[2] <> 'VARCHAR' AS request_id__bad,
        v[2] AS org_id, coalesce(k[3], 'NULL') = 'NULL' AS org_id__missing, k[3] <> 'VARCHAR' AS org_id__bad,
        v[3] AS user_id, coalesce(k[4], 'NULL') = 'NULL' AS user_id__missing, k[4] <> 'VARCHAR' AS user_id__bad,
-       {parse_ts(v[4])} AS ts, coalesce(k[5], 'NULL') = 'NULL' AS ts__missing, k[5] <> 'VARCHAR' AS ts__bad,
+       {{ parse_ts("v[4]") }} AS ts, coalesce(k[5], 'NULL') = 'NULL' AS ts__missing, k[5] <> 'VARCHAR' AS ts__bad,
        v[5] AS model, coalesce(k[6], 'NULL') = 'NULL' AS model__missing, k[6] <> 'VARCHAR' AS model__bad,
        v[6] AS action, coalesce(k[7], 'NULL') = 'NULL' AS action__missing, k[7] <> 'VARCHAR' AS action__bad,
        try_cast(v[7] AS BIGINT) AS input_tokens, coalesce(k[8], 'NULL') = 'NULL' AS input_tokens__missing,

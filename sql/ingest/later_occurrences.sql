@@ -1,3 +1,4 @@
+-- params:
 -- The valid rows of one landing date whose request_id occurred before on that date (file in key
 -- byte order, then line) are duplicates within the date: not first_in_date. Only ids whose
 -- hash repeats are compared as strings: the test stays exact. An UPDATE, not a join, so that

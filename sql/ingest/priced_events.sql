@@ -1,3 +1,4 @@
+-- params:
 -- The valid rows of one landing date, priced, in landing order (file in key byte order, then
 -- line: the order of `classified`), with first_in_date marking the first occurrence of each
 -- request_id on that date (later_occurrences.sql). Only what pricing and deduplication decided

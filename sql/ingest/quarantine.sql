@@ -1,5 +1,6 @@
+-- params: landing_date
 -- The rows of one landing date that broke a rule of SPEC §1.1, each with its first reason.
-SELECT DATE '{landing_date}' AS landing_date, k.key, c.line_no,
+SELECT {{ landing_date }} AS landing_date, k.key, c.line_no,
        r.raw, c.reason
 FROM classified c
 JOIN files k USING (file_idx)

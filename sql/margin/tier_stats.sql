@@ -1,3 +1,4 @@
+-- params: events
 -- Per action tier, over the events with credits of {events}: how many, their credits and exact
 -- COGS, and the (cost, credits) of the events at the nearest-rank median, p90 and p99 of cost per
 -- credit. The order is the exact fraction cost_usd / credits, compared as an integer in units of
@@ -9,7 +10,7 @@ WITH ranked AS (
                CAST(cost_usd * 1000000000000 AS HUGEINT) * CAST(1000000000000000000 AS HUGEINT) // credits,
                cost_usd, credits) AS rank,
            count(*) OVER (PARTITION BY action) AS n
-    FROM ({events})
+    FROM ({{ events }})
     WHERE credits > 0
 )
 SELECT action, any_value(n) AS events, sum(credits) AS credits, sum(cost_usd) AS cost_usd,
