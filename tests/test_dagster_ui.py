@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFORMANCE
+from conftest import CONFORMANCE, config_with_seller
 from db_support import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -111,7 +111,7 @@ def wait_until_loaded(ui: UI, timeout: float = 300) -> None:
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory) -> UI:
     work = tmp_path_factory.mktemp("dagster-ui")
-    shutil.copytree(CONFORMANCE / "config", work / "config")
+    config_with_seller(CONFORMANCE / "config", work / "config")  # final invoices need their seller
     shutil.copytree(CONFORMANCE / "landing", work / "landing")
     shutil.rmtree(work / "landing" / f"dt={MISSING_DROP}")
     with ExitStack() as stack:
