@@ -59,9 +59,9 @@ def write_config(folder: Path, customers: int) -> None:
 
 def write_month_usage(settings, events: int, customers: int) -> None:
     """The collected events of MONTH (and an empty collection of the month before)."""
-    from billing_pipelines import duck
     from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql
     from billing_pipelines.partitions import customer_bucket
+    from billing_pipelines.storage import duck
 
     wh = settings.warehouse()
     con = duck.connect(settings.scratch_dir())

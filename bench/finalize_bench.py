@@ -18,13 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from billing_pipelines import billing_db
 from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice
 from billing_pipelines.invoicing.filing import file_pdfs
 from billing_pipelines.invoicing.finalize import number_drafts
 from billing_pipelines.invoicing.models import Invoice
 from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import billing_db
 
 MONTH = date(2026, 11, 1)
 SPEC_FIELDS = ("org_id", "month", "currency", "lines", "subtotal", "tax", "total", "cogs_usd", "credits")

@@ -45,10 +45,10 @@ BILLING_DB = "billing_bench_billing"
 DEFS = """
 import dagster as dg
 from billing_pipelines import definitions as billing
-from billing_pipelines.dashboard import assets as dashboard
+from billing_pipelines.balances import assets as balances
 
 defs = dg.Definitions.merge(billing.defs, dg.Definitions(
-    assets=[dashboard.live_balances], jobs=[dashboard.live_balances_job], sensors=[dashboard.landed_files_sensor]))
+    assets=[balances.live_balances], jobs=[balances.live_balance_updates], sensors=[balances.landed_files_sensor]))
 """
 
 DAGSTER_YAML = f"""
@@ -151,7 +151,7 @@ def drop_file(landing: Path, name: str, orgs: list[str], measured: str, events: 
 
 
 def micro_batch_seconds(env: dict, landing: Path, orgs: list[str], events: int, repeat: int = 5) -> list[float]:
-    from billing_pipelines.dashboard.live import process_landed_file
+    from billing_pipelines.balances.live import process_landed_file
     from billing_pipelines.resources import BillingSettings
 
     settings = BillingSettings.from_env(env)
@@ -246,20 +246,20 @@ def main() -> None:
         processes.append(start([str(BIN / "dagster-webserver"), *workspace, "-h", "127.0.0.1", "-p", str(web_port)],
                                env, work / "webserver.log"))
         processes.append(start([sys.executable, "-m", "uvicorn", "--factory",
-                                "billing_pipelines.dashboard.app:app_from_env",
-                                "--http", "billing_pipelines.web:LimitedHttpProtocol",
+                                "billing_pipelines.serve.app:app_from_env",
+                                "--http", "billing_pipelines.serve.server:LimitedHttpProtocol",
                                 "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
                                env, work / "serve.log"))
 
         from dagster import DagsterInstance
 
-        from billing_pipelines.dashboard.state import dashboard_engine
-        from billing_pipelines.dashboard.tokens import create_token
+        from billing_pipelines.balances.state import balances_engine
         from billing_pipelines.resources import BillingSettings
+        from billing_pipelines.serve.tokens import create_token
 
         settings = BillingSettings.from_env(env)
         measured = orgs[0]
-        _, token = create_token(dashboard_engine(settings.database_url), measured)
+        _, token = create_token(balances_engine(settings.database_url), measured)
         api = f"http://127.0.0.1:{api_port}/v1/balance"
         wait_for(lambda: get_json(f"http://127.0.0.1:{web_port}/server_info")[0] == 200, 120, "dagster-webserver")
         wait_for(lambda: get_json(api, token)[0] == 200, 120, "billing serve")

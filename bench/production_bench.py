@@ -42,7 +42,7 @@ print(json.dumps({"events": summary.rows_read, "seconds": time.perf_counter() - 
 
 BACKFILL = """
 import json, sys, time
-from billing_pipelines.backfill import run_backfill
+from billing_pipelines.cli.backfill import run_backfill
 from billing_pipelines.resources import BillingSettings
 settings = BillingSettings.from_env(json.loads(sys.argv[1]))
 keys, workers = json.loads(sys.argv[2]), int(sys.argv[3])
@@ -120,7 +120,7 @@ def backfill(days: int, events: int, workers_list: list[int]) -> list[dict]:
 
 
 def s3(events: int) -> list[dict]:
-    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT))  # the tests package: its S3 support
     import boto3
 
     root = generated(1, events)

@@ -23,7 +23,7 @@ import polars as pl
 
 from billing_pipelines.paths import resource_dir
 from billing_pipelines.periods import add_months
-from billing_pipelines.storage import Store
+from billing_pipelines.storage.objects import Store
 
 PRICE_BOOK = """\
 currency: USD

@@ -1,5 +1,6 @@
 """The embedded Dagster instance (`make demo`, the CLI): SQLite storage in DAGSTER_HOME, with the
-queue rules and run monitoring of deploy/dagster.yaml, at this machine's core count."""
+queue rules and run monitoring of deploy/dagster.yaml, at this machine's core count; and the run
+launcher that lets run monitoring see a run whose process died on this machine."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 from pathlib import Path
 
 import yaml
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.launcher import DefaultRunLauncher
+from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
 from billing_pipelines.paths import resource_dir
 
@@ -31,3 +35,56 @@ def write_embedded_instance(home: Path) -> None:
     config = home / "dagster.yaml"
     if not config.exists() or config.read_text().startswith(MARKER):
         config.write_text(embedded_instance_yaml())
+
+
+class LocalRunLauncher(DefaultRunLauncher):
+    """Dagster's DefaultRunLauncher (each run in a process on this machine) with a health check,
+    so run monitoring marks a run failed once the process that started it is gone (SIGKILL, OOM)
+    instead of leaving it STARTED."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        return run_worker_health(self._instance, run)
+
+
+def run_worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthResult:
+    """RUNNING while the process that logged the run's start lives on this machine, else FAILED."""
+    [*start] = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    pid = start[0].event_log_entry.dagster_event.pid if start else None
+    if pid is None:
+        return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run has not logged its start yet")
+    if _alive(pid):
+        return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
+    return CheckRunHealthResult(WorkerStatus.FAILED, f"its process {pid} is gone (killed, or out of memory); "
+                                "re-running its partition is safe", run_worker_id=str(pid))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (killed, not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed every STARTED run whose process is gone, as the daemon's run monitoring would:
+    the CLI runs in-process without a daemon, so it checks before each command. The run ids."""
+    if not isinstance(instance.run_launcher, LocalRunLauncher):
+        return []
+    failed = []
+    for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+        health = run_worker_health(instance, run)
+        if health.status == WorkerStatus.FAILED:
+            instance.report_run_failed(run, f"Run worker gone: {health.msg}")
+            failed.append(run.run_id)
+    return failed

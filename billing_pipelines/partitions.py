@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 
 from billing_pipelines.config import ConfigError, load_config
-from billing_pipelines.storage import Store
+from billing_pipelines.storage.objects import Store
 
 CUSTOMER_BUCKETS = 256  # org_id -> bucket (stable); a shard of N holds the buckets b with b % N == shard
 

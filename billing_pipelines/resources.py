@@ -17,8 +17,8 @@ import dagster as dg
 from sqlalchemy.engine import Engine
 
 from billing_pipelines.config import BillingConfig, load_config
-from billing_pipelines.storage import Store
-from billing_pipelines.warehouse import Warehouse
+from billing_pipelines.storage.objects import Store
+from billing_pipelines.storage.warehouse import Warehouse
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -39,7 +39,7 @@ class BillingDatabase(dg.ConfigurableResource):
     url: str
 
     def engine(self) -> Engine:
-        from billing_pipelines.billing_db import shared_engine
+        from billing_pipelines.storage.billing_db import shared_engine
 
         return shared_engine(self.url)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import require_service
+from tests.common import require_service
 
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 DATABASE_KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -98,10 +98,10 @@ class Receiver:
 def deliver_then_die(database_url: str, smtp_url: str, store_root: str, now: str) -> None:
     """Process body: deliver the outbox, and be killed (SIGKILL) as soon as the first message
     is sent, before the process can record it."""
-    from billing_pipelines import billing_db
     from billing_pipelines.delivery.mail import SmtpMailer
     from billing_pipelines.delivery.outbox import deliver_outbox
-    from billing_pipelines.storage import Store
+    from billing_pipelines.storage import billing_db
+    from billing_pipelines.storage.objects import Store
 
     class KilledAfterSending:
         def send(self, message):

@@ -11,14 +11,14 @@ from pathlib import Path
 import yaml
 from pypdf import PdfReader
 
-from billing_pipelines import billing_db
 from billing_pipelines.invoicing.finalize import finalize_month
 from billing_pipelines.invoicing.models import Invoice
 from billing_pipelines.month_close.documents import MONTH_CLOSE, partition
 from billing_pipelines.periods import parse_month
 from billing_pipelines.resources import BillingSettings
-from conftest import EXAMPLES as CONFIG  # noqa: E402  (tests/data/examples)
-from conftest import config_with_seller
+from billing_pipelines.storage import billing_db
+from tests.common import EXAMPLES as CONFIG  # noqa: E402  (tests/data/examples)
+from tests.common import config_with_seller
 
 
 def copy_config(folder: Path) -> Path:

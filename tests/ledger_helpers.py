@@ -18,8 +18,8 @@ from billing_pipelines.config import (
     PriceBook,
     RateLimits,
 )
-from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
+from billing_pipelines.month_close.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 
 PRICE_BOOK = PriceBook(
     currency="USD",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from db_support import fresh_database
+from tests.db_support import fresh_database
 
 DAGSTER_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
 

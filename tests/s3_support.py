@@ -17,7 +17,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from conftest import require_service
+from tests.common import require_service
 
 BUCKET_ENV = {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 

@@ -1,5 +1,5 @@
 """A backfill of 31 daily partitions, 4 runs at once through the PostgreSQL-backed Dagster
-instance (billing_pipelines.backfill: 4 worker processes, each taking the next partition), gives
+instance (billing_pipelines.cli.backfill: 4 worker processes, each taking the next partition), gives
 exactly the outputs of a sequential run: every summary and every output file, byte for byte."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from datetime import date, timedelta
 import dagster as dg
 import pytest
 
-from billing_pipelines.backfill import register, run_backfill
+from billing_pipelines.cli.backfill import register, run_backfill
 from billing_pipelines.generate import GeneratorSpec, generate
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, ingest, summary_of
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE
-from production_support import dagster_home, pg_database  # noqa: F401  (fixtures)
+from tests.common import CONFORMANCE
+from tests.production_support import dagster_home, pg_database  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.postgres
 

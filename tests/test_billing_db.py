@@ -7,25 +7,25 @@ from datetime import date
 import pytest
 from sqlmodel import Session, select
 
-from billing_pipelines.billing_db import (
+from billing_pipelines.config import load_config
+from billing_pipelines.month_close.compute import close_month
+from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage.billing_db import (
     CustomerRow,
     GrantRow,
     InvoiceLineRow,
     InvoiceRow,
     PlanRow,
     PriceBookVersion,
-    default_database_url,
     engine_from_url,
     list_invoices,
     store_draft_invoices,
     store_grants,
     sync_config,
 )
-from billing_pipelines.close import close_month
-from billing_pipelines.config import load_config
-from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
-from db_support import DATABASE_KINDS, fresh_database
-from reference_ingest import load_landing
+from tests.common import CONFORMANCE  # noqa: E402  (tests/data/conformance)
+from tests.db_support import DATABASE_KINDS, fresh_database
+from tests.reference_ingest import load_landing
 
 
 @pytest.fixture(params=DATABASE_KINDS)
@@ -110,6 +110,6 @@ def test_grants_are_stored_with_exact_unit_prices(engine, november):
 def test_default_url_is_sqlite_under_billing_home(tmp_path, monkeypatch):
     monkeypatch.delenv("BILLING_DATABASE_URL", raising=False)
     monkeypatch.setenv("BILLING_HOME", str(tmp_path / "home"))
-    assert default_database_url() == f"sqlite:///{tmp_path / 'home' / 'billing.db'}"
+    assert BillingSettings.from_env().database_url == f"sqlite:///{tmp_path / 'home' / 'billing.db'}"
     monkeypatch.setenv("BILLING_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1/x")
-    assert default_database_url() == "postgresql+psycopg2://postgres@127.0.0.1/x"
+    assert BillingSettings.from_env().database_url == "postgresql+psycopg2://postgres@127.0.0.1/x"

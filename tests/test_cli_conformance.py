@@ -8,7 +8,8 @@ import json
 import pytest
 
 from billing_pipelines import cli
-from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, config_with_seller
+from billing_pipelines.cli import runs
+from tests.common import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, config_with_seller
 
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")
 
@@ -49,7 +50,8 @@ def test_ingest_close_and_report_through_dagster(conformance_env, capsys):
     from dagster import DagsterInstance
 
     runs = DagsterInstance.get().get_runs()
-    assert {r.job_name for r in runs} == {"daily_ingest", "collect_month_usage", "close_credit_ledger", "month_close"}
+    assert {r.job_name for r in runs} == {"daily_ingest", "collect_month_usage", "close_credit_ledger",
+                                          "close_month_documents"}
     # globex started in September: closing October closes September first, each month in 3 runs
     assert len(runs) == 61 + 3 * 3 and all(r.is_success for r in runs)
 
@@ -84,11 +86,11 @@ def test_the_billing_cycle_finalizes_only_in_the_finalize_job(conformance_env, c
 
     monkeypatch.setenv("BILLING_CONFIG", str(config_with_seller(CONFORMANCE / "config", tmp_path / "config")))
     settings = BillingSettings.from_env()
-    instance = cli.dagster_instance(settings)
+    instance = runs.dagster_instance(settings)
     cli.main(["ingest", "2026-10-01..2026-11-03"])
     cli.main(["close-month", "2026-10"])
     capsys.readouterr()
-    cycle = defs.resolve_job_def("month_close").execute_in_process(
+    cycle = defs.resolve_job_def("close_month_documents").execute_in_process(
         partition_key="2026-10", instance=instance, resources={"billing": settings})
     assert cycle.success
     assert "finalized_invoices" not in {e.asset_key.to_user_string() for e in cycle.get_asset_materialization_events()}

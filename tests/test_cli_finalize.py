@@ -14,7 +14,7 @@ import pytest
 from billing_pipelines import cli
 from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE, Landing, config_with_seller, event
+from tests.common import CONFORMANCE, Landing, config_with_seller, event
 
 
 @pytest.fixture
@@ -65,4 +65,4 @@ def test_finalize_then_backfill_lists_one_adjustment(landing, capsys):
     from dagster import DagsterInstance
 
     assert {r.job_name for r in DagsterInstance.get().get_runs()} == {
-        "daily_ingest", "collect_month_usage", "close_credit_ledger", "month_close", "finalize_invoices"}
+        "daily_ingest", "collect_month_usage", "close_credit_ledger", "close_month_documents", "finalize_invoices"}

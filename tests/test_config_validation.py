@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from billing_pipelines import cli
+from billing_pipelines.cli import runs
 from billing_pipelines.config import load_config
 from billing_pipelines.resources import BillingSettings
 
@@ -128,7 +129,7 @@ def dagster_runs(settings: BillingSettings) -> list:
     """The runs of DAGSTER_HOME; none where no instance was even created there."""
     if not Path(os.environ["DAGSTER_HOME"]).exists():
         return []
-    return cli.dagster_instance(settings).get_runs()
+    return runs.dagster_instance(settings).get_runs()
 
 
 def edit(settings: BillingSettings, file: str, old: str, new: str) -> None:
@@ -139,7 +140,7 @@ def edit(settings: BillingSettings, file: str, old: str, new: str) -> None:
 
 
 def test_the_example_config_with_a_plan_change_and_a_seller_is_valid(env):
-    cli.check_config(env)
+    runs.check_config(env)
     assert len(load_config(env.config_dir).plan_changes) == 1
 
 
@@ -201,7 +202,7 @@ def test_a_failed_run_says_what_failed_in_the_first_line_of_its_cause(env):
     """The config broken after `billing` checked it: the run fails, and says why in one line."""
     edit(env, "customers.yaml", "    name: Acme Corp", "   name: Acme Corp")
     with pytest.raises(SystemExit) as exit_:
-        cli.run_job("daily_ingest", "2026-11-03", env)
+        runs.run_job("daily_ingest", "2026-11-03", env)
     assert str(exit_.value).startswith(
         "billing: daily_ingest 2026-11-03 failed: ConfigError: customers.yaml: not valid YAML (line 3, column 4)")
     assert [run.is_failure for run in dagster_runs(env)] == [True]
@@ -215,4 +216,4 @@ def test_the_line_of_a_multi_line_cause_is_the_one_saying_what_failed_never_its_
     except yaml.YAMLError:
         error = serializable_error_info_from_exc_info(sys.exc_info())
     assert error.message.splitlines()[-1].strip() == "^"
-    assert cli.what_failed(error) == "ParserError: while parsing a block collection"
+    assert runs.what_failed(error) == "ParserError: while parsing a block collection"

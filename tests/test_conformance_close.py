@@ -11,11 +11,11 @@ from functools import cache
 import polars as pl
 import pytest
 
-from billing_pipelines.close import close_month
 from billing_pipelines.config import load_config
-from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
-from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES  # noqa: E402  (tests/data)
-from reference_ingest import load_landing
+from billing_pipelines.month_close.checks import conservation_problems, invoice_total_problems, negative_grant_problems
+from billing_pipelines.month_close.compute import close_month
+from tests.common import CONFORMANCE, CONFORMANCE_PLAN_CHANGES  # noqa: E402  (tests/data)
+from tests.reference_ingest import load_landing
 
 EXAMPLES = {"conformance": CONFORMANCE, "plan-changes": CONFORMANCE_PLAN_CHANGES}
 INVOICE_FIELDS = ("org_id", "month", "subtotal", "tax", "total", "cogs_usd", "credits")

@@ -6,6 +6,7 @@ re-run sweeps the leftovers and gives the bytes of a run that was never killed."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -16,14 +17,18 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
-from billing_pipelines import duck
+from billing_pipelines.cli import main
 from billing_pipelines.generate import GeneratorSpec, generate
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, ingest, summary_of
+from billing_pipelines.instance import LocalRunLauncher
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.storage import is_temporary
-from billing_pipelines.warehouse import MANIFEST, STALE_TEMPORARY_SECONDS
-from conftest import event
+from billing_pipelines.storage import duck
+from billing_pipelines.storage.objects import is_temporary
+from billing_pipelines.storage.warehouse import MANIFEST, STALE_TEMPORARY_SECONDS
+from tests.common import event
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = GeneratorSpec(seed=5, orgs=6, start=date(2026, 10, 1), days=2, events_per_day=20_000)
@@ -137,3 +142,35 @@ def _an_org(generated: Path) -> str:
     from billing_pipelines.config import load_config
 
     return sorted(load_config(generated / "config").customers)[0]
+
+
+def _started_run(dagster_home: str):
+    """The embedded instance the killed `billing ingest` wrote, and its one run, left STARTED."""
+    instance = DagsterInstance.from_config(dagster_home)
+    [run] = instance.get_runs()
+    assert run.status == DagsterRunStatus.STARTED and isinstance(instance.run_launcher, LocalRunLauncher)
+    return instance, run
+
+
+def test_run_monitoring_marks_a_killed_run_failed_in_the_embedded_instance(tmp_path, generated):
+    env = _env(generated, tmp_path / "home")
+    _kill_at(env, MANIFEST)
+    instance, run = _started_run(env["DAGSTER_HOME"])
+    # what the daemon's run monitoring (`dagster dev`, `dagster-daemon run`) does with each STARTED run
+    monitor_started_run(instance, None, instance.get_run_record_by_id(run.run_id), logging.getLogger("monitor"))
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+    [failure] = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    assert "is gone (killed, or out of memory)" in failure.event_log_entry.message
+
+
+def test_the_next_command_marks_a_killed_run_failed_without_a_daemon(tmp_path, generated, monkeypatch, capsys):
+    env = _env(generated, tmp_path / "home")
+    _kill_at(env, "priced_events-")
+    instance, killed = _started_run(env["DAGSTER_HOME"])
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    main(["ingest", DAY.isoformat()])
+    assert f"run {killed.run_id} was left STARTED by a process that is gone: marked failed" in capsys.readouterr().err
+    statuses = {r.run_id: r.status for r in instance.get_runs()}
+    assert statuses.pop(killed.run_id) == DagsterRunStatus.FAILURE
+    assert list(statuses.values()) == [DagsterRunStatus.SUCCESS]  # the re-run

@@ -12,16 +12,16 @@ import pytest
 from dagster._core.run_coordinator import QueuedRunCoordinator
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from billing_pipelines import billing_db
 from billing_pipelines.definitions import defs
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest, summary_of
 from billing_pipelines.resources import BillingSettings
-from production_support import dagster_home, pg_database  # noqa: F401  (fixtures)
+from billing_pipelines.storage import billing_db
+from tests.production_support import dagster_home, pg_database  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.postgres
 
-from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
+from tests.common import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 
 EXPECTED = json.loads((CONFORMANCE / "expected.json").read_text())
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -64,7 +64,7 @@ def test_daily_ingest_and_month_close_through_the_postgres_instance(tmp_path, da
         ingest(settings, sorted(landing_dates(settings.landing_store())))
         for month in ("2026-09", "2026-10"):  # globex started in September
             for job, key in (("collect_month_usage", month), ("close_credit_ledger", f"{month}|0"),
-                             ("month_close", month)):
+                             ("close_month_documents", month)):
                 close = defs.resolve_job_def(job).execute_in_process(
                     partition_key=key, instance=instance, resources={"billing": settings}, run_config=QUIET)
                 assert close.success, (job, key)

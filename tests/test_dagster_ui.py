@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONFORMANCE, config_with_seller
-from db_support import fresh_database
+from tests.common import CONFORMANCE, config_with_seller
+from tests.db_support import fresh_database
 
 pytestmark = pytest.mark.postgres
 

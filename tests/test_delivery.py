@@ -22,10 +22,9 @@ import trustme
 import yaml
 from sqlalchemy import select
 
-from billing_pipelines import billing_db
+from billing_pipelines.balances.balances import Balance, GrantBalance
+from billing_pipelines.balances.live import process_landed_file
 from billing_pipelines.config import ConfigError, load_config
-from billing_pipelines.dashboard.balances import Balance, GrantBalance
-from billing_pipelines.dashboard.live import process_landed_file
 from billing_pipelines.definitions import defs
 from billing_pipelines.delivery import queue
 from billing_pipelines.delivery.alerts import queue_margin_alert, raised_alerts, update_states
@@ -40,10 +39,11 @@ from billing_pipelines.invoicing.seller import Seller, final_seller
 from billing_pipelines.margin.report import stored_margin
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
-from conftest import Landing, event
-from db_support import DATABASE_KINDS, fresh_database
-from delivery_support import SMTP_PASSWORD, SMTP_USER, Receiver, deliver_then_die, free_port, smtp_server
-from finalize_support import copy_config, pdf_text
+from billing_pipelines.storage import billing_db
+from tests.common import Landing, event
+from tests.db_support import DATABASE_KINDS, fresh_database
+from tests.delivery_support import SMTP_PASSWORD, SMTP_USER, Receiver, deliver_then_die, free_port, smtp_server
+from tests.finalize_support import copy_config, pdf_text
 
 OCTOBER = date(2026, 10, 1)
 NOW = datetime(2026, 11, 5, 9, 0, tzinfo=UTC)

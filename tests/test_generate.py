@@ -9,7 +9,7 @@ from datetime import date
 
 from billing_pipelines.config import load_config
 from billing_pipelines.generate import GeneratorSpec, generate
-from reference_ingest import load_landing
+from tests.reference_ingest import load_landing
 
 SPEC = GeneratorSpec(seed=7, orgs=12, start=date(2026, 10, 1), days=35, events_per_day=150, files_per_day=2)
 

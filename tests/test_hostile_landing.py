@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from billing_pipelines import cli
-from conftest import event
-from test_ingest import D1, D2, billed, run, table
+from tests.common import event
+from tests.ingest_support import D1, D2, billed, run, table
 
 SECRET = "the text of a file outside the landing zone"
 
@@ -328,9 +328,9 @@ def test_the_rows_of_a_gzip_file_found_corrupt_midway_are_not_read(settings, lan
 
 
 def test_the_live_micro_batch_follows_no_link_and_leaves_no_landing_zone(settings, landing, secret_file):
-    from billing_pipelines.dashboard.live import landed_file
+    from billing_pipelines.balances.live import landed_file
     from billing_pipelines.ingest.landing import LandingError
-    from billing_pipelines.storage import Store
+    from billing_pipelines.storage.objects import Store
 
     landing.jsonl(D1, "a.jsonl", [event("a")])
     os.symlink(secret_file, landing.path(D1, "link.jsonl"))

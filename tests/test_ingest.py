@@ -9,37 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from billing_pipelines import duck
-from billing_pipelines.duck import Sql
 from billing_pipelines.ingest.landing import landing_dates
-from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, billed_events_sql, ingest, summary_of
-from billing_pipelines.warehouse import WarehouseError
-from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, Landing, event
-
-D1, D2 = "2026-11-03", "2026-11-04"
-
-
-def run(settings, *days: str) -> dict:
-    return {s.landing_date: s.to_json() for s in ingest(settings, [date.fromisoformat(d) for d in days])}
-
-
-def table(settings, name: str, day: str) -> list[dict]:
-    wh = settings.warehouse()
-    con = duck.connect()
-    rows = con.execute(
-        f"SELECT * FROM {wh.relation(con, wh.file_paths(PRICED, name, [f'dt={day}']))}"
-    ).fetchall()
-    cols = [c[0] for c in con.description]
-    return [dict(zip(cols, r)) for r in rows]
-
-
-def billed(settings) -> dict[str, dict]:
-    con = duck.connect()
-    days = [date.fromisoformat(p[3:]) for p in settings.warehouse().partitions(BILLED)]
-    query = billed_events_sql(con, LandingZone(settings), days)
-    cur = con.execute(query)
-    cols = [c[0] for c in cur.description]
-    return {r[cols.index("request_id")]: dict(zip(cols, r)) for r in cur.fetchall()}
+from billing_pipelines.ingest.pipeline import PRICED, LandingZone, ingest, summary_of
+from billing_pipelines.storage.duck import Sql
+from billing_pipelines.storage.warehouse import WarehouseError
+from tests.common import CONFORMANCE, CONFORMANCE_PLAN_CHANGES, Landing, event
+from tests.ingest_support import D1, D2, billed, run, table
 
 
 @pytest.mark.parametrize("row, reason", [

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from billing_pipelines.invoicing.adjustments import adjustment_between
 from billing_pipelines.invoicing.models import Invoice, InvoiceLine
-from finalize_support import plan_fee_invoice
+from tests.finalize_support import plan_fee_invoice
 
 PURCHASE = {"kind": "credit_purchase", "description": "Credit purchase p-1: 1,000 credits", "quantity": "1",
             "unit_price": "10.00", "amount": "10.00"}

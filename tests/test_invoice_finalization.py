@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 from sqlmodel import Session, select
 
-from billing_pipelines import billing_db
 from billing_pipelines.config import ConfigError
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
@@ -21,9 +20,10 @@ from billing_pipelines.invoicing.pdf import render_invoice_pdf
 from billing_pipelines.month_close.documents import margins_by_org
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
-from conftest import event
-from db_support import DATABASE_KINDS, fresh_database
-from finalize_support import copy_config, pdf_text
+from billing_pipelines.storage import billing_db
+from tests.common import event
+from tests.db_support import DATABASE_KINDS, fresh_database
+from tests.finalize_support import copy_config, pdf_text
 
 OCTOBER = date(2026, 10, 1)
 ISSUED = date(2026, 11, 5)

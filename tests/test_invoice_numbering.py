@@ -16,13 +16,13 @@ import dagster as dg
 import pytest
 from sqlmodel import Session, select
 
-from billing_pipelines import billing_db
-from billing_pipelines.invoicing.cli import register
+from billing_pipelines.cli.invoices import register
 from billing_pipelines.invoicing.finalize import file_draft_pdfs, finalize_month
 from billing_pipelines.month_close import assets
 from billing_pipelines.resources import BillingSettings
-from db_support import DATABASE_KINDS, fresh_database
-from finalize_support import finalize_months, pdf_text, seed_month, write_config
+from billing_pipelines.storage import billing_db
+from tests.db_support import DATABASE_KINDS, fresh_database
+from tests.finalize_support import finalize_months, pdf_text, seed_month, write_config
 
 ORGS = [f"org-{i:02d}" for i in range(4)]
 MONTHS = [f"2026-{m:02d}" for m in range(1, 7)]

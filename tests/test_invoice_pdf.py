@@ -14,7 +14,6 @@ import pytest
 from pypdf import PdfReader
 
 import billing_pipelines
-from billing_pipelines.close import close_month
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import InvoiceDocumentError, invoice_document
 from billing_pipelines.invoicing.examples import EXAMPLE_CUSTOMER, example_invoice, line
@@ -22,7 +21,8 @@ from billing_pipelines.invoicing.models import Adjustment, Invoice
 from billing_pipelines.invoicing.pdf import render_invoice_html, render_invoice_pdf, render_invoice_pdfs
 from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.margin.report import MarginRow
-from ledger_helpers import change, config, events, plan
+from billing_pipelines.month_close.compute import close_month
+from tests.ledger_helpers import change, config, events, plan
 
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
 CJK_NAME = "日本テクノロジー株式会社"

@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from billing_pipelines import duck
 from billing_pipelines.config import load_config
 from billing_pipelines.ingest.pipeline import PRICED, classify_files, ingest
-from billing_pipelines.storage import Store
-from conftest import EXAMPLES, event
-from reference_ingest import load_landing
-from test_ingest import D1, D2, table
+from billing_pipelines.storage import duck
+from billing_pipelines.storage.objects import Store
+from tests.common import EXAMPLES, event
+from tests.ingest_support import D1, D2, table
+from tests.reference_ingest import load_landing
 
 REASONS = {"malformed", "missing_field", "bad_type", "unknown_org", "unknown_model", "unknown_action", "no_rate",
            "before_customer_start", "after_customer_end", "future_timestamp"}

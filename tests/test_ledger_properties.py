@@ -12,14 +12,14 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing_pipelines.close import close_month
 from billing_pipelines.config import Customer
-from billing_pipelines.ledger.checks import conservation_problems, negative_grant_problems
 from billing_pipelines.ledger.events import with_ledger_time
 from billing_pipelines.ledger.grants import month_instant, plan_grant, purchase_grant, rollover_grant
 from billing_pipelines.ledger.subscriptions import month_days
+from billing_pipelines.month_close.checks import conservation_problems, negative_grant_problems
+from billing_pipelines.month_close.compute import close_month
 from billing_pipelines.periods import add_months
-from ledger_helpers import change, config, events, plan, purchase
+from tests.ledger_helpers import change, config, events, plan, purchase
 
 FIRST = datetime(2026, 10, 1)
 MONTHS = [date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1)]

@@ -8,9 +8,9 @@ from datetime import date
 import polars as pl
 import pytest
 
-from billing_pipelines.close import close_month
 from billing_pipelines.config import Customer
-from ledger_helpers import assert_consistent, config, credits_of, events, lines, plan, purchase, shares
+from billing_pipelines.month_close.compute import close_month
+from tests.ledger_helpers import assert_consistent, config, credits_of, events, lines, plan, purchase, shares
 
 OCT, NOV, DEC = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1)
 

@@ -6,10 +6,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from billing_pipelines.close import advise_tiers, close_month
 from billing_pipelines.ledger.grants import Grant, rollover_grant
 from billing_pipelines.ledger.usage import recognized_revenue
-from ledger_helpers import config, events, plan, purchase
+from billing_pipelines.month_close.compute import advise_tiers, close_month
+from tests.ledger_helpers import config, events, plan, purchase
 
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
 

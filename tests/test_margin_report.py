@@ -16,13 +16,11 @@ import polars as pl
 import pytest
 from pypdf import PdfReader
 
-from billing_pipelines import duck
-from billing_pipelines.close import advise_tiers, close_month
+from billing_pipelines.cli import margin as margin_cli
 from billing_pipelines.config import load_config
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
-from billing_pipelines.margin import cli as margin_cli
 from billing_pipelines.margin.examples import example_closes, example_config
 from billing_pipelines.margin.report import plan_changes_in
 from billing_pipelines.margin.report_document import (
@@ -38,13 +36,15 @@ from billing_pipelines.margin.report_document import (
 from billing_pipelines.margin.report_document import margin_report_pdf as print_pdf
 from billing_pipelines.month_close.assets import MARGIN_CHECK as CHECK
 from billing_pipelines.month_close.assets import margin_report_pdf
+from billing_pipelines.month_close.compute import advise_tiers, close_month
 from billing_pipelines.month_close.documents import closes_through, stored_month_close
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.month_close.usage import month_events_sql
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE, CONFORMANCE_PLAN_CHANGES  # noqa: E402  (tests/data)
-from reference_ingest import load_landing
+from billing_pipelines.storage import duck
+from tests.common import CONFORMANCE, CONFORMANCE_PLAN_CHANGES  # noqa: E402  (tests/data)
+from tests.reference_ingest import load_landing
 
 OCT, NOV = date(2026, 10, 1), date(2026, 11, 1)
 NAMES = {"acme": "Acme Corp", "globex": "Globex Corporation", "initech": "Initech"}
@@ -235,7 +235,7 @@ def test_the_month_close_job_runs_the_report_after_the_documents_and_the_simulat
     assert graph.get(dg.AssetKey("margin_report_pdf")).parent_keys == {
         dg.AssetKey("margin_report"), dg.AssetKey("rate_limit_simulation")}
     try:
-        result = defs.resolve_job_def("month_close").execute_in_process(
+        result = defs.resolve_job_def("close_month_documents").execute_in_process(
             partition_key="2026-11", instance=dg.DagsterInstance.ephemeral(), resources={"billing": closed})
         assert result.success
         materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]

@@ -15,16 +15,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from billing_pipelines import duck
-from billing_pipelines.close import close_month
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import BILLED, LandingZone, billed_events_sql, ingest
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
+from billing_pipelines.month_close.compute import close_month
 from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
-from conftest import CONFORMANCE, EXAMPLES, Landing, event
+from billing_pipelines.storage import duck
+from tests.common import CONFORMANCE, EXAMPLES, Landing, event
 
 MONTHS = [date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1), date(2027, 2, 1)]
 DOCUMENTS = ("credit_summaries", "invoices", "invoice_usage", "margin", "advisor")

@@ -14,9 +14,9 @@ from fractions import Fraction
 import polars as pl
 import pytest
 
-from billing_pipelines.close import advise_tiers, close_month
-from billing_pipelines.dashboard.balances import current_balances
-from ledger_helpers import assert_consistent, change, config, credits_of, events, lines, plan, purchase, shares
+from billing_pipelines.balances.balances import current_balances
+from billing_pipelines.month_close.compute import advise_tiers, close_month
+from tests.ledger_helpers import assert_consistent, change, config, credits_of, events, lines, plan, purchase, shares
 
 OCT, NOV, DEC, JAN = date(2026, 10, 1), date(2026, 11, 1), date(2026, 12, 1), date(2027, 1, 1)
 BASIC = plan("basic", fee="30.00", included=300, overage="0.0200", rollover_max=100, rollover_months=1)

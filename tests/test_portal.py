@@ -14,11 +14,9 @@ from pypdf import PdfReader
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
-from billing_pipelines import billing_db, cli
-from billing_pipelines.dashboard.app import create_app
-from billing_pipelines.dashboard.live import process_landed_file
-from billing_pipelines.dashboard.state import dashboard_engine
-from billing_pipelines.dashboard.tokens import create_token
+from billing_pipelines import cli
+from billing_pipelines.balances.live import process_landed_file
+from billing_pipelines.balances.state import balances_engine
 from billing_pipelines.ingest.landing import landing_dates
 from billing_pipelines.ingest.pipeline import ingest
 from billing_pipelines.invoicing.finalize import finalize_month
@@ -26,9 +24,12 @@ from billing_pipelines.month_close.documents import margins_by_org
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.portal.links import SESSION_COOKIE, org_of_link, portal_secret, portal_url, sign_link
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.web import server_config
-from conftest import CONFORMANCE, Landing, config_with_seller, event
-from dashboard_support import browser, land, now_event, postgres_database, running  # noqa: F401  (browser: a fixture)
+from billing_pipelines.serve.app import create_app
+from billing_pipelines.serve.server import server_config
+from billing_pipelines.serve.tokens import create_token
+from billing_pipelines.storage import billing_db
+from tests.balances_support import browser, land, now_event, postgres_database, running  # noqa: F401  (browser: a fixture)
+from tests.common import CONFORMANCE, Landing, config_with_seller, event
 
 OCTOBER = date(2026, 10, 1)
 
@@ -62,7 +63,7 @@ def portal(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(portal):
-    return dashboard_engine(portal.database_url)
+    return balances_engine(portal.database_url)
 
 
 @pytest.fixture
@@ -227,8 +228,8 @@ def _rows(engine):
 @pytest.mark.postgres
 def test_one_secret_is_kept_in_postgresql_for_every_server():
     with postgres_database() as url:
-        engine = dashboard_engine(url)
+        engine = balances_engine(url)
         secret = portal_secret(engine)
         assert len(secret) >= 40 and portal_secret(engine) == secret
         link = sign_link(secret, "acme")
-        assert org_of_link(portal_secret(dashboard_engine(url)), link) == "acme"
+        assert org_of_link(portal_secret(balances_engine(url)), link) == "acme"

@@ -17,7 +17,7 @@ from billing_pipelines.ratelimit import (
     UnknownOrg,
     response_headers,
 )
-from ratelimit_support import NOV_4, NOV_2026, PLAN_OF, replay, write_config
+from tests.ratelimit_support import NOV_4, NOV_2026, PLAN_OF, replay, write_config
 
 
 @pytest.fixture(scope="module")

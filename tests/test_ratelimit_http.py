@@ -7,8 +7,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from billing_pipelines.ratelimit import MemoryBackend, RateLimiter, RedisBackend, SimClock
-from billing_pipelines.ratelimit.http import Callers, create_app
-from ratelimit_support import NOV_4, NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, write_config
+from billing_pipelines.serve.ratelimit import Callers, create_app
+from tests.ratelimit_support import NOV_4, NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, write_config
 
 KEYS = {"bgk_a_secret": "a", "bgk_b_secret": "b"}  # gateway key -> its id
 CUSTOMER_TOKENS = {"bpk_acme_secret": "acme"}

@@ -27,7 +27,7 @@ from billing_pipelines.ratelimit import (
     RedisBackend,
     SimClock,
 )
-from ratelimit_support import NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, replay, write_config
+from tests.ratelimit_support import NOV_2026, REDIS_URL, drop_keys, redis_prefix_or_skip, replay, write_config
 
 pytestmark = pytest.mark.redis
 FORK = multiprocessing.get_context("fork")

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation, replay_rate_limits
-from ratelimit_support import write_config
+from tests.ratelimit_support import write_config
 
 TRACE = Path("/work/shared/data/azure-llm-trace-2023/conversation.csv")
 T0 = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from billing_pipelines.config import ActionTier, ModelRate, PlanChange
-from ledger_helpers import PRICE_BOOK, config, plan
-from reference_ingest import load_landing
+from tests.ledger_helpers import PRICE_BOOK, config, plan
+from tests.reference_ingest import load_landing
 
 BOOK = replace(
     PRICE_BOOK,

@@ -13,9 +13,9 @@ import pytest
 
 from billing_pipelines.ingest import request_index
 from billing_pipelines.ingest.request_index import RequestIndex, day_number, index_lock, sort_keys
-from billing_pipelines.warehouse import Warehouse
-from conftest import event
-from db_support import DATABASE_KINDS, fresh_database
+from billing_pipelines.storage.warehouse import Warehouse
+from tests.common import event
+from tests.db_support import DATABASE_KINDS, fresh_database
 
 START = date(2025, 12, 20)
 

@@ -14,13 +14,13 @@ from billing_pipelines.ingest.pipeline import BILLED, PRICED, ingest
 from billing_pipelines.month_close.documents import stored_month_close
 from billing_pipelines.month_close.run import close_months
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.storage import Store
-from billing_pipelines.warehouse import Warehouse
-from s3_support import moto_s3, s3_env, upload_folder  # noqa: F401  (fixtures)
+from billing_pipelines.storage.objects import Store
+from billing_pipelines.storage.warehouse import Warehouse
+from tests.s3_support import moto_s3, s3_env, upload_folder  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.s3
 
-from conftest import CONFORMANCE  # noqa: E402  (tests/data/conformance)
+from tests.common import CONFORMANCE  # noqa: E402  (tests/data/conformance)
 
 OUTPUTS = [(PRICED, "priced_events"), (PRICED, "quarantine"), (BILLED, "cross_day_duplicates")]
 

@@ -13,11 +13,11 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from billing_pipelines.dashboard.app import serve_app
-from billing_pipelines.dashboard.state import dashboard_engine
-from billing_pipelines.dashboard.tokens import create_gateway_key
-from billing_pipelines.web import LINGER_SECONDS, RequestLimits, json_depth, server_config
-from dashboard_support import live_settings, running
+from billing_pipelines.balances.state import balances_engine
+from billing_pipelines.serve.app import serve_app
+from billing_pipelines.serve.server import LINGER_SECONDS, RequestLimits, json_depth, server_config
+from billing_pipelines.serve.tokens import create_gateway_key
+from tests.balances_support import live_settings, running
 
 LIMITS = RequestLimits(receive_seconds=0.5)
 MB = 1024 * 1024
@@ -31,7 +31,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def key(settings):
-    return create_gateway_key(dashboard_engine(settings.database_url), "gateway-1")[1]
+    return create_gateway_key(balances_engine(settings.database_url), "gateway-1")[1]
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_requests_within_the_limits_are_served_on_one_connection(port, key):
     assert conn.sock is not None, "kept alive"
 
 
-ROUTES = [("GET", "/"), ("GET", "/v1/balance"), ("GET", "/static/dashboard.css"), ("POST", "/v1/ratelimit/decide"),
+ROUTES = [("GET", "/"), ("GET", "/v1/balance"), ("GET", "/static/portal.css"), ("POST", "/v1/ratelimit/decide"),
           ("POST", "/v1/ratelimit/release"), ("GET", "/nowhere")]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, SHARED
+from tests.common import DATA, SHARED
 
 COPIES = {DATA / "examples": "examples", DATA / "conformance": "conformance",
           DATA / "conformance-plan-changes": "conformance-plan-changes"}

@@ -16,15 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, select, update
 
-from billing_pipelines import billing_db
+from billing_pipelines.balances.balances import Balance
 from billing_pipelines.config import ALERT, BillingConfig, Customer
-from billing_pipelines.dashboard.balances import Balance
 from billing_pipelines.delivery.models import AlertStateRow
 from billing_pipelines.delivery.outbox import add_messages, message_id, outbox_row
 from billing_pipelines.delivery.webhooks import queue_webhook
 from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.ledger.grants import utc_naive
 from billing_pipelines.margin.report import MarginRow
+from billing_pipelines.storage import billing_db
 
 STATES = AlertStateRow.__table__
 

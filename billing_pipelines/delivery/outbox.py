@@ -12,7 +12,6 @@ from email.utils import format_datetime, formataddr
 from sqlalchemy import Connection, Engine
 from sqlmodel import Session, select
 
-from billing_pipelines import billing_db
 from billing_pipelines.delivery import queue
 from billing_pipelines.delivery.mail import Mailer
 from billing_pipelines.delivery.models import OutboxMessageRow
@@ -20,7 +19,8 @@ from billing_pipelines.invoicing.filing import Issuer
 from billing_pipelines.invoicing.models import stored_invoice
 from billing_pipelines.invoicing.seller import Seller
 from billing_pipelines.periods import parse_month
-from billing_pipelines.storage import Store
+from billing_pipelines.storage import billing_db
+from billing_pipelines.storage.objects import Store
 
 OUTBOX = OutboxMessageRow.__table__
 DOCUMENT_NAMES = {"invoice": "Invoice", "adjustment": "Adjustment", "credit_note": "Credit note"}

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import Engine, select
 from sqlmodel import SQLModel
 
-from billing_pipelines.dashboard.state import dashboard_engine
+from billing_pipelines.balances.state import balances_engine
 from billing_pipelines.delivery import queue
 from billing_pipelines.delivery.alerts import STATES
 from billing_pipelines.delivery.mail import mailer_for
@@ -23,7 +23,7 @@ DELIVERY_TABLES = [OUTBOX, DELIVERIES, ATTEMPTS, SECRETS, STATES]
 def delivery_engine(settings: BillingSettings) -> Engine:
     """The billing database (one engine per process, its SQLite folder made), with the delivery
     tables, whichever module created the engine first."""
-    engine = dashboard_engine(settings.database_url)
+    engine = balances_engine(settings.database_url)
     SQLModel.metadata.create_all(engine, tables=DELIVERY_TABLES)
     return engine
 

@@ -17,9 +17,9 @@ import httpx
 from sqlalchemy import Connection, Engine, insert, select
 from standardwebhooks.webhooks import Webhook
 
-from billing_pipelines import billing_db
 from billing_pipelines.delivery import queue
 from billing_pipelines.delivery.models import WebhookAttemptRow, WebhookDeliveryRow, WebhookSecretRow
+from billing_pipelines.storage import billing_db
 
 DELIVERIES, ATTEMPTS, SECRETS = (WebhookDeliveryRow.__table__, WebhookAttemptRow.__table__,
                                  WebhookSecretRow.__table__)

@@ -5,7 +5,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from billing_pipelines import duck
 from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import (
     BILLED,
@@ -20,6 +19,7 @@ from billing_pipelines.ingest.pipeline import (
 from billing_pipelines.ingest.quality import missing_drop, quarantined_share
 from billing_pipelines.partitions import landing_dates, partition_check
 from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import duck
 
 OWNERS = ["team:data"]
 TAGS = {"domain": "ingest"}
@@ -160,13 +160,13 @@ def files_readable(summary: IngestSummary) -> dg.AssetCheckResult:
     )
 
 
-ingest_job = dg.define_asset_job(
+daily_ingest = dg.define_asset_job(
     "daily_ingest", selection=[priced_events, billed_usage], partitions_def=landing_dates,
     description="Ingest, deduplicate and price the events of one landing date.",
 )
 
 
-@dg.schedule(job=ingest_job, cron_schedule="30 0 * * *", execution_timezone="UTC",
+@dg.schedule(job=daily_ingest, cron_schedule="30 0 * * *", execution_timezone="UTC",
              description="At 00:30 UTC, yesterday's landing date; and, again, each date of the grace "
              "period whose files changed since it was ingested (files land late).")
 def daily_ingest_schedule(context: dg.ScheduleEvaluationContext, billing: BillingSettings):

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from isal import igzip, isal_zlib
 
-from billing_pipelines import duck
-from billing_pipelines.duck import Sql
-from billing_pipelines.storage import Store, StoredFile
+from billing_pipelines.storage import duck
+from billing_pipelines.storage.duck import Sql
+from billing_pipelines.storage.objects import Store, StoredFile
 
 EVENT_FIELDS = (
     "request_id", "org_id", "user_id", "ts", "model", "action",

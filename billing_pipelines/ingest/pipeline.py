@@ -28,9 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from billing_pipelines import duck
 from billing_pipelines.config import RATE_PLACES, BillingConfig
-from billing_pipelines.duck import Sql
 from billing_pipelines.ingest.landing import (
     DateFiles,
     date_files,
@@ -54,8 +52,10 @@ from billing_pipelines.ingest.request_index import (
     symmetric_difference,
 )
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.storage import Store, StoredFile
-from billing_pipelines.warehouse import Warehouse, WarehouseError
+from billing_pipelines.storage import duck
+from billing_pipelines.storage.duck import Sql
+from billing_pipelines.storage.objects import Store, StoredFile
+from billing_pipelines.storage.warehouse import Warehouse, WarehouseError
 
 # Bump when the content of priced_events changes for the same input, to restage everything.
 PIPELINE_VERSION = "3"

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import create_engine, text
 
-from billing_pipelines.warehouse import Warehouse
+from billing_pipelines.storage.warehouse import Warehouse
 
 DATASET = "request_index"
 KEYS = np.dtype([("h1", "<u8"), ("h2", "<u8")])

@@ -14,12 +14,12 @@ from dataclasses import fields
 from datetime import date
 from decimal import Decimal
 
-from billing_pipelines import billing_db
 from billing_pipelines.invoicing.filing import Issuer, file_pdfs, today
 from billing_pipelines.invoicing.models import Adjustment, Invoice, InvoiceLine, stored_invoice
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.periods import month_key
 from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import billing_db
 
 LineKey = tuple[str, str, Decimal]
 CREDIT_FIELDS = [f.name for f in fields(CreditSummary)]

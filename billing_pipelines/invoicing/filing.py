@@ -15,13 +15,13 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine
 
-from billing_pipelines import billing_db
 from billing_pipelines.config import Customer
 from billing_pipelines.invoicing.document import invoice_document, invoice_view
 from billing_pipelines.invoicing.models import Adjustment, Invoice
 from billing_pipelines.invoicing.seller import Seller, final_seller, load_seller
 from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import billing_db
 
 PARALLEL_FROM = 16  # fewer documents render faster in this process than in a fresh pool
 

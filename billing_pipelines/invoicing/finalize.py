@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from billing_pipelines import billing_db
 from billing_pipelines.invoicing.filing import Issuer, file_pdfs, store_pdfs, today
 from billing_pipelines.invoicing.models import stored_invoice
 from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import billing_db
 
 
 class FinalizationRefused(ValueError):

@@ -10,7 +10,7 @@ from billing_pipelines.config import BillingConfig
 from billing_pipelines.invoicing.models import Adjustment, Invoice
 from billing_pipelines.invoicing.pdf import pdf_key
 from billing_pipelines.periods import add_months
-from billing_pipelines.storage import Store
+from billing_pipelines.storage.objects import Store
 
 INVOICE_COLUMNS = ("org_id", "plan", "currency", "total", "status", "number", "pdf")
 

@@ -15,9 +15,9 @@ from fractions import Fraction
 import duckdb
 from pydantic import BaseModel
 
-from billing_pipelines import duck
-from billing_pipelines.duck import Sql
 from billing_pipelines.money import DOCUMENT, Cost, Count, Name, PerCredit, round_half_up
+from billing_pipelines.storage import duck
+from billing_pipelines.storage.duck import Sql
 
 PERCENTILES = ("median", "p90", "p99")  # the nearest ranks of 1/2, 9/10 and 99/100 (tier_stats.sql)
 PLACES = 6

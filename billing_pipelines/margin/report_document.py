@@ -19,7 +19,6 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import TypeAdapter
 
-from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.invoicing.seller import Seller, load_seller
 from billing_pipelines.margin import charts
@@ -30,6 +29,7 @@ from billing_pipelines.paths import resource_dir
 from billing_pipelines.periods import month_key, parse_month
 from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET
 from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import duck
 
 TEMPLATE, STYLESHEET, LOGO = "margin_report.html.j2", "margin_report.css", "logo.svg"
 TREND_MONTHS = 12

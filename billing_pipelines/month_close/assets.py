@@ -23,7 +23,6 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from billing_pipelines import billing_db, duck
 from billing_pipelines.delivery.alerts import queue_margin_alert
 from billing_pipelines.delivery.assets import deliver_month_invoices
 from billing_pipelines.delivery.service import delivery_engine
@@ -33,21 +32,22 @@ from billing_pipelines.invoicing.finalize import FinalizationRefused, file_draft
 from billing_pipelines.invoicing.models import Adjustment, Invoice, stored_invoice
 from billing_pipelines.invoicing.review import INVOICE_COLUMNS, invoice_rows
 from billing_pipelines.invoicing.seller import load_seller
-from billing_pipelines.ledger.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.ledger.consumption import CreditSummary
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.margin.report import MarginRow
 from billing_pipelines.margin.report_document import TREND_MONTHS, MarginReport, write_margin_report
+from billing_pipelines.month_close import usage
+from billing_pipelines.month_close.checks import conservation_problems, invoice_total_problems, negative_grant_problems
 from billing_pipelines.month_close.documents import close_documents, closes_through, margins_by_org
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.ledger import bucket_batches, close_ledger_shard, stored_grants
-from billing_pipelines.month_close.usage import collect_month_usage, month_events_sql
 from billing_pipelines.partitions import billing_months, close_shard_count, month_shards, partition_check, shard_buckets
 from billing_pipelines.periods import month_key, parse_month
 from billing_pipelines.ratelimit.simulation import SIMULATION_DATASET
 from billing_pipelines.ratelimit.simulation import rate_limit_simulation as simulate
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.warehouse import manifest_version
+from billing_pipelines.storage import billing_db, duck
+from billing_pipelines.storage.warehouse import manifest_version
 
 GROUP = "month_close"
 OWNERS = ["team:finance"]
@@ -94,7 +94,7 @@ def _failing_clearly(step):
 )
 def month_usage(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
     month = _month(context.partition_key)
-    manifest = _failing_clearly(lambda: collect_month_usage(LandingZone(billing), month, billing.grace_days))
+    manifest = _failing_clearly(lambda: usage.collect_month_usage(LandingZone(billing), month, billing.grace_days))
     meta = manifest["meta"]
     return dg.MaterializeResult(
         metadata={"events": meta["events"], "handed_over_to_next_month": meta["handed_over"],
@@ -257,8 +257,9 @@ def _stale_drafts(billing: BillingSettings, month: date) -> list[str]:
     wh, config = billing.warehouse(), billing.billing_config()
     if not drafts_are_stale(wh, config, month, close_shard_count(), billing.grace_days):
         return []
-    return [f"its drafts are stale (usage or the config changed since they were made): run the month_close job "
-            f"of {month_key(month)} (or `billing close-month {month_key(month)}`) and review them again"]
+    return [f"its drafts are stale (usage or the config changed since they were made): run the "
+            f"close_month_documents job of {month_key(month)} (or `billing close-month {month_key(month)}`) "
+            "and review them again"]
 
 
 def failed_blocking_checks(instance: dg.DagsterInstance, month: str) -> list[str]:
@@ -303,8 +304,9 @@ def rate_limit_simulation(context: dg.AssetExecutionContext, billing: BillingSet
     counts = wh.manifest("month_usage", f"month={month_key(month)}")["meta"]["events_by_bucket"]
     con = duck.connect(billing.scratch_dir())
     try:
-        reports = [simulate(con.sql(month_events_sql(con, wh, month, buckets)).pl().cast(BILLED_EVENT_SCHEMA), config)
-                   for buckets in bucket_batches(shard_buckets(0, 1), counts)]
+        events = (con.sql(usage.month_events_sql(con, wh, month, b)).pl().cast(BILLED_EVENT_SCHEMA)
+                  for b in bucket_batches(shard_buckets(0, 1), counts))
+        reports = [simulate(batch, config) for batch in events]
         con.register("report", pl.concat(reports).to_arrow())
         wh.commit(SIMULATION_DATASET, f"month={month_key(month)}", con,
                   {"simulation": "SELECT * FROM report ORDER BY org_id"}, {"month": month_key(month)})
@@ -382,24 +384,24 @@ def _or_dash(value) -> str:
     return "-" if value is None else str(value)
 
 
-month_usage_job = dg.define_asset_job(
+collect_month_usage = dg.define_asset_job(
     "collect_month_usage", selection=[month_usage], partitions_def=billing_months,
     tags={"billing/lane": "month_close"},
     description="Collect a billing month's events (the first step of its close).",
 )
-credit_ledger_job = dg.define_asset_job(
+close_credit_ledger = dg.define_asset_job(
     "close_credit_ledger", selection=[credit_ledger], partitions_def=month_shards,
     description="Close the credit ledger of one customer shard of a month (shards run in parallel).",
 )
-month_close_job = dg.define_asset_job(
-    "month_close",
+close_month_documents = dg.define_asset_job(
+    "close_month_documents",
     selection=dg.AssetSelection.assets("draft_invoices", "margin_report", invoice_pdfs, rate_limit_simulation,
                                        margin_report_pdf),
     partitions_def=billing_months, tags={"billing/lane": "month_close"},
     description="A month's documents from its shards' ledgers: draft invoices and their PDFs, margin report, "
     "rate-limit simulation (finalization is the finalize_invoices job's).",
 )
-margin_report_job = dg.define_asset_job(
+render_margin_report = dg.define_asset_job(
     "render_margin_report", selection=[margin_report_pdf], partitions_def=billing_months,
     description="The margin report (PDF and HTML) of a closed month, again.",
 )
@@ -415,7 +417,7 @@ def finalize_invoices():
 
 # When the month's partition ends (its close time, SPEC §2), at 02:00 UTC: collect its events;
 # the automation conditions then close the shards and the documents.
-month_close_schedule = dg.build_schedule_from_partitioned_job(month_usage_job, hour_of_day=2, minute_of_hour=0,
+month_close_schedule = dg.build_schedule_from_partitioned_job(collect_month_usage, hour_of_day=2, minute_of_hour=0,
                                                               name="month_close_schedule")
 month_close_automation = dg.AutomationConditionSensorDefinition(
     "month_close_automation", target=dg.AssetSelection.groups(GROUP), default_status=dg.DefaultSensorStatus.RUNNING,

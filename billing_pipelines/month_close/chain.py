@@ -21,7 +21,7 @@ from billing_pipelines.month_close.usage import MONTH_USAGE
 from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import month_window
 from billing_pipelines.periods import add_months
-from billing_pipelines.warehouse import Warehouse, manifest_version
+from billing_pipelines.storage.warehouse import Warehouse, manifest_version
 
 
 def months_to_close(wh: Warehouse, config: BillingConfig, month: date, shards: int, grace_days: int) -> list[date]:

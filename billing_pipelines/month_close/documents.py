@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from fractions import Fraction
 
-from billing_pipelines import billing_db, duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.delivery.outbox import queue_documents
 from billing_pipelines.invoicing.adjustments import issue_adjustments
@@ -24,7 +23,8 @@ from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition,
 from billing_pipelines.month_close.usage import month_events_sql
 from billing_pipelines.periods import month_key
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.warehouse import Warehouse, manifest_version
+from billing_pipelines.storage import billing_db, duck
+from billing_pipelines.storage.warehouse import Warehouse, manifest_version
 
 MONTH_CLOSE = "month_close"
 

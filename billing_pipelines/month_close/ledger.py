@@ -21,20 +21,20 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from billing_pipelines import duck
-from billing_pipelines.close import MonthClose, close_month
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ledger.consumption import opening_grants
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.ledger.grants import Grant
 from billing_pipelines.ledger.usage import recognized_revenue
+from billing_pipelines.month_close.compute import MonthClose, close_month
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql
 from billing_pipelines.month_close.usage import partition as usage_partition
 from billing_pipelines.partitions import customer_bucket, shard_buckets
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
-from billing_pipelines.warehouse import Warehouse, manifest_version
+from billing_pipelines.storage import duck
+from billing_pipelines.storage.warehouse import Warehouse, manifest_version
 
 CREDIT_LEDGER = "credit_ledger"
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from billing_pipelines import duck
 from billing_pipelines.config import BillingConfig
 from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import BILLED, LandingZone, billed_events_sql, stale_dates
@@ -25,7 +24,8 @@ from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.month_close.errors import MonthCloseError
 from billing_pipelines.partitions import customer_bucket, month_window
 from billing_pipelines.periods import add_months, first_open_month, month_key
-from billing_pipelines.warehouse import manifest_version
+from billing_pipelines.storage import duck
+from billing_pipelines.storage.warehouse import manifest_version
 
 MONTH_USAGE = "month_usage"
 EVENTS = "events"

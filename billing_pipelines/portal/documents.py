@@ -6,10 +6,10 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from billing_pipelines.billing_db import InvoiceRow
 from billing_pipelines.invoicing.document import TITLES
 from billing_pipelines.invoicing.pdf import pdf_key
-from billing_pipelines.storage import Store
+from billing_pipelines.storage.billing_db import InvoiceRow
+from billing_pipelines.storage.objects import Store
 
 
 def customer_documents(engine: Engine, store: Store, org_id: str) -> list[dict]:

@@ -10,12 +10,12 @@ from datetime import date
 
 from sqlalchemy import Engine, select
 
-from billing_pipelines import duck
-from billing_pipelines.dashboard.state import DAILY, usage_totals
+from billing_pipelines.balances.state import DAILY, usage_totals
 from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql, partition
 from billing_pipelines.partitions import customer_bucket
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
+from billing_pipelines.storage import duck
 
 
 def usage_by_day(settings: BillingSettings, engine: Engine, org_id: str, month: date) -> dict:

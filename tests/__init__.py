@@ -1,0 +1,1 @@
+"""The test suite: `make test` runs it; support modules live beside the tests."""
