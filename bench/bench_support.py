@@ -23,7 +23,10 @@ def fresh_process(script: str, env: dict, *args: str) -> dict:
                          capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         sys.exit(out.stderr[-3000:])
-    return json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith('{"seconds"')))
+    reports = [line for line in out.stdout.splitlines() if line.startswith('{"seconds"')]
+    if not reports:
+        sys.exit(f"no report line in the output of {args}:\n{out.stdout[-3000:]}")
+    return json.loads(reports[-1])
 
 
 def fresh_home(out: Path, **extra: str) -> dict:

@@ -18,12 +18,13 @@ from billing_pipelines import paths
 
 def connect(scratch: Path | None = None) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB in UTC, memory-capped (BILLING_DUCKDB_MEMORY, default 3GB), spilling to
-    `scratch`."""
+    `scratch`, with no progress bar (DuckDB prints it to stdout, into run logs and reports)."""
     config = {"memory_limit": os.environ.get("BILLING_DUCKDB_MEMORY", "3GB")}
     if scratch is not None:
         config["temp_directory"] = str(scratch)  # a setting, not SQL: the path is never quoted
     con = duckdb.connect(config=config)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
