@@ -23,12 +23,12 @@ demo: $(STAMP) system-deps
 # The linter first ([tool.ruff] in pyproject.toml), then the tests. PostgreSQL and Redis are
 # started where installed; the S3 tests start their own moto server. Tests whose service is
 # missing skip, or fail under CI=true. TEST_WORKERS processes run whole test modules each
-# (pytest-xdist; a module's fixtures are set up once).
+# (pytest-xdist; a module's fixtures are set up once). -rs prints why a test skipped.
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps
 	$(BIN)/ruff check
 	@bash scripts/start-services.sh
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_bench.py
