@@ -13,7 +13,10 @@ Then, side by side in one run (rounds alternate, each run a fresh process, its p
 the OS): the ingest of dates 10, 100 and 365 (priced again from their files, decided against
 every earlier date) and the close of months 1, 6 and 12 (collected, ledger and documents again).
 
-    .venv/bin/python bench/year_bench.py [--events 1000000] [--days 365] [--rounds 3] [--out DIR]
+    .venv/bin/python bench/year_bench.py [--events 1000000] [--days 365] [--rounds 3] [--out DIR] [--reuse]
+
+--reuse takes the year an earlier run left in DIR and repeats only the side-by-side rounds (report in
+DIR/report-reuse.json); --only ingest (or close) measures one kind.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from bench_support import ROOT, fresh_home, fresh_process
+from bench_support import ROOT, fresh_home, fresh_process, home
 
 sys.path.insert(0, str(ROOT))
 YEAR = date(2025, 1, 1)
@@ -128,18 +131,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "year"))
+    parser.add_argument("--reuse", action="store_true", help="only the side-by-side rounds, on the year in --out")
+    parser.add_argument("--only", choices=["ingest", "close"], help="measure one kind side by side")
     args = parser.parse_args(argv)
 
+    out = Path(args.out)
+    days = [YEAR + timedelta(days=n) for n in range(args.days)]
+    if args.reuse:
+        env = home(out, BILLING_GRACE_DAYS="3")
+        timeline = json.loads((out / "report.json").read_text())["timeline"]
+    else:
+        env = fresh_home(out, BILLING_GRACE_DAYS="3")
+        timeline = simulate_year(out, env, args, days)
+    side_by_side(out, env, args, days, timeline)
+
+
+def simulate_year(out: Path, env: dict, args, days: list[date]) -> dict:
+    """Land, ingest and close every date and month of the year; the seconds of each."""
     from billing_pipelines.ingest.pipeline import ingest
     from billing_pipelines.month_close.run import close_months
     from billing_pipelines.periods import add_months
     from billing_pipelines.resources import BillingSettings
 
-    out = Path(args.out)
-    env = fresh_home(out, BILLING_GRACE_DAYS="3")
     write_config(out / "config", args.customers)
     settings = BillingSettings.from_env(env)
-    days = [YEAR + timedelta(days=n) for n in range(args.days)]
     keep = {days[n - 1] for n in MEASURED_DAYS if n <= args.days} | _window_days(settings, MEASURED_MONTHS)
     timeline = {"ingest": {}, "close": {}}
     for day in days + [days[-1] + timedelta(days=n) for n in range(1, 4)]:
@@ -159,9 +174,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{datetime.now():%H:%M:%S} {day}: {timeline['ingest'].get(day.isoformat(), '-')} s "
               f"{timeline['close'].get(f'{add_months(day.replace(day=1), -1):%Y-%m}', '') if day.day == 3 else ''}",
               flush=True)
+    return timeline
 
-    measured_days = [n for n in MEASURED_DAYS if n <= args.days]
-    measured_months = [n for n in MEASURED_MONTHS if f"{add_months(YEAR, n - 1):%Y-%m}" in timeline["close"]]
+
+def side_by_side(out: Path, env: dict, args, days: list[date], timeline: dict) -> None:
+    """The measured dates and months again, rounds alternating, each run a fresh process."""
+    from billing_pipelines.periods import add_months
+
+    measured_days = [n for n in MEASURED_DAYS if n <= args.days and args.only != "close"]
+    measured_months = [n for n in MEASURED_MONTHS
+                       if f"{add_months(YEAR, n - 1):%Y-%m}" in timeline["close"] and args.only != "ingest"]
     side = {"ingest": {n: [] for n in measured_days}, "close": {n: [] for n in measured_months}}
     for _ in range(args.rounds):
         for n in measured_days:
@@ -171,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
             side["close"][n].append(fresh_process(RUN, env, "close", add_months(YEAR, n - 1).isoformat()))
     report = {"events_per_date": args.events, "customers": args.customers, "timeline": timeline,
               "side_by_side": {kind: {n: _summary(runs) for n, runs in by.items()} for kind, by in side.items()}}
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / ("report-reuse.json" if args.reuse else "report.json")).write_text(json.dumps(report, indent=1, default=str))
     _print(report)
 
 

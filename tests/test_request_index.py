@@ -10,6 +10,9 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_of
+from hypothesis import strategies as st
 
 from billing_pipelines.ingest import request_index
 from billing_pipelines.ingest.request_index import RequestIndex, day_number, index_lock, sort_keys
@@ -144,3 +147,16 @@ def test_the_index_has_one_biller_at_a_time(tmp_path, kind):
         for t in threads:
             t.join()
     assert overlaps == [1, 1, 1]
+
+
+@settings_of(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=2000), st.lists(st.integers(-1, 41), max_size=50))
+def test_the_fence_finds_what_a_search_of_the_whole_run_finds(h1s, wanted):
+    """Few distinct h1 values, so equal h1 run across fence blocks of FENCE_STRIDE keys."""
+    keys = sort_keys(np.array(h1s, np.uint64) * np.uint64(2**58), np.zeros(len(h1s), np.uint64))
+    values = np.array([max(w, 0) for w in wanted], np.uint64) * np.uint64(2**58) + np.array(
+        [w < 0 for w in wanted], np.uint64)  # -1: between two stored values
+    fence = request_index.fence_of(keys)
+    for side in ("left", "right"):
+        assert request_index.search_h1(keys, fence, values, side).tolist() == \
+            np.searchsorted(keys["h1"], values, side).tolist()

@@ -7,7 +7,9 @@ blocked Bloom filter (one 64-bit word a hash, 8 bits set, 16 bits a hash: about 
 positives). There is a run per landing date (its first occurrences, from its priced events), and
 once later dates need them, one per landing month compacted from its date runs and one per
 landing year from its month runs. Checking ids against a run gathers one filter word per id (the
-ids sorted by h1 walk the filter in order) and confirms the few candidates by binary search, so a
+ids sorted by h1 walk the filter in order) and confirms the few candidates by binary search, first
+in the run's fence (the h1 of every FENCE_STRIDE-th entry, small and contiguous), then within one
+page of its memory-mapped keys (a run written before fences existed is searched whole), so a
 date probes at most one run per earlier year, per earlier month of its year and per earlier date
 of its month.
 
@@ -38,6 +40,7 @@ KEYS = np.dtype([("h1", "<u8"), ("h2", "<u8")])
 BITS_PER_KEY = 16
 _EPOCH = date(1970, 1, 1)
 CHUNK = 1 << 22  # hashes held in memory at a time (4 M: 64 MB), whatever the size of a run
+FENCE_STRIDE = 256  # keys between fence entries: 4 KB, one page of KEYS
 _LOCK_SPACE = 4_240_002  # PostgreSQL advisory lock key of the index (see billing_db for 4_240_001)
 
 
@@ -91,6 +94,28 @@ def _fill_filter(words: np.ndarray, keys: np.ndarray, log_words: int) -> None:
     words[slot[starts].astype(np.int64)] |= np.bitwise_or.reduceat(hash_masks(keys["h2"]), starts)
 
 
+def fence_of(keys: np.ndarray) -> np.ndarray:
+    """The h1 of every FENCE_STRIDE-th key of a run (sorted by h1), as a contiguous array."""
+    return np.ascontiguousarray(keys["h1"][::FENCE_STRIDE])
+
+
+def search_h1(keys: np.ndarray, fence: np.ndarray | None, values: np.ndarray, side: str) -> np.ndarray:
+    """np.searchsorted(keys["h1"], values, side), touching one page of `keys` per value where the
+    run has its `fence`: the fence bounds each value to FENCE_STRIDE keys, searched by halving."""
+    if fence is None:
+        return np.searchsorted(keys["h1"], values, side)
+    block = np.searchsorted(fence, values, side).astype(np.int64)
+    lo = np.maximum(block - 1, 0) * FENCE_STRIDE
+    hi = np.minimum(block * FENCE_STRIDE, len(keys))
+    column, last = keys["h1"], max(len(keys) - 1, 0)
+    while (active := lo < hi).any():
+        mid = (lo + hi) >> 1
+        seen = column[np.minimum(mid, last)]
+        right = active & ((seen < values) if side == "left" else (seen <= values))
+        lo, hi = np.where(right, mid + 1, lo), np.where(active & ~right, mid, hi)
+    return lo
+
+
 @dataclass(frozen=True)
 class Probe:
     """Hashes to look up, sorted by h1, with their filter bits computed once for every run."""
@@ -112,12 +137,14 @@ def _sorted(keys: np.ndarray) -> bool:
 
 @dataclass(frozen=True)
 class Run:
-    """One stored run: its partition name and arrays (memory-mapped)."""
+    """One stored run: its partition name and arrays (memory-mapped); `fence` None in a run
+    written before fences."""
 
     name: str
     keys: np.ndarray
     days: np.ndarray
     words: np.ndarray
+    fence: np.ndarray | None = None
 
     def lookup(self, probe: Probe) -> tuple[np.ndarray, np.ndarray]:
         """(positions in probe, landing day numbers) of the probe's hashes found in this run, each
@@ -127,14 +154,19 @@ class Run:
         log_words = int(np.log2(len(self.words)))
         slot = (probe.keys["h1"] >> np.uint64(64 - log_words)).astype(np.int64)
         maybe = np.flatnonzero((self.words[slot] & probe.masks) == probe.masks)
-        return _confirm(self.keys, self.days, probe.keys, maybe)
+        return self._confirm(probe.keys, maybe)
+
+    def _confirm(self, wanted: np.ndarray, maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The positions of `maybe` in `wanted` whose hash the run holds, with the earliest day."""
+        h1 = wanted["h1"][maybe]
+        left = search_h1(self.keys, self.fence, h1, "left")
+        right = search_h1(self.keys, self.fence, h1, "right")
+        return _matches(self.keys, self.days, wanted, maybe, left, right)
 
 
-def _confirm(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray,
-             maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The positions of `maybe` in `wanted` whose hash `keys` holds, with the earliest day."""
-    h1 = wanted["h1"][maybe]
-    left, right = np.searchsorted(keys["h1"], h1, "left"), np.searchsorted(keys["h1"], h1, "right")
+def _matches(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.ndarray,
+             left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the candidates `maybe`, whose h1 is at keys[left:right], those whose h2 matches too."""
     counts = right - left
     owner = np.repeat(np.arange(len(maybe)), counts)
     where = np.repeat(left, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
@@ -160,10 +192,10 @@ class RequestIndex:
     def run(self, name: str) -> Run:
         manifest = self.wh.manifest(DATASET, name)
         arrays = {n: np.load(self.wh.local_paths(self.wh.file_paths(DATASET, n, [name]))[0], mmap_mode="r")
-                  for n in ("keys", "days", "filter")}
+                  for n in ("keys", "days", "filter", "fence") if n in manifest["files"]}
         if manifest["meta"]["level"] == "date":  # a date run's entries are all of its own day
             arrays["days"] = np.full(len(arrays["keys"]), manifest["meta"]["day"], np.int32)
-        return Run(name, arrays["keys"], arrays["days"], arrays["filter"])
+        return Run(name, arrays["keys"], arrays["days"], arrays["filter"], arrays.get("fence"))
 
     def date_runs(self) -> list[date]:
         return sorted(date.fromisoformat(n[3:]) for n in self.names if n.startswith("dt="))
@@ -234,7 +266,8 @@ class RequestIndex:
         name = f"dt={day.isoformat()}"
         for parent in (f"month={day:%Y-%m}", f"year={day.year}"):
             self._invalidate(parent)
-        arrays = {"keys": keys, "days": np.empty(0, np.int32), "filter": build_filter(keys, filter_words(len(keys)))}
+        arrays = {"keys": keys, "days": np.empty(0, np.int32), "filter": build_filter(keys, filter_words(len(keys))),
+                  "fence": fence_of(keys)}
         meta = {"level": "date", "day": day_number(day), "entries": len(keys), "source": source}
         if delta is not None and len(delta):
             arrays["delta"] = delta
@@ -305,7 +338,8 @@ class RequestIndex:
         with scratch:
             keys_out.flush()
             days_out.flush()
-            self.wh.commit_arrays(DATASET, name, {"keys": keys_out, "days": days_out, "filter": words},
+            self.wh.commit_arrays(DATASET, name, {"keys": keys_out, "days": days_out, "filter": words,
+                                                  "fence": fence_of(keys_out)},
                                   {"level": level, "entries": total, "children": children_meta})
         self.names.add(name)
 
