@@ -5,16 +5,18 @@ launcher that lets run monitoring see a run whose process died on this machine."
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
-from dagster._core.launcher import DefaultRunLauncher
+from dagster._core.launcher import DefaultRunLauncher, LaunchRunContext
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
 from billing_pipelines.paths import resource_dir
 
 MARKER = "# Embedded instance written by billing (rewritten while this line is first)."
+HOST_TAG = "billing/host"  # the machine whose process runs the run: only there is its pid meaningful
 
 
 def embedded_instance_yaml(cores: int | None = None) -> str:
@@ -40,7 +42,11 @@ def write_embedded_instance(home: Path) -> None:
 class LocalRunLauncher(DefaultRunLauncher):
     """Dagster's DefaultRunLauncher (each run in a process on this machine) with a health check,
     so run monitoring marks a run failed once the process that started it is gone (SIGKILL, OOM)
-    instead of leaving it STARTED."""
+    instead of leaving it STARTED. Each run it launches is tagged with this machine (HOST_TAG)."""
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        self._instance.add_run_tags(context.dagster_run.run_id, host_tags())
+        super().launch_run(context)
 
     @property
     def supports_check_run_worker_health(self) -> bool:
@@ -50,8 +56,16 @@ class LocalRunLauncher(DefaultRunLauncher):
         return run_worker_health(self._instance, run)
 
 
+def host_tags() -> dict[str, str]:
+    """The tag that says a run's process runs on this machine."""
+    return {HOST_TAG: socket.gethostname()}
+
+
 def run_worker_health(instance: DagsterInstance, run: DagsterRun) -> CheckRunHealthResult:
-    """RUNNING while the process that logged the run's start lives on this machine, else FAILED."""
+    """RUNNING while the process that logged the run's start lives on this machine, else FAILED;
+    UNKNOWN for a run of another machine (an instance shared over PostgreSQL)."""
+    if run.tags.get(HOST_TAG) != socket.gethostname():
+        return CheckRunHealthResult(WorkerStatus.UNKNOWN, "the run's process is not on this machine")
     [*start] = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
     pid = start[0].event_log_entry.dagster_event.pid if start else None
     if pid is None:

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from billing_pipelines.cli import main
 from billing_pipelines.generate import GeneratorSpec, generate
 from billing_pipelines.ingest.pipeline import BILLED, PRICED, LandingZone, ingest, summary_of
-from billing_pipelines.instance import LocalRunLauncher
+from billing_pipelines.instance import HOST_TAG, LocalRunLauncher, fail_dead_runs
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import duck
 from billing_pipelines.storage.objects import is_temporary
@@ -161,6 +162,18 @@ def test_run_monitoring_marks_a_killed_run_failed_in_the_embedded_instance(tmp_p
     assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
     [failure] = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_FAILURE).records
     assert "is gone (killed, or out of memory)" in failure.event_log_entry.message
+
+
+def test_a_run_of_another_machine_is_left_to_that_machine(tmp_path, generated):
+    """An instance shared over PostgreSQL: a pid is only meaningful on the machine that ran it."""
+    env = _env(generated, tmp_path / "home")
+    _kill_at(env, MANIFEST)
+    instance, run = _started_run(env["DAGSTER_HOME"])
+    instance.add_run_tags(run.run_id, {HOST_TAG: "another-machine"})
+    assert fail_dead_runs(instance) == []
+    assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED
+    instance.add_run_tags(run.run_id, {HOST_TAG: socket.gethostname()})
+    assert fail_dead_runs(instance) == [run.run_id]
 
 
 def test_the_next_command_marks_a_killed_run_failed_without_a_daemon(tmp_path, generated, monkeypatch, capsys):

@@ -81,6 +81,7 @@ def run_job(job_name: str, partition_key: str | None, settings: BillingSettings,
     """Launch one partition of a job (None: an unpartitioned job) in this process, recorded in the
     Dagster instance."""
     from billing_pipelines.definitions import defs
+    from billing_pipelines.instance import host_tags
 
     job = defs.resolve_job_def(job_name)
     if job.partitions_def is not None:
@@ -92,6 +93,7 @@ def run_job(job_name: str, partition_key: str | None, settings: BillingSettings,
         run_config={**quiet, **(run_config or {})},
         resources={"billing": settings},
         raise_on_error=False,
+        tags=host_tags(),
     )
     if not result.success:
         errors = [e.event_specific_data.error for e in result.all_events if e.is_step_failure]
