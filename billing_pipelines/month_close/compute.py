@@ -1,5 +1,5 @@
-"""Closing a billing month: the ledger, draft invoices, margin and allocations, from the full
-history of billed events (pure: no Dagster, no I/O)."""
+"""Closing a billing month: the ledger, draft invoices, margin and allocations, from the close of
+the month before and the month's billed events, or from the full history (pure: no Dagster, no I/O)."""
 
 from __future__ import annotations
 
