@@ -1,6 +1,7 @@
 """The request index (billing_pipelines.ingest.request_index) against a brute-force set of every
-earlier date's hashes: runs of dates, months and years, their filters, compaction in chunks,
-invalidation, the recovery of a bill killed before it rebilled later dates, and the lock."""
+earlier date's hashes: runs of dates, months and years, their filters and union filters,
+compaction in chunks, invalidation, the recovery of a bill killed before it rebilled later dates,
+and the lock."""
 
 from __future__ import annotations
 
@@ -53,18 +54,35 @@ def _brute_force(runs: dict[date, np.ndarray], day: date, keys: np.ndarray):
 
 def test_every_date_finds_exactly_the_hashes_earlier_dates_hold(tmp_path, monkeypatch):
     monkeypatch.setattr(request_index, "CHUNK", 64)  # compaction and probes go a chunk at a time
-    runs = _dates_with_keys(seed=3, days=45, per_day=300)  # across a year and three months
+    runs = _dates_with_keys(seed=3, days=110, per_day=300)  # 2025-12-20 to 2026-04-08
     index = RequestIndex(Warehouse(str(tmp_path / "wh")))
     for day, keys in runs.items():
         index.put_date_run(day, keys, source=str(day))
-    for day in [START + timedelta(days=n) for n in (0, 5, 12, 13, 30, 44)]:
-        before = index.runs_before(day, build=True)
-        found, first = index.found_in(runs[day], before)
+    for n in (0, 5, 13, 12, 30, 44, 79, 60, 109, 79, 109):  # the union made, extended, made smaller
+        day = START + timedelta(days=n)
+        found, first = index.found_in(runs[day], index.runs_before(day, build=True))
         expected_found, expected_first = _brute_force(runs, day, runs[day])
         assert found.tolist() == np.flatnonzero(expected_found).tolist()
         assert first.tolist() == expected_first
-    names = {run.name for run in index.runs_before(START + timedelta(days=44), build=True)}
-    assert names == {"year=2025", "month=2026-01", *(f"dt=2026-02-{d:02d}" for d in range(1, 2))}
+    year, months, *dates = index.runs_before(START + timedelta(days=79), build=True)  # 2026-03-09
+    assert year.name == "year=2025"
+    assert [run.name for run in months.runs] == ["month=2026-01", "month=2026-02"]
+    assert [run.name for run in dates] == [f"dt=2026-03-{d:02d}" for d in range(1, 9)]
+
+
+def test_a_union_extended_month_by_month_is_the_union_made_at_once(tmp_path):
+    runs = _dates_with_keys(seed=4, days=110, per_day=200)
+    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
+    for day, keys in runs.items():
+        index.put_date_run(day, keys, source=str(day))
+    for day in (date(2026, 3, 1), date(2026, 4, 1)):  # made of January and February, then extended
+        index.runs_before(day, build=True)
+    extended = index.runs_before(date(2026, 4, 1))[1]
+    assert {n for n in RequestIndex(index.wh).names if n.startswith("union=")} == {"union=2026+01-03"}
+    index.wh.drop(request_index.DATASET, "union=2026+01-03")
+    made = RequestIndex(index.wh).runs_before(date(2026, 4, 1), build=True)[1]
+    assert [run.name for run in extended.runs] == ["month=2026-01", "month=2026-02", "month=2026-03"]
+    assert np.array_equal(extended.words, made.words) and extended.words.any()
 
 
 def test_a_changed_date_invalidates_its_month_and_year_runs(tmp_path):
@@ -83,6 +101,26 @@ def test_a_changed_date_invalidates_its_month_and_year_runs(tmp_path):
     probe = sort_keys(np.array([7, 8, 9], np.uint64), np.array([1, 2, 2], np.uint64))
     found, first = fresh.found_in(probe, fresh.runs_before(later, build=True))
     assert found.tolist() == [0, 1] and set(first) == {day_number(changed)}
+
+
+def test_a_union_whose_runs_changed_is_read_as_its_runs_until_rebuilt(tmp_path):
+    runs = _dates_with_keys(seed=7, days=80, per_day=50)
+    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
+    for day, keys in runs.items():
+        index.put_date_run(day, keys, source="1")
+    later = date(2026, 3, 5)
+    assert isinstance(index.runs_before(later, build=True)[1], request_index.Group)  # January and February
+    changed = date(2026, 1, 3)
+    runs[changed] = np.sort(np.concatenate([runs[changed], runs[later][:5]]), order=["h1", "h2"])
+    index.put_date_run(changed, runs[changed], source="2")
+    fresh = RequestIndex(Warehouse(str(tmp_path / "wh")))
+    for build in (False, True):
+        before = fresh.runs_before(later, build=build)
+        assert any(isinstance(r, request_index.Group) for r in before) == build
+        found, first = fresh.found_in(runs[later], before)
+        expected_found, expected_first = _brute_force(runs, later, runs[later])
+        assert found.tolist() == np.flatnonzero(expected_found).tolist() and first.tolist() == expected_first
+        assert {0, 1, 2, 3, 4} <= set(found.tolist())
 
 
 def test_two_runs_differ_by_what_one_holds_and_not_the_other(monkeypatch):

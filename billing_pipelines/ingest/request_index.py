@@ -9,14 +9,19 @@ once later dates need them, one per landing month compacted from its date runs a
 landing year from its month runs. Checking ids against a run gathers one filter word per id (the
 ids sorted by h1 walk the filter in order) and confirms the few candidates by binary search, first
 in the run's fence (the h1 of every FENCE_STRIDE-th entry, small and contiguous), then within one
-page of its memory-mapped keys (a run written before fences existed is searched whole), so a
-date probes at most one run per earlier year, per earlier month of its year and per earlier date
-of its month.
+page of its memory-mapped keys (a run written before fences existed is searched whole).
+
+A date probes one run per earlier year, the earlier dates of its month one by one, and the
+earlier months of its year through their *union filter* (sized for UNION_SPAN times the largest of
+them, so that it stays one size all year): every id passes the union once, and only its candidates
+are looked up in the month runs. The union is stored with the filter files of the runs it holds
+and, on the first date of a month, extended by the month before (its keys hashed into it).
 
 Every run is a pure function of the landed files and the config, so the index is the same
 whatever order dates are billed in. It changes only under `index_lock` (billing a date); a change
 of a date's run invalidates the month and year runs that hold it (rebuilt from their children
-when next needed). Readers need no lock: a compacted run that is missing is read as its children.
+when next needed), and a union whose runs changed is rebuilt. Readers need no lock: a compacted
+run that is missing is read as its children, a union that does not match as its runs.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ BITS_PER_KEY = 16
 _EPOCH = date(1970, 1, 1)
 CHUNK = 1 << 22  # hashes held in memory at a time (4 M: 64 MB), whatever the size of a run
 FENCE_STRIDE = 256  # keys between fence entries: 4 KB, one page of KEYS
+UNION_SPAN = 12  # a year's union filter is sized for 12 times its largest month
 _LOCK_SPACE = 4_240_002  # PostgreSQL advisory lock key of the index (see billing_db for 4_240_001)
 
 
@@ -130,6 +136,16 @@ class Probe:
     def masks(self) -> np.ndarray:
         return hash_masks(self.keys["h2"])
 
+    @cached_property
+    def _slots(self) -> dict[int, np.ndarray]:
+        return {}
+
+    def slots(self, log_words: int) -> np.ndarray:
+        """Each hash's word in a filter of 2**log_words words (computed once a size: most runs share one)."""
+        if log_words not in self._slots:
+            self._slots[log_words] = (self.keys["h1"] >> np.uint64(64 - log_words)).astype(np.int64)
+        return self._slots[log_words]
+
 
 def _sorted(keys: np.ndarray) -> bool:
     return len(keys) < 2 or bool(np.all(keys["h1"][1:] >= keys["h1"][:-1]))
@@ -150,11 +166,8 @@ class Run:
         """(positions in probe, landing day numbers) of the probe's hashes found in this run, each
         at the earliest day it has; the filter leaves only a few candidates to confirm."""
         if not len(self.keys) or not len(probe.keys):
-            return np.empty(0, np.int64), np.empty(0, np.int32)
-        log_words = int(np.log2(len(self.words)))
-        slot = (probe.keys["h1"] >> np.uint64(64 - log_words)).astype(np.int64)
-        maybe = np.flatnonzero((self.words[slot] & probe.masks) == probe.masks)
-        return self._confirm(probe.keys, maybe)
+            return _nothing()
+        return self._confirm(probe.keys, candidates(self.words, probe))
 
     def _confirm(self, wanted: np.ndarray, maybe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The positions of `maybe` in `wanted` whose hash the run holds, with the earliest day."""
@@ -162,6 +175,34 @@ class Run:
         left = search_h1(self.keys, self.fence, h1, "left")
         right = search_h1(self.keys, self.fence, h1, "right")
         return _matches(self.keys, self.days, wanted, maybe, left, right)
+
+
+def candidates(words: np.ndarray, probe: Probe) -> np.ndarray:
+    """The positions in `probe` of the hashes whose 8 bits the filter `words` has set."""
+    bits = words[probe.slots(int(np.log2(len(words))))]
+    np.bitwise_and(bits, probe.masks, out=bits)
+    return np.flatnonzero(bits == probe.masks)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Runs probed through one union filter of theirs: each hash passes the union once, and only
+    its candidates are looked up in the runs."""
+
+    words: np.ndarray
+    runs: list[Run]
+
+    def lookup(self, probe: Probe) -> tuple[np.ndarray, np.ndarray]:
+        """As Run.lookup, for every run of the group (a position may come once a run)."""
+        maybe = candidates(self.words, probe)
+        narrowed = Probe(probe.keys[maybe])
+        found = [run.lookup(narrowed) for run in self.runs]
+        return (np.concatenate([maybe[positions] for positions, _ in found]),
+                np.concatenate([days for _, days in found]))
+
+
+def _nothing() -> tuple[np.ndarray, np.ndarray]:
+    return np.empty(0, np.int64), np.empty(0, np.int32)
 
 
 def _matches(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.ndarray,
@@ -173,7 +214,7 @@ def _matches(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.n
     same = keys["h2"][where] == wanted["h2"][maybe][owner]
     owner, first_day = owner[same], days[where[same]]
     if not len(owner):
-        return np.empty(0, np.int64), np.empty(0, np.int32)
+        return _nothing()
     order = np.lexsort((first_day, owner))
     owner, first_day = owner[order], first_day[order]
     keep = np.r_[True, owner[1:] != owner[:-1]]
@@ -182,7 +223,7 @@ def _matches(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.n
 
 class RequestIndex:
     """The runs stored in a warehouse under DATASET: date runs `dt=YYYY-MM-DD`, month runs
-    `month=YYYY-MM`, year runs `year=YYYY`."""
+    `month=YYYY-MM`, year runs `year=YYYY`; union filters `union=YYYY+01-MM` of a year's first months."""
 
     def __init__(self, warehouse: Warehouse):
         self.wh = warehouse
@@ -191,11 +232,13 @@ class RequestIndex:
     # -- reading
     def run(self, name: str) -> Run:
         manifest = self.wh.manifest(DATASET, name)
-        arrays = {n: np.load(self.wh.local_paths(self.wh.file_paths(DATASET, n, [name]))[0], mmap_mode="r")
-                  for n in ("keys", "days", "filter", "fence") if n in manifest["files"]}
+        arrays = {n: self._array(name, n) for n in ("keys", "days", "filter", "fence") if n in manifest["files"]}
         if manifest["meta"]["level"] == "date":  # a date run's entries are all of its own day
-            arrays["days"] = np.full(len(arrays["keys"]), manifest["meta"]["day"], np.int32)
+            arrays["days"] = np.broadcast_to(np.int32(manifest["meta"]["day"]), len(arrays["keys"]))
         return Run(name, arrays["keys"], arrays["days"], arrays["filter"], arrays.get("fence"))
+
+    def _array(self, name: str, array: str) -> np.ndarray:
+        return np.load(self.wh.local_paths(self.wh.file_paths(DATASET, array, [name]))[0], mmap_mode="r")
 
     def date_runs(self) -> list[date]:
         return sorted(date.fromisoformat(n[3:]) for n in self.names if n.startswith("dt="))
@@ -219,13 +262,16 @@ class RequestIndex:
                     names += [f"dt={d.isoformat()}" for d in month_days]
         return names
 
-    def runs_before(self, day: date, build: bool = False) -> list[Run]:
-        """The runs of every date before `day`: whole earlier years and earlier months of its year
-        compacted (where present, or built under the index lock), the dates of its month one by one."""
+    def runs_before(self, day: date, build: bool = False) -> list[Run | Group]:
+        """What holds every date before `day`: each earlier year by its run, the earlier months of its
+        year as a Group (compacted runs and union present, or built under the index lock where
+        `build`), the dates of its month one by one."""
         earlier = [d for d in self.date_runs() if d < day]
-        whole = [d for d in earlier if (d.year, d.month) < (day.year, day.month)]
-        own = [d for d in earlier if (d.year, d.month) == (day.year, day.month)]
-        return [self.run(n) for n in self._covering(whole, build) + [f"dt={d}" for d in own]]
+        years = self._covering([d for d in earlier if d.year < day.year], build)
+        months = self._covering([d for d in earlier if d.year == day.year and d.month < day.month], build)
+        own = [f"dt={d}" for d in earlier if (d.year, d.month) == (day.year, day.month)]
+        return [self.run(n) for n in years] + self._grouped(day.year, day.month - 1, months, build) + [
+            self.run(n) for n in own]
 
     def runs_after(self, day: date) -> list[Run]:
         """The runs of every date after `day` (compacted where already built)."""
@@ -234,7 +280,7 @@ class RequestIndex:
         rest = [d for d in later if (d.year, d.month) != (day.year, day.month)]
         return [self.run(n) for n in [f"dt={d}" for d in own] + self._covering(rest, build=False)]
 
-    def found_in(self, keys: np.ndarray, runs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+    def found_in(self, keys: np.ndarray, runs: list[Run | Group]) -> tuple[np.ndarray, np.ndarray]:
         """(positions in `keys`, earliest day number) of the hashes of `keys` (sorted by h1) that
         `runs` hold, a chunk of keys at a time."""
         positions, days = [np.empty(0, np.int64)], [np.empty(0, np.int32)]
@@ -243,7 +289,7 @@ class RequestIndex:
             first = np.full(len(chunk), np.iinfo(np.int32).max, np.int32)
             for run in runs:
                 found, found_days = run.lookup(probe)
-                first[found] = np.minimum(first[found], found_days)
+                np.minimum.at(first, found, found_days)
             held = np.flatnonzero(first != np.iinfo(np.int32).max)
             positions.append(held + offset)
             days.append(first[held])
@@ -313,6 +359,45 @@ class RequestIndex:
             children = [f"month={m}" for m in months if self._compacted(f"month={m}", build)]
         self._compact(name, level, [self.run(c) for c in children])
         return True
+
+    def _grouped(self, year: int, months: int, members: list[str], build: bool) -> list[Run | Group]:
+        """The runs `members` (of the first `months` months of `year`), as one Group where there are
+        several and their union is stored (or built, where `build`)."""
+        runs = [self.run(m) for m in members]
+        words = self._union(year, months, runs, build) if len(runs) > 1 else None
+        return runs if words is None else [Group(words, runs)]
+
+    def _union(self, year: int, months: int, runs: list[Run], build: bool) -> np.ndarray | None:
+        """The union filter `union=YYYY+01-MM` of `runs`, as stored (with the filter files of the runs
+        it holds); where `build`, made from the longest stored union of some of them (the keys of the
+        others hashed into it) and stored in place of the shorter ones."""
+        name, family = f"union={year}+01-{months:02d}", f"union={year}+"
+        log_words = filter_words(UNION_SPAN * max(len(run.keys) for run in runs))
+        wanted = {run.name: self.wh.manifest(DATASET, run.name)["files"]["filter"] for run in runs}
+        if self._members(name, log_words) == wanted:
+            return self._array(name, "filter")
+        if not build:
+            return None
+        stored = {n: self._members(n, log_words) for n in self.names if n.startswith(family)}
+        base = max((n for n, held in stored.items() if held.items() <= wanted.items()),
+                   key=lambda n: len(stored[n]), default=None)
+        held = stored.get(base, {})
+        words = np.array(self._array(base, "filter")) if held else np.zeros(1 << log_words, np.uint64)
+        for run in runs:
+            if run.name not in held:
+                for chunk in chunks(run.keys):
+                    _fill_filter(words, chunk, log_words)
+        self.wh.commit_arrays(DATASET, name, {"filter": words}, {"level": "union", "log_words": log_words,
+                                                                  "members": wanted})
+        for shorter in [n for n in self.names if n.startswith(family) and n < name]:
+            self._invalidate(shorter)
+        self.names.add(name)
+        return words
+
+    def _members(self, name: str, log_words: int) -> dict[str, str]:
+        """The runs (with their filter files) the union `name` holds, where it is of `log_words`."""
+        meta = self.wh.manifest(DATASET, name)["meta"] if name in self.names else {}
+        return meta["members"] if meta.get("log_words") == log_words else {}
 
     def _compact(self, name: str, level: str, children: list[Run]) -> None:
         """Merge `children` (in day order) into one run, a range of h1 at a time."""
