@@ -13,9 +13,10 @@ page of its memory-mapped keys (a run written before fences existed is searched 
 
 A date probes one run per earlier year, the earlier dates of its month one by one, and the
 earlier months of its year through their *union filter* (sized for UNION_SPAN times the largest of
-them, so that it stays one size all year): every id passes the union once, and only its candidates
-are looked up in the month runs. The union is stored with the filter files of the runs it holds
-and, on the first date of a month, extended by the month before (its keys hashed into it).
+them, so that it stays one size all year, at half the bits of a run's): every id passes the union
+once, and only its candidates are looked up in the month runs (their filters, then their keys).
+The union is stored with the filter files of the runs it holds and, on the first date of a month,
+extended by the month before (its keys hashed into a copy).
 
 Every run is a pure function of the landed files and the config, so the index is the same
 whatever order dates are billed in. It changes only under `index_lock` (billing a date); a change
@@ -46,7 +47,8 @@ BITS_PER_KEY = 16
 _EPOCH = date(1970, 1, 1)
 CHUNK = 1 << 22  # hashes held in memory at a time (4 M: 64 MB), whatever the size of a run
 FENCE_STRIDE = 256  # keys between fence entries: 4 KB, one page of KEYS
-UNION_SPAN = 12  # a year's union filter is sized for 12 times its largest month
+UNION_SPAN = 12  # a year's union filter is sized for 12 times its largest month,
+UNION_BITS_PER_KEY = 8  # at 8 bits a hash (a few % false positives, which the runs' filters stop)
 _LOCK_SPACE = 4_240_002  # PostgreSQL advisory lock key of the index (see billing_db for 4_240_001)
 
 
@@ -65,9 +67,9 @@ def sort_keys(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
     return keys[np.argsort(keys["h1"], kind="stable")]
 
 
-def filter_words(count: int) -> int:
+def filter_words(count: int, bits_per_key: int = BITS_PER_KEY) -> int:
     """log2 of the filter's 64-bit words for `count` hashes (a pure function of the count)."""
-    return max(6, int(np.ceil(np.log2(max(count, 1) * BITS_PER_KEY / 64))))
+    return max(6, int(np.ceil(np.log2(max(count, 1) * bits_per_key / 64))))
 
 
 def hash_masks(h2: np.ndarray) -> np.ndarray:
@@ -372,7 +374,7 @@ class RequestIndex:
         it holds); where `build`, made from the longest stored union of some of them (the keys of the
         others hashed into it) and stored in place of the shorter ones."""
         name, family = f"union={year}+01-{months:02d}", f"union={year}+"
-        log_words = filter_words(UNION_SPAN * max(len(run.keys) for run in runs))
+        log_words = filter_words(UNION_SPAN * max(len(run.keys) for run in runs), UNION_BITS_PER_KEY)
         wanted = {run.name: self.wh.manifest(DATASET, run.name)["files"]["filter"] for run in runs}
         if self._members(name, log_words) == wanted:
             return self._array(name, "filter")
