@@ -42,6 +42,14 @@ def _dates_with_keys(seed: int, days: int, per_day: int) -> dict[date, np.ndarra
     return out
 
 
+def _index_of(tmp_path, runs: dict[date, np.ndarray]) -> RequestIndex:
+    """An index in a fresh warehouse holding `runs` as date runs."""
+    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
+    for day, keys in runs.items():
+        index.put_date_run(day, keys, source=str(day))
+    return index
+
+
 def _brute_force(runs: dict[date, np.ndarray], day: date, keys: np.ndarray):
     earliest = {}
     for d, held in sorted(runs.items()):
@@ -55,9 +63,7 @@ def _brute_force(runs: dict[date, np.ndarray], day: date, keys: np.ndarray):
 def test_every_date_finds_exactly_the_hashes_earlier_dates_hold(tmp_path, monkeypatch):
     monkeypatch.setattr(request_index, "CHUNK", 64)  # compaction and probes go a chunk at a time
     runs = _dates_with_keys(seed=3, days=110, per_day=300)  # 2025-12-20 to 2026-04-08
-    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
-    for day, keys in runs.items():
-        index.put_date_run(day, keys, source=str(day))
+    index = _index_of(tmp_path, runs)
     for n in (0, 5, 13, 12, 30, 44, 79, 60, 109, 79, 109):  # the union made, extended, made smaller
         day = START + timedelta(days=n)
         found, first = index.found_in(runs[day], index.runs_before(day, build=True))
@@ -72,9 +78,7 @@ def test_every_date_finds_exactly_the_hashes_earlier_dates_hold(tmp_path, monkey
 
 def test_a_union_extended_month_by_month_is_the_union_made_at_once(tmp_path):
     runs = _dates_with_keys(seed=4, days=110, per_day=200)
-    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
-    for day, keys in runs.items():
-        index.put_date_run(day, keys, source=str(day))
+    index = _index_of(tmp_path, runs)
     for day in (date(2026, 3, 1), date(2026, 4, 1)):  # made of January and February, then extended
         index.runs_before(day, build=True)
     extended = index.runs_before(date(2026, 4, 1))[1]
@@ -87,9 +91,7 @@ def test_a_union_extended_month_by_month_is_the_union_made_at_once(tmp_path):
 
 def test_a_changed_date_invalidates_its_month_and_year_runs(tmp_path):
     runs = _dates_with_keys(seed=5, days=20, per_day=50)
-    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
-    for day, keys in runs.items():
-        index.put_date_run(day, keys, source="1")
+    index = _index_of(tmp_path, runs)
     later = date(2026, 1, 8)
     index.runs_before(later, build=True)
     assert {"year=2025", "month=2025-12"} <= RequestIndex(index.wh).names
@@ -105,9 +107,7 @@ def test_a_changed_date_invalidates_its_month_and_year_runs(tmp_path):
 
 def test_a_union_whose_runs_changed_is_read_as_its_runs_until_rebuilt(tmp_path):
     runs = _dates_with_keys(seed=7, days=80, per_day=50)
-    index = RequestIndex(Warehouse(str(tmp_path / "wh")))
-    for day, keys in runs.items():
-        index.put_date_run(day, keys, source="1")
+    index = _index_of(tmp_path, runs)
     later = date(2026, 3, 5)
     assert isinstance(index.runs_before(later, build=True)[1], request_index.Group)  # January and February
     changed = date(2026, 1, 3)
