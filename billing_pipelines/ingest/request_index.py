@@ -81,11 +81,17 @@ def hash_masks(h2: np.ndarray) -> np.ndarray:
 
 
 def build_filter(keys: np.ndarray, log_words: int) -> np.ndarray:
-    """The Bloom filter of `keys` (sorted by h1), `2**log_words` words, a chunk at a time."""
+    """The Bloom filter of `keys` (sorted by h1), `2**log_words` words."""
     words = np.zeros(1 << log_words, np.uint64)
+    add_to_filter(words, keys)
+    return words
+
+
+def add_to_filter(words: np.ndarray, keys: np.ndarray) -> None:
+    """Set the bits of `keys` (sorted by h1) in the filter `words`, a chunk at a time."""
+    log_words = int(np.log2(len(words)))
     for chunk in chunks(keys):
         _fill_filter(words, chunk, log_words)
-    return words
 
 
 def chunks(keys: np.ndarray) -> Iterator[np.ndarray]:
@@ -387,8 +393,7 @@ class RequestIndex:
         words = np.array(self._array(base, "filter")) if held else np.zeros(1 << log_words, np.uint64)
         for run in runs:
             if run.name not in held:
-                for chunk in chunks(run.keys):
-                    _fill_filter(words, chunk, log_words)
+                add_to_filter(words, run.keys)
         self.wh.commit_arrays(DATASET, name, {"filter": words}, {"level": "union", "log_words": log_words,
                                                                   "members": wanted})
         for shorter in [n for n in self.names if n.startswith(family) and n < name]:
