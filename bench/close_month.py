@@ -2,7 +2,7 @@
 (default 10,000), in 1 customer shard and in SHARDS (default 4), each shard in a fresh process
 (its peak RSS from the OS), then the month's documents (union of the shards, tier advisor).
 
-The month's collected events (`month_usage`) are generated directly with DuckDB (seeded; the
+The month's collected events (`month_usage`, for 1 shard and for SHARDS) are generated with DuckDB (seeded; the
 ingest and its collection are benchmarked in bench/year_bench.py): customers start the month
 before (whose close, without events, gives them rollover grants to open with), one in ten buys
 credits mid-month, 1 in 1,000 events is late usage (at the month's first instant).
@@ -17,6 +17,7 @@ import json
 import shutil
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 from bench_support import ROOT, fresh_home, fresh_process, home
@@ -57,9 +58,10 @@ def write_config(folder: Path, customers: int) -> None:
     (folder / "customers.yaml").write_text("\n".join(lines) + "\n")
 
 
-def write_month_usage(settings, events: int, customers: int) -> None:
-    """The collected events of MONTH (and an empty collection of the month before)."""
-    from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql
+def write_month_usage(settings, events: int, customers: int, shard_counts: tuple[int, ...]) -> None:
+    """The collected events of MONTH (and an empty collection of the month before), for each of
+    `shard_counts` customer shards."""
+    from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql, shard_partition
     from billing_pipelines.partitions import customer_bucket
     from billing_pipelines.storage import duck
 
@@ -89,10 +91,19 @@ def write_month_usage(settings, events: int, customers: int) -> None:
         ORDER BY billing_month, bucket, org_id, ts, request_id"""
     counts = dict(con.execute("SELECT bucket, count(*) FROM (SELECT hash(i, 8) % $1 AS org_no FROM range($2) t(i)) "
                               "JOIN orgs USING (org_no) GROUP BY 1", [customers, events]).fetchall())
-    for month, select, n in ((BEFORE, no_events_sql(), {}), (MONTH, query, counts)):
-        meta = {"month": month, "landing_dates": {}, "previous": None, "events": sum(n.values()), "handed_over": 0,
-                "events_by_bucket": {str(b): c for b, c in sorted(n.items())}}
-        wh.commit(MONTH_USAGE, f"month={month}", con, {EVENTS: select}, meta)
+    generated = settings.scratch_dir() / "generated.parquet"
+    con.execute(f"COPY ({query}) TO {duck.literal(generated)} (FORMAT parquet)")
+    for shards in shard_counts:
+        for shard in range(shards):
+            held = {b: c for b, c in counts.items() if b % shards == shard}
+            select = f"SELECT * FROM read_parquet({duck.literal(generated)}) WHERE bucket % {shards} = {shard}"
+            for month, events_sql, n in ((BEFORE, no_events_sql(), {}), (MONTH, select, held)):
+                meta = {"month": month, "shard": shard, "shards": shards, "landing": None, "previous": None,
+                        "events": sum(n.values()), "handed_over": 0,
+                        "events_by_bucket": {str(b): c for b, c in sorted(n.items())}}
+                wh.commit(MONTH_USAGE, shard_partition(date.fromisoformat(f"{month}-01"), shard, shards), con,
+                          {EVENTS: events_sql}, meta)
+    generated.unlink()
     con.close()
 
 
@@ -117,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         env = fresh_home(out)
         write_config(out / "config", args.customers)
         started = time.perf_counter()
-        write_month_usage(BillingSettings.from_env(env), args.events, args.customers)
+        write_month_usage(BillingSettings.from_env(env), args.events, args.customers, (1, args.shards))
         print(f"collected {args.events:,} events of {MONTH} for {args.customers:,} customers "
               f"(generated in {time.perf_counter() - started:.0f} s)", flush=True)
     report = {}

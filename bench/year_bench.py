@@ -49,7 +49,7 @@ from datetime import date
 from billing_pipelines.ingest.pipeline import LandingZone, ingest
 from billing_pipelines.month_close.documents import close_documents
 from billing_pipelines.month_close.ledger import close_ledger_shard
-from billing_pipelines.month_close.usage import collect_month_usage
+from billing_pipelines.month_close.usage import collect_month_usage, pin_landing_dates
 from billing_pipelines.resources import BillingSettings
 settings = BillingSettings.from_env(json.loads(sys.argv[1]))
 kind, value = sys.argv[2], sys.argv[3]
@@ -59,7 +59,9 @@ if kind == "ingest":
     what = summary.to_json()
 else:
     month, config = date.fromisoformat(value), settings.billing_config()
-    usage = collect_month_usage(LandingZone(settings, config), month, settings.grace_days)
+    zone = LandingZone(settings, config)
+    pin_landing_dates(zone, month, settings.grace_days)
+    usage = collect_month_usage(zone, month, 0, 1)
     close_ledger_shard(settings, config, month, 0, 1)
     documents = close_documents(settings, config, month, 1)
     what = {"events": usage["meta"]["events"], "invoices": len(documents.invoices)}

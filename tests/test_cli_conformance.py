@@ -50,7 +50,7 @@ def test_ingest_close_and_report_through_dagster(conformance_env, capsys):
     from dagster import DagsterInstance
 
     runs = DagsterInstance.get().get_runs()
-    assert {r.job_name for r in runs} == {"daily_ingest", "collect_month_usage", "close_credit_ledger",
+    assert {r.job_name for r in runs} == {"daily_ingest", "start_month_close", "close_month_shard",
                                           "close_month_documents"}
     # globex started in September: closing October closes September first, each month in 3 runs
     assert len(runs) == 61 + 3 * 3 and all(r.is_success for r in runs)

@@ -65,4 +65,4 @@ def test_finalize_then_backfill_lists_one_adjustment(landing, capsys):
     from dagster import DagsterInstance
 
     assert {r.job_name for r in DagsterInstance.get().get_runs()} == {
-        "daily_ingest", "collect_month_usage", "close_credit_ledger", "close_month_documents", "finalize_invoices"}
+        "daily_ingest", "start_month_close", "close_month_shard", "close_month_documents", "finalize_invoices"}

@@ -63,7 +63,7 @@ def test_daily_ingest_and_month_close_through_the_postgres_instance(tmp_path, da
 
         ingest(settings, sorted(landing_dates(settings.landing_store())))
         for month in ("2026-09", "2026-10"):  # globex started in September
-            for job, key in (("collect_month_usage", month), ("close_credit_ledger", f"{month}|0"),
+            for job, key in (("start_month_close", month), ("close_month_shard", f"{month}|0"),
                              ("close_month_documents", month)):
                 close = defs.resolve_job_def(job).execute_in_process(
                     partition_key=key, instance=instance, resources={"billing": settings}, run_config=QUIET)

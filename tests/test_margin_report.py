@@ -157,7 +157,7 @@ def test_advisor_lines_give_per_tier_advice(closed):
 
 def test_rate_limit_simulation_is_shown_when_given(closed):
     con = duck.connect()
-    month_events = con.sql(month_events_sql(con, closed.warehouse(), NOV)).pl().cast(BILLED_EVENT_SCHEMA)
+    month_events = con.sql(month_events_sql(con, closed.warehouse(), NOV, 1)).pl().cast(BILLED_EVENT_SCHEMA)
     simulation = rate_limit_simulation(month_events, closed.billing_config())
     html = margin_report_html(load_margin_report(closed, trend(closed, NOV), simulation))
     assert html.count('<img class="chart') == 5

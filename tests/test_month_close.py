@@ -20,8 +20,9 @@ from billing_pipelines.ingest.pipeline import BILLED, LandingZone, billed_events
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.month_close.compute import close_month
 from billing_pipelines.month_close.documents import stored_month_close
-from billing_pipelines.month_close.ledger import CREDIT_LEDGER, shard_partition
+from billing_pipelines.month_close.ledger import CREDIT_LEDGER
 from billing_pipelines.month_close.run import close_months
+from billing_pipelines.month_close.usage import shard_partition
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import duck
 from tests.common import CONFORMANCE, EXAMPLES, Landing, event
@@ -135,15 +136,23 @@ def test_one_shard_or_four_and_any_batch_give_the_same_month(tmp_path, monkeypat
     assert results["one"][1].equals(results["four"][1]) and results["one"][1].equals(results["batches"][1])
 
 
-def test_a_month_closes_from_the_month_before_or_says_which_to_close(tmp_path):
-    from billing_pipelines.ingest.pipeline import LandingZone
+def test_a_shard_collects_its_month_from_the_month_before_and_the_pinned_dates_or_says_what_to_run(tmp_path):
+    from billing_pipelines.ingest.landing import partition_name
     from billing_pipelines.month_close.errors import MonthCloseError
-    from billing_pipelines.month_close.usage import collect_month_usage
+    from billing_pipelines.month_close.usage import collect_month_usage, pin_landing_dates
 
     settings = _settings(tmp_path, CONFORMANCE / "config", CONFORMANCE / "landing")
     ingest(settings, sorted(landing_dates(settings.landing_store())))
+    zone, nov, oct_ = LandingZone(settings), date(2026, 11, 1), date(2026, 10, 1)
+    with pytest.raises(MonthCloseError, match=r"2026-11: its landing dates are not pinned yet"):
+        collect_month_usage(zone, nov, 0, 1)
+    pin_landing_dates(zone, nov, 3)
     with pytest.raises(MonthCloseError, match=r"needs 2026-10 collected first.*billing close-month 2026-10"):
-        collect_month_usage(LandingZone(settings), date(2026, 11, 1), 3)
+        collect_month_usage(zone, nov, 0, 1)
+    pin_landing_dates(zone, oct_, 3)
+    settings.warehouse().drop(BILLED, partition_name(date(2026, 10, 20)))
+    with pytest.raises(MonthCloseError, match=r"billed usage of 2026-10-20 changed since its landing dates"):
+        collect_month_usage(LandingZone(settings), oct_, 0, 1)
 
 
 def test_the_month_close_depends_on_exactly_what_it_reads():
@@ -163,9 +172,12 @@ def test_the_month_close_depends_on_exactly_what_it_reads():
                 keys = graph.get_parent_partition_keys_for_child(key, dg.AssetKey(parent), dg.AssetKey(asset))
         return sorted(keys.partitions_subset.get_partition_keys())
 
-    window = parents("month_usage", "2026-10", "billed_usage")
+    window = parents("month_landing_dates", "2026-10", "billed_usage")
     assert (window[0], window[-1], len(window)) == ("2026-10-04", "2026-11-03", 31)
-    assert parents("month_usage", "2026-10", "month_usage") == ["2026-09"]
+    assert parents("month_usage", "2026-10|0", "month_landing_dates") == ["2026-10"]
+    assert parents("month_usage", "2026-10|0", "month_usage") == ["2026-09|0"]
     assert parents("credit_ledger", "2026-10|0", "credit_ledger") == ["2026-09|0"]
-    assert parents("credit_ledger", "2026-10|0", "month_usage") == ["2026-10"]
+    assert parents("credit_ledger", "2026-10|0", "month_usage") == ["2026-10|0"]
+    assert parents("margin_report", "2026-10", "month_usage") == parents("rate_limit_simulation", "2026-10",
+                                                                         "month_usage") == ["2026-10|0"]
     assert parents("draft_invoices", "2026-10", "credit_ledger") == ["2026-10|0"]

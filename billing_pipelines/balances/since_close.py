@@ -17,9 +17,8 @@ from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.month_close.documents import MONTH_CLOSE
 from billing_pipelines.month_close.documents import partition as close_partition
 from billing_pipelines.month_close.ledger import stored_grants
-from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql
-from billing_pipelines.month_close.usage import partition as usage_partition
-from billing_pipelines.partitions import close_shard_count, month_window
+from billing_pipelines.month_close.usage import EVENTS, MONTH_USAGE, no_events_sql, usage_partitions
+from billing_pipelines.partitions import close_shard_count, customer_bucket, month_window
 from billing_pipelines.periods import add_months
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import duck
@@ -54,7 +53,8 @@ def billed_since(con, settings: BillingSettings, config: BillingConfig, snapshot
         first, _ = month_window(add_months(snapshot.month, 1), settings.grace_days)
         days = [d for d in (first + timedelta(days=n) for n in range((date.today() - first).days + 2))
                 if wh.manifest(BILLED, partition_name(d))]
-        events = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, [usage_partition(snapshot.month)]))
+        held = usage_partitions(snapshot.month, close_shard_count(), [customer_bucket(o) for o in orgs])
+        events = wh.relation(con, wh.file_paths(MONTH_USAGE, EVENTS, held))
         handed = [f"SELECT {columns} FROM {events} WHERE billing_month > {duck.literal(snapshot.month)}"]
     selects = [f"SELECT {columns} FROM ({billed_events_sql(con, zone, [d])})" for d in days] + handed
     if not selects:

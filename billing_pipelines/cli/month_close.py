@@ -11,7 +11,7 @@ from billing_pipelines.resources import BillingSettings
 
 def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None:
     """Close the month through Dagster: first every earlier month whose close is missing or out of
-    date, in order; each month as its runs (collect, one per customer shard, documents)."""
+    date, in order; each month as its runs (pin its landing dates, one per customer shard, documents)."""
     from dagster import MultiPartitionKey
 
     from billing_pipelines.month_close.chain import months_to_close
@@ -22,9 +22,9 @@ def cmd_close_month(args: argparse.Namespace, settings: BillingSettings) -> None
     month, shards = parse_month_arg(args.month), close_shard_count()
     require_partitions(billing_months, [month_key(month)])  # before closing any month before it
     for each in months_to_close(settings.warehouse(), settings.billing_config(), month, shards, settings.grace_days):
-        run_job("collect_month_usage", month_key(each), settings)
+        run_job("start_month_close", month_key(each), settings)
         for shard in range(shards):
-            run_job("close_credit_ledger", MultiPartitionKey({"month": month_key(each), "shard": str(shard)}), settings)
+            run_job("close_month_shard", MultiPartitionKey({"month": month_key(each), "shard": str(shard)}), settings)
         run_job("close_month_documents", month_key(each), settings)
         if each < month:
             print(f"{month_key(each)} closed first (its close was missing or out of date)")

@@ -1,12 +1,14 @@
 """Dagster assets of the month close, by billing month (partitions.billing_months) and, for the
-credit ledger, by month and customer shard (partitions.month_shards: one run a shard, so
-Kubernetes runs them in parallel pods).
+collection of the events and the credit ledger, by month and customer shard
+(partitions.month_shards: one run a shard, so Kubernetes runs them in parallel pods).
 
-    billed_usage (landing dates of the month) --> month_usage --> credit_ledger (each shard)
-    month_usage of the month before ------------^   credit_ledger of the month before --^
+    billed_usage (landing dates of the month) --> month_landing_dates --> month_usage (each shard)
+    month_usage (the shard, the month before) --------------------------^        |
+    credit_ledger (the shard, the month before) --> credit_ledger (each shard) <--/
     credit_ledger (all shards) --> draft_invoices --> invoice_pdfs, finalized_invoices (finalize_invoices job)
-                               \\-> margin_report ----> margin_report_pdf <-- rate_limit_simulation <-- month_usage
-    margin_report of the trend months before ------^
+    credit_ledger, month_usage (all shards) --> margin_report --> margin_report_pdf
+    margin_report of the trend months before -----------------------^  ^-- rate_limit_simulation
+    month_usage (all shards) ------------------------------------------------------^
 
 Each month depends on the month before, so a backfill re-closes months in order and the UI
 shows a close stale once anything it reads changed.
@@ -83,22 +85,37 @@ def _failing_clearly(step):
 
 
 @dg.asset(
-    partitions_def=billing_months, group_name=GROUP, kinds={"duckdb", "parquet"},
+    partitions_def=billing_months, group_name=GROUP, kinds={"parquet"},
     owners=OWNERS, tags=TAGS, code_version=PIPELINE_VERSION,
-    deps=[dg.AssetDep(billed_usage, partition_mapping=_MONTH_DAYS),
-          dg.AssetDep("month_usage", partition_mapping=_MONTH_BEFORE)],
-    description="The events the billing month bills (SPEC §2), collected once: the billed usage of the "
-    "landing dates of its partition (from the end of the previous month's grace period to the end of its "
-    "own) and the events of this month the previous one took in before it closed. Fails, naming them, "
-    "where a landing date is not ingested as it is now.",
+    deps=[dg.AssetDep(billed_usage, partition_mapping=_MONTH_DAYS)],
+    description="The landing dates the billing month takes in (SPEC §2: from the end of the previous month's "
+    "grace period to the end of its own), pinned at the version of their billed usage that its shards "
+    "collect. Fails, naming them, where a landing date is not ingested as it is now.",
+)
+def month_landing_dates(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
+    month = _month(context.partition_key)
+    manifest = _failing_clearly(lambda: usage.pin_landing_dates(LandingZone(billing), month, billing.grace_days))
+    return dg.MaterializeResult(metadata={"landing_dates": len(manifest["meta"]["landing_dates"])},
+                                data_version=dg.DataVersion(manifest_version(manifest)))
+
+
+@dg.asset(
+    partitions_def=month_shards, group_name=GROUP, kinds={"duckdb", "parquet"},
+    owners=OWNERS, tags=TAGS, code_version=PIPELINE_VERSION, automation_condition=_EAGER,
+    deps=[dg.AssetDep(month_landing_dates, partition_mapping=_OF_MONTH),
+          dg.AssetDep("month_usage", partition_mapping=_SHARD_MONTH_BEFORE)],
+    description="The events the billing month bills (SPEC §2) of one customer shard, collected once: its "
+    "customers' billed usage on the month's pinned landing dates and the events of this month its shard of "
+    "the month before took in before it closed.",
 )
 def month_usage(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
-    month = _month(context.partition_key)
-    manifest = _failing_clearly(lambda: usage.collect_month_usage(LandingZone(billing), month, billing.grace_days))
+    keys = context.partition_key.keys_by_dimension
+    month, shard = _month(keys["month"]), int(keys["shard"])
+    zone = LandingZone(billing)
+    manifest = _failing_clearly(lambda: usage.collect_month_usage(zone, month, shard, close_shard_count()))
     meta = manifest["meta"]
     return dg.MaterializeResult(
-        metadata={"events": meta["events"], "handed_over_to_next_month": meta["handed_over"],
-                  "landing_dates": len(meta["landing_dates"])},
+        metadata={"events": meta["events"], "handed_over_to_next_month": meta["handed_over"]},
         data_version=dg.DataVersion(manifest_version(manifest)),
     )
 
@@ -116,8 +133,7 @@ DRAFT_CHECK = partition_check("totals_add_up", "draft_invoices", billing_months,
 @dg.asset(
     partitions_def=month_shards, group_name=GROUP, kinds={"polars", "parquet"}, check_specs=LEDGER_CHECKS,
     owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
-    deps=[dg.AssetDep(month_usage, partition_mapping=_OF_MONTH),
-          dg.AssetDep("credit_ledger", partition_mapping=_SHARD_MONTH_BEFORE)],
+    deps=[month_usage, dg.AssetDep("credit_ledger", partition_mapping=_SHARD_MONTH_BEFORE)],
     automation_condition=_EAGER,
     description="Grants (plan, purchase, rollover), every event's consumption traced to its grants, overage "
     "and expiry, and each customer's credit summary (SPEC §3), for one customer shard: from the grants "
@@ -153,7 +169,8 @@ def _check(asset: str, name: str, problems: list[str]) -> dg.AssetCheckResult:
                      "tax; the union of the month's shards, stored in the billing database until finalized."),
         dg.AssetSpec("margin_report", group_name=GROUP, kinds={"duckdb"}, automation_condition=_EAGER,
                      owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
-                     deps=[dg.AssetDep(credit_ledger, partition_mapping=_OF_MONTH), month_usage],
+                     deps=[dg.AssetDep(credit_ledger, partition_mapping=_OF_MONTH),
+                           dg.AssetDep(month_usage, partition_mapping=_OF_MONTH)],
                      description="Recognized revenue, COGS, gross margin and credit-to-cost ratio per customer, "
                      "by model and by action tier (SPEC §5), and the credit-tier advisor over the month's events."),
     ],
@@ -293,7 +310,8 @@ def _issue_date(text: str) -> date:
 
 
 @dg.asset(
-    partitions_def=billing_months, group_name=GROUP, deps=[month_usage], kinds={"polars", "parquet"},
+    partitions_def=billing_months, group_name=GROUP, kinds={"polars", "parquet"},
+    deps=[dg.AssetDep(month_usage, partition_mapping=_OF_MONTH)],
     automation_condition=_EAGER, owners=OWNERS, tags=TAGS, code_version=CLOSE_VERSION,
     description="The month's events (start = ts, end = ts + latency) replayed through each customer's "
     "plan limits: requests that would have been degraded or rejected, COGS saved by degrading, "
@@ -301,10 +319,11 @@ def _issue_date(text: str) -> date:
 )
 def rate_limit_simulation(context: dg.AssetExecutionContext, billing: BillingSettings) -> dg.MaterializeResult:
     month, config, wh = _month(context.partition_key), billing.billing_config(), billing.warehouse()
-    counts = wh.manifest("month_usage", f"month={month_key(month)}")["meta"]["events_by_bucket"]
+    shards = close_shard_count()
+    counts = usage.events_by_bucket(wh, month, shards)
     con = duck.connect(billing.scratch_dir())
     try:
-        events = (con.sql(usage.month_events_sql(con, wh, month, b)).pl().cast(BILLED_EVENT_SCHEMA)
+        events = (con.sql(usage.month_events_sql(con, wh, month, shards, b)).pl().cast(BILLED_EVENT_SCHEMA)
                   for b in bucket_batches(shard_buckets(0, 1), counts))
         reports = [simulate(batch, config) for batch in events]
         con.register("report", pl.concat(reports).to_arrow())
@@ -384,14 +403,15 @@ def _or_dash(value) -> str:
     return "-" if value is None else str(value)
 
 
-collect_month_usage = dg.define_asset_job(
-    "collect_month_usage", selection=[month_usage], partitions_def=billing_months,
+start_month_close = dg.define_asset_job(
+    "start_month_close", selection=[month_landing_dates], partitions_def=billing_months,
     tags={"billing/lane": "month_close"},
-    description="Collect a billing month's events (the first step of its close).",
+    description="Pin a billing month's landing dates (the first step of its close).",
 )
-close_credit_ledger = dg.define_asset_job(
-    "close_credit_ledger", selection=[credit_ledger], partitions_def=month_shards,
-    description="Close the credit ledger of one customer shard of a month (shards run in parallel).",
+close_month_shard = dg.define_asset_job(
+    "close_month_shard", selection=[month_usage, credit_ledger], partitions_def=month_shards,
+    description="Collect the events of one customer shard of a month and close its credit ledger (shards run "
+    "in parallel).",
 )
 close_month_documents = dg.define_asset_job(
     "close_month_documents",
@@ -415,11 +435,12 @@ def finalize_invoices():
     deliver_month_invoices(finalize_month_invoices())
 
 
-# When the month's partition ends (its close time, SPEC §2), at 02:00 UTC: collect its events;
-# the automation conditions then close the shards and the documents.
-month_close_schedule = dg.build_schedule_from_partitioned_job(collect_month_usage, hour_of_day=2, minute_of_hour=0,
+# When the month's partition ends (its close time, SPEC §2), at 02:00 UTC: pin its landing dates;
+# the automation conditions then collect and close the shards, then the documents.
+month_close_schedule = dg.build_schedule_from_partitioned_job(start_month_close, hour_of_day=2, minute_of_hour=0,
                                                               name="month_close_schedule")
 month_close_automation = dg.AutomationConditionSensorDefinition(
     "month_close_automation", target=dg.AssetSelection.groups(GROUP), default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Closes each shard's ledger and then the month's documents once what they read is updated.",
+    description="Collects and closes each shard (its events, its ledger), then the month's documents, once "
+    "what they read is updated.",
 )

@@ -69,7 +69,7 @@ def close_documents(settings: BillingSettings, config: BillingConfig, month: dat
         "invoices": sorted((i for p in parts for i in p["meta"]["invoices"]), key=lambda i: i["org_id"]),
         "invoice_usage": {o: u for p in parts for o, u in p["meta"]["invoice_usage"].items()},
         "margin": sorted((m for p in parts for m in p["meta"]["margin"]), key=lambda m: m["org_id"]),
-        "advisor": _advice(settings, wh, config, month, parts),
+        "advisor": _advice(settings, wh, config, month, parts, shards),
     })
     wh.commit(MONTH_CLOSE, partition(month), None, {},
               {**closed.to_json(), "shards": [manifest_version(p) for p in parts]})
@@ -92,12 +92,12 @@ def _shard_closes(wh: Warehouse, month: date, shards: int) -> list[dict]:
 
 
 def _advice(settings: BillingSettings, wh: Warehouse, config: BillingConfig, month: date,
-            parts: list[dict]) -> TierAdvisor:
+            parts: list[dict], shards: int) -> TierAdvisor:
     revenue = sum((Fraction(p["meta"]["usage_revenue"]) for p in parts), Fraction(0))
     tiers = {a.action: a.credits for a in config.price_book.actions}
     con = duck.connect(settings.scratch_dir())
     try:
-        return tier_advice(con, month_events_sql(con, wh, month), revenue,
+        return tier_advice(con, month_events_sql(con, wh, month, shards), revenue,
                            config.price_book.target_credit_to_cost_ratio, tiers)
     finally:
         con.close()

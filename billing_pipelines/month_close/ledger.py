@@ -28,8 +28,7 @@ from billing_pipelines.ledger.grants import Grant
 from billing_pipelines.ledger.usage import recognized_revenue
 from billing_pipelines.month_close.compute import MonthClose, close_month
 from billing_pipelines.month_close.errors import MonthCloseError
-from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql
-from billing_pipelines.month_close.usage import partition as usage_partition
+from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql, shard_orgs, shard_partition
 from billing_pipelines.partitions import customer_bucket, shard_buckets
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
@@ -37,10 +36,6 @@ from billing_pipelines.storage import duck
 from billing_pipelines.storage.warehouse import Warehouse, manifest_version
 
 CREDIT_LEDGER = "credit_ledger"
-
-
-def shard_partition(month: date, shard: int, shards: int) -> str:
-    return f"month={month_key(month)}/shard={shard}-of-{shards}"
 
 
 def batch_events() -> int:
@@ -63,18 +58,14 @@ def ledger_config_digest(config: BillingConfig, month: date, orgs: set[str]) -> 
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def shard_orgs(config: BillingConfig, shard: int, shards: int) -> set[str]:
-    """The customers of `shard` of `shards`."""
-    return {o for o in config.customers if customer_bucket(o) % shards == shard}
-
-
 def close_ledger_shard(settings: BillingSettings, config: BillingConfig, month: date, shard: int, shards: int) -> dict:
-    """Close `month` for the customers of `shard` of `shards` and commit it; returns the manifest."""
+    """Close `month` for the customers of `shard` of `shards` from the shard's collected events
+    and commit it; returns the manifest."""
     month, wh = month.replace(day=1), settings.warehouse()
-    usage = wh.manifest(MONTH_USAGE, usage_partition(month))
+    usage = wh.manifest(MONTH_USAGE, shard_partition(month, shard, shards))
     if usage is None:
-        raise MonthCloseError(f"{month_key(month)}: its events are not collected yet (asset month_usage): "
-                              f"run `billing close-month {month_key(month)}`")
+        raise MonthCloseError(f"{month_key(month)}: the events of shard {shard} of {shards} are not collected yet "
+                              f"(asset month_usage): run `billing close-month {month_key(month)}`")
     orgs = shard_orgs(config, shard, shards)
     opening, previous = _opening(wh, config, month, shard, shards, orgs)
     con = duck.connect(settings.scratch_dir())
@@ -83,7 +74,7 @@ def close_ledger_shard(settings: BillingSettings, config: BillingConfig, month: 
         with tempfile.TemporaryDirectory(dir=settings.scratch_dir()) as scratch:
             closes, parts = [], []
             for n, batch in enumerate(batches):
-                close = _close_batch(con, wh, config, month, batch, orgs, opening, settings.grace_days)
+                close = _close_batch(con, wh, config, month, shards, batch, orgs, opening, settings.grace_days)
                 parts.append(Path(scratch) / f"allocations-{n}.parquet")
                 close.allocations.write_parquet(parts[-1])
                 closes.append(replace(close, allocations=None))  # a row per event: on disk, not in memory
@@ -139,11 +130,11 @@ def bucket_batches(buckets: list[int], counts: dict[str, int]) -> list[list[int]
     return batches + [current]
 
 
-def _close_batch(con, wh: Warehouse, config: BillingConfig, month: date, buckets: list[int], shard_orgs: set[str],
-                 opening: dict[str, list[Grant]], grace_days: int) -> MonthClose:
-    """The close of the customers of `buckets` (of the shard's `shard_orgs`)."""
-    orgs = {o for o in shard_orgs if customer_bucket(o) in set(buckets)}
-    events = con.sql(month_events_sql(con, wh, month, buckets)).pl().cast(BILLED_EVENT_SCHEMA)
+def _close_batch(con, wh: Warehouse, config: BillingConfig, month: date, shards: int, buckets: list[int],
+                 of_shard: set[str], opening: dict[str, list[Grant]], grace_days: int) -> MonthClose:
+    """The close of the customers of `buckets` (of the shard's customers `of_shard`)."""
+    orgs = {o for o in of_shard if customer_bucket(o) in set(buckets)}
+    events = con.sql(month_events_sql(con, wh, month, shards, buckets)).pl().cast(BILLED_EVENT_SCHEMA)
     return close_month(config.only(orgs), events, month, grace_days,
                        opening={o: g for o, g in opening.items() if o in orgs})
 

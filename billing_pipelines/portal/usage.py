@@ -11,8 +11,8 @@ from datetime import date
 from sqlalchemy import Engine, select
 
 from billing_pipelines.balances.state import DAILY, usage_totals
-from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql, partition
-from billing_pipelines.partitions import customer_bucket
+from billing_pipelines.month_close.usage import MONTH_USAGE, month_events_sql, usage_partitions
+from billing_pipelines.partitions import close_shard_count, customer_bucket
 from billing_pipelines.periods import add_months, month_key
 from billing_pipelines.resources import BillingSettings
 from billing_pipelines.storage import duck
@@ -20,7 +20,8 @@ from billing_pipelines.storage import duck
 
 def usage_by_day(settings: BillingSettings, engine: Engine, org_id: str, month: date) -> dict:
     """The JSON of `GET /v1/usage?month=`: rows by day, model and tier, and their totals."""
-    collected = settings.warehouse().manifest(MONTH_USAGE, partition(month)) is not None
+    [held] = usage_partitions(month, close_shard_count(), [customer_bucket(org_id)])
+    collected = settings.warehouse().manifest(MONTH_USAGE, held) is not None
     rows = _collected(settings, org_id, month) if collected else _live(engine, org_id, month)
     return {
         "org_id": org_id, "month": month_key(month), "source": "month close" if collected else "live",
@@ -34,7 +35,7 @@ def usage_by_day(settings: BillingSettings, engine: Engine, org_id: str, month: 
 def _collected(settings: BillingSettings, org_id: str, month: date) -> list[tuple]:
     wh = settings.warehouse()
     with closing(duck.connect(settings.scratch_dir())) as con:
-        events = month_events_sql(con, wh, month, [customer_bucket(org_id)])
+        events = month_events_sql(con, wh, month, close_shard_count(), [customer_bucket(org_id)])
         return con.execute(
             f"SELECT greatest(ts::DATE, {duck.literal(month)}) AS day, model, action, count(*), sum(credits)::BIGINT "
             f"FROM ({events}) WHERE org_id = ? GROUP BY ALL ORDER BY ALL", [org_id]).fetchall()
