@@ -5,6 +5,11 @@ from the end of the previous month's grace period to the end of its own. Partiti
 with 3 grace days covers landing dates 2026-11-04 to 2026-12-03 and ends, at 2026-12-04 00:00
 UTC, exactly when November closes; its events billed in December (timestamps of December that
 landed before November closed) are handed over to December's partition.
+
+Billing months start with a lead-in month, the month before the first customer's start month:
+nobody is billed in it, but its partition takes in the landing dates before the first month's
+grace period begins (events of the first month that landed on its first days) and hands them
+over, so they are billed like every later month's early events.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from billing_pipelines.config import ConfigError, load_config
+from billing_pipelines.config import BillingConfig, ConfigError, load_config
+from billing_pipelines.periods import add_months
 from billing_pipelines.storage.objects import Store
 
 CUSTOMER_BUCKETS = 256  # org_id -> bucket (stable); a shard of N holds the buckets b with b % N == shard
@@ -31,13 +37,17 @@ def first_day() -> date:
 
 
 def first_month() -> date:
-    """The earliest customer's start month: billing months start there (a month closes from the
-    one before, back to the first customer's)."""
+    """The first billing month, the lead-in month of the config (lead_in_month); a month closes
+    from the one before, back to this one."""
     try:
-        config = load_config(os.environ.get("BILLING_CONFIG", "config"))
-        return min(c.start_date for c in config.customers.values()).replace(day=1)
+        return lead_in_month(load_config(os.environ.get("BILLING_CONFIG", "config")))
     except (ConfigError, ValueError):
         return date(2026, 1, 1)
+
+
+def lead_in_month(config: BillingConfig) -> date:
+    """The month before the earliest customer's start month: the first billing month (see above)."""
+    return add_months(min(c.start_date for c in config.customers.values()).replace(day=1), -1)
 
 
 def first_landed_date(landing: str) -> date | None:

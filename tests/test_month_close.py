@@ -123,6 +123,26 @@ def test_chained_closes_in_shards_and_batches_equal_full_history_closes(tmp_path
     _assert_equals_full_history(settings, MONTHS, shards=2)
 
 
+def test_events_landed_on_the_first_days_of_the_first_month_are_billed(tmp_path):
+    """The first customers start on 2026-10-01, and events land from 2026-10-02, before
+    October's partition begins (2026-10-04): the lead-in month, September, takes them in and
+    hands them over, so October bills them as the full-history close does."""
+    config_dir = tmp_path / "config"
+    shutil.copytree(EXAMPLES, config_dir)
+    customers = config_dir / "customers.yaml"
+    customers.write_text(customers.read_text().replace("start_date: 2026-09-15", "start_date: 2026-10-01"))
+    landing = Landing(tmp_path / "landing")
+    landing.jsonl("2026-10-02", "early.jsonl", [event(f"e{i}", "acme", "2026-10-01T10:00:00Z", action="complex")
+                                                for i in range(7)])
+    landing.jsonl("2026-10-20", "later.jsonl", [event(f"l{i}", "acme", "2026-10-19T10:00:00Z") for i in range(3)])
+    settings = _settings(tmp_path / "home", config_dir, landing.root)
+    ingest(settings, sorted(landing_dates(settings.landing_store())))
+    close_months(settings, date(2026, 11, 1), shards=2)
+    assert stored_month_close(settings.warehouse(), date(2026, 9, 1))["invoices"] == []
+    assert stored_month_close(settings.warehouse(), date(2026, 10, 1))["credit_summaries"]["acme"]["consumed"] == 38
+    _assert_equals_full_history(settings, [date(2026, 10, 1), date(2026, 11, 1)], shards=2)
+
+
 def test_one_shard_or_four_and_any_batch_give_the_same_month(tmp_path, monkeypatch):
     results = {}
     for name, shards, batch in (("one", 1, "2000000"), ("four", 4, "2000000"), ("batches", 2, "30")):

@@ -118,9 +118,14 @@ def margins_by_org(wh: Warehouse, month: date) -> dict[str, MarginRow]:
 
 
 def closes_through(wh: Warehouse, month: date, count: int) -> list[dict]:
-    """The documents of closed `month` and of up to `count` - 1 closed months before it, oldest
-    first (a margin report's trend); a clear error where `month` is not closed."""
+    """The documents of closed `month` and of up to `count` - 1 closed months before it that
+    billed anyone (not the lead-in month), oldest first (a margin report's trend); a clear error
+    where `month` is not closed."""
     last = stored_month_close(wh, month)
-    months = [p.removeprefix("month=") for p in wh.partitions(MONTH_CLOSE)]
-    earlier = [m for m in months if m < month_key(month)][-(count - 1):] if count > 1 else []
-    return [wh.manifest(MONTH_CLOSE, f"month={m}")["meta"] for m in earlier] + [last]
+    earlier = []
+    for before in reversed([p for p in wh.partitions(MONTH_CLOSE) if p < partition(month)]):
+        if len(earlier) >= count - 1:
+            break
+        meta = wh.manifest(MONTH_CLOSE, before)["meta"]
+        earlier += [meta] if meta["credit_summaries"] else []
+    return earlier[::-1] + [last]

@@ -25,7 +25,7 @@ from billing_pipelines.ingest.landing import partition_name
 from billing_pipelines.ingest.pipeline import BILLED, LandingZone, billed_events_sql, stale_dates
 from billing_pipelines.ledger.events import BILLED_EVENT_SCHEMA
 from billing_pipelines.month_close.errors import MonthCloseError
-from billing_pipelines.partitions import customer_bucket, month_window
+from billing_pipelines.partitions import customer_bucket, lead_in_month, month_window
 from billing_pipelines.periods import add_months, first_open_month, month_key
 from billing_pipelines.storage import duck
 from billing_pipelines.storage.warehouse import Warehouse, manifest_version
@@ -74,7 +74,7 @@ def collect_month_usage(zone: LandingZone, month: date, shard: int, shards: int)
     month, wh = month.replace(day=1), zone.warehouse
     pinned = _pinned(wh, month)
     orgs = sorted(shard_orgs(zone.config, shard, shards))
-    previous = _previous(zone, month, shard, shards, orgs)
+    previous = _previous(zone, month, shard, shards)
     grace_days = pinned["meta"]["grace_days"]
     con = duck.connect(zone.settings.scratch_dir())
     try:
@@ -142,14 +142,14 @@ def date_ranges(days: list[date]) -> list[str]:
     return [f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0].isoformat() for r in runs]
 
 
-def _previous(zone: LandingZone, month: date, shard: int, shards: int, orgs: list[str]) -> str | None:
+def _previous(zone: LandingZone, month: date, shard: int, shards: int) -> str | None:
     """The version of the shard's collection of the month before, which hands this month its early
-    events; an error where a customer of the shard was billed before `month` and it is missing."""
+    events; an error where it is missing, except in the lead-in month (partitions.lead_in_month)."""
     earlier = add_months(month, -1)
     manifest = zone.warehouse.manifest(MONTH_USAGE, shard_partition(earlier, shard, shards))
     if manifest is not None:
         return manifest_version(manifest)
-    if any(zone.config.customers[o].start_date < month for o in orgs):
+    if month > lead_in_month(zone.config):
         raise MonthCloseError(f"{month_key(month)} needs {month_key(earlier)} collected first (its events and the "
                               f"events of {month_key(month)} that landed before {month_key(earlier)} closed): "
                               f"run `billing close-month {month_key(earlier)}`")
