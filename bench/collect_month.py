@@ -3,10 +3,11 @@ customer shard and in SHARDS, side by side, each shard's run a fresh process (it
 the OS).
 
 Lands and ingests the landing dates of January 2025 and its grace days (EVENTS events a date,
-the landing files of bench/year_bench.py), pins the month's landing dates, then collects the
-month again and again: rounds alternate between 1 shard and SHARDS shards run one after
-another (in parallel pods each shard's run is its own: the month's collection takes the
-slowest shard's time).
+the landing files of bench/year_bench.py; customers start 2025-01-01), pins the landing dates
+of January and of its lead-in month (December 2024, which takes in January 1-3) and collects
+the lead-in month in 1 and in SHARDS shards, then collects January again and again: rounds
+alternate between 1 shard and SHARDS shards run one after another (in parallel pods each
+shard's run is its own: the month's collection takes the slowest shard's time).
 
     .venv/bin/python bench/collect_month.py [--events 1000000] [--shards 4] [--rounds 2] [--out DIR]
 """
@@ -39,11 +40,13 @@ what = {"events": collect_month_usage(LandingZone(settings), month, shard, shard
 """
 
 
-def land_month(out: Path, env: dict, events: int, customers: int) -> None:
-    """Land and ingest the month's landing dates, then pin them."""
+def land_month(out: Path, env: dict, events: int, customers: int, shard_counts: list[int]) -> None:
+    """Land and ingest the month's landing dates, pin them and the lead-in month's, and collect
+    the lead-in month for each of `shard_counts`."""
     from billing_pipelines.ingest.pipeline import LandingZone, ingest
-    from billing_pipelines.month_close.usage import pin_landing_dates
+    from billing_pipelines.month_close.usage import collect_month_usage, pin_landing_dates
     from billing_pipelines.partitions import month_window
+    from billing_pipelines.periods import add_months
     from billing_pipelines.resources import BillingSettings
 
     write_config(out / "config", customers)
@@ -53,7 +56,12 @@ def land_month(out: Path, env: dict, events: int, customers: int) -> None:
     for day in days:
         landing_file(out / "landing" / f"dt={day}" / "events.parquet", day, events, customers, seed=14)
     ingest(settings, days)
-    pin_landing_dates(LandingZone(settings), YEAR, GRACE_DAYS)
+    zone, lead_in = LandingZone(settings), add_months(YEAR, -1)
+    for month in (lead_in, YEAR):
+        pin_landing_dates(zone, month, GRACE_DAYS)
+    for shards in shard_counts:
+        for shard in range(shards):
+            collect_month_usage(zone, lead_in, shard, shards)
     print(f"landed and ingested {len(days)} dates of {events:,} events; January's window {first}..{end}", flush=True)
 
 
@@ -68,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
 
     out = Path(args.out)
     env = fresh_home(out, BILLING_GRACE_DAYS=str(GRACE_DAYS))
-    land_month(out, env, args.events, args.customers)
     runs = {1: [], args.shards: []}
+    land_month(out, env, args.events, args.customers, list(runs))
     for _ in range(args.rounds):
         for shards in runs:
             runs[shards].append([fresh_process(COLLECT, env, YEAR.isoformat(), str(s), str(shards))

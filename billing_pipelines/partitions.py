@@ -8,8 +8,9 @@ landed before November closed) are handed over to December's partition.
 
 Billing months start with a lead-in month, the month before the first customer's start month:
 nobody is billed in it, but its partition takes in the landing dates before the first month's
-grace period begins (events of the first month that landed on its first days) and hands them
-over, so they are billed like every later month's early events.
+partition begins (events of the first month that landed on its first days) and hands them
+over, so they are billed like every later month's early events. Where none landed then, the
+close chain starts at the first customer's month (month_close.usage.first_billing_month).
 """
 
 from __future__ import annotations

@@ -15,16 +15,22 @@ from billing_pipelines.config import BillingConfig
 from billing_pipelines.month_close.documents import MONTH_CLOSE
 from billing_pipelines.month_close.documents import partition as documents_partition
 from billing_pipelines.month_close.ledger import CREDIT_LEDGER, ledger_config_digest
-from billing_pipelines.month_close.usage import MONTH_LANDING, MONTH_USAGE, landing_dates, shard_orgs, shard_partition
+from billing_pipelines.month_close.usage import (
+    MONTH_LANDING,
+    MONTH_USAGE,
+    first_billing_month,
+    landing_dates,
+    shard_orgs,
+    shard_partition,
+)
 from billing_pipelines.month_close.usage import partition as usage_partition
-from billing_pipelines.partitions import lead_in_month
 from billing_pipelines.periods import add_months
 from billing_pipelines.storage.warehouse import Warehouse, manifest_version
 
 
 def months_to_close(wh: Warehouse, config: BillingConfig, month: date, shards: int, grace_days: int) -> list[date]:
     """The months from the earliest one whose close is missing or out of date up to `month`."""
-    first = lead_in_month(config) if config.customers else month
+    first = first_billing_month(wh, config, grace_days) if config.customers else month
     months, at = [], first
     while at <= month:
         months.append(at)

@@ -58,6 +58,14 @@ def landing_dates(wh: Warehouse, month: date, grace_days: int) -> dict[str, str]
     return {d.isoformat(): manifest_version(m) for d, m in manifests.items() if m}
 
 
+def first_billing_month(wh: Warehouse, config: BillingConfig, grace_days: int) -> date:
+    """The first month to close: the lead-in month (partitions.lead_in_month) where landing dates
+    of its partition are ingested (events of the first month that landed on its first days),
+    else the first customer's start month."""
+    lead_in = lead_in_month(config)
+    return lead_in if landing_dates(wh, lead_in, grace_days) else add_months(lead_in, 1)
+
+
 def pin_landing_dates(zone: LandingZone, month: date, grace_days: int) -> dict:
     """Pin the billed usage of the landing dates of billing month `month`; returns the manifest."""
     month = month.replace(day=1)
@@ -74,8 +82,8 @@ def collect_month_usage(zone: LandingZone, month: date, shard: int, shards: int)
     month, wh = month.replace(day=1), zone.warehouse
     pinned = _pinned(wh, month)
     orgs = sorted(shard_orgs(zone.config, shard, shards))
-    previous = _previous(zone, month, shard, shards)
     grace_days = pinned["meta"]["grace_days"]
+    previous = _previous(zone, month, shard, shards, grace_days)
     con = duck.connect(zone.settings.scratch_dir())
     try:
         con.register("customer_buckets", _buckets(orgs))
@@ -142,14 +150,14 @@ def date_ranges(days: list[date]) -> list[str]:
     return [f"{r[0]}..{r[-1]}" if len(r) > 1 else r[0].isoformat() for r in runs]
 
 
-def _previous(zone: LandingZone, month: date, shard: int, shards: int) -> str | None:
+def _previous(zone: LandingZone, month: date, shard: int, shards: int, grace_days: int) -> str | None:
     """The version of the shard's collection of the month before, which hands this month its early
-    events; an error where it is missing, except in the lead-in month (partitions.lead_in_month)."""
+    events; an error where it is missing, except in the first month to close (first_billing_month)."""
     earlier = add_months(month, -1)
     manifest = zone.warehouse.manifest(MONTH_USAGE, shard_partition(earlier, shard, shards))
     if manifest is not None:
         return manifest_version(manifest)
-    if month > lead_in_month(zone.config):
+    if month > first_billing_month(zone.warehouse, zone.config, grace_days):
         raise MonthCloseError(f"{month_key(month)} needs {month_key(earlier)} collected first (its events and the "
                               f"events of {month_key(month)} that landed before {month_key(earlier)} closed): "
                               f"run `billing close-month {month_key(earlier)}`")
