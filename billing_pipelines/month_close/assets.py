@@ -69,7 +69,17 @@ with warnings.catch_warnings():  # Dagster calls these partition mappings beta; 
         "month": dg.DimensionPartitionMapping("month", _MONTH_BEFORE),
         "shard": dg.DimensionPartitionMapping("shard", dg.IdentityPartitionMapping()),
     })
-_EAGER = dg.AutomationCondition.eager()
+# When what a partition reads changed (a new data version: a run that gives the same one does
+# not cascade), or it is newly missing, and nothing it reads is missing or in progress. Unlike
+# Dagster's eager condition, any month, not only the latest: a month closes once the next one
+# has begun, and a backfill re-closes earlier months.
+_EAGER = (
+    (dg.AutomationCondition.newly_missing()
+     | dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("when what it reads changed")
 
 
 def _month(partition_key: str) -> date:
