@@ -50,11 +50,15 @@ def shard_orgs(config: BillingConfig, shard: int, shards: int) -> set[str]:
     return {o for o in config.customers if customer_bucket(o) % shards == shard}
 
 
+def window_days(month: date, grace_days: int) -> list[date]:
+    """The landing dates of the month's partition (partitions.month_window)."""
+    first, end = month_window(month, grace_days)
+    return [first + timedelta(days=n) for n in range((end - first).days)]
+
+
 def landing_dates(wh: Warehouse, month: date, grace_days: int) -> dict[str, str]:
     """The billed usage versions of the month's landing dates, as they are now (dates without one left out)."""
-    first, end = month_window(month, grace_days)
-    days = (first + timedelta(days=n) for n in range((end - first).days))
-    manifests = {d: wh.manifest(BILLED, partition_name(d)) for d in days}
+    manifests = {d: wh.manifest(BILLED, partition_name(d)) for d in window_days(month, grace_days)}
     return {d.isoformat(): manifest_version(m) for d, m in manifests.items() if m}
 
 
@@ -69,8 +73,7 @@ def first_billing_month(wh: Warehouse, config: BillingConfig, grace_days: int) -
 def pin_landing_dates(zone: LandingZone, month: date, grace_days: int) -> dict:
     """Pin the billed usage of the landing dates of billing month `month`; returns the manifest."""
     month = month.replace(day=1)
-    first, end = month_window(month, grace_days)
-    _refuse_stale(zone, month, [first + timedelta(days=n) for n in range((end - first).days)])
+    _refuse_stale(zone, month, window_days(month, grace_days))
     meta = {"month": month_key(month), "grace_days": grace_days,
             "landing_dates": landing_dates(zone.warehouse, month, grace_days)}
     return zone.warehouse.commit(MONTH_LANDING, partition(month), None, {}, meta)
