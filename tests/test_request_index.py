@@ -70,22 +70,28 @@ def test_every_date_finds_exactly_the_hashes_earlier_dates_hold(tmp_path, monkey
         expected_found, expected_first = _brute_force(runs, day, runs[day])
         assert found.tolist() == np.flatnonzero(expected_found).tolist()
         assert first.tolist() == expected_first
-    year, months, *dates = index.runs_before(START + timedelta(days=79), build=True)  # 2026-03-09
+    year, months, dates = index.runs_before(START + timedelta(days=79), build=True)  # 2026-03-09
     assert year.name == "year=2025"
     assert [run.name for run in months.runs] == ["month=2026-01", "month=2026-02"]
-    assert [run.name for run in dates] == [f"dt=2026-03-{d:02d}" for d in range(1, 9)]
+    assert [run.name for run in dates.runs] == [f"dt=2026-03-{d:02d}" for d in range(1, 9)]
 
 
-def test_a_union_extended_month_by_month_is_the_union_made_at_once(tmp_path):
+@pytest.mark.parametrize("extended_on, made_on, union, members", [
+    ((date(2026, 3, 1), date(2026, 4, 1)), date(2026, 4, 1), "union=2026+01-03",
+     ["month=2026-01", "month=2026-02", "month=2026-03"]),
+    ((date(2026, 3, 4), date(2026, 3, 5), date(2026, 3, 6)), date(2026, 3, 6), "union=2026-03+01-05",
+     [f"dt=2026-03-{d:02d}" for d in range(1, 6)]),
+], ids=["year-by-month", "month-by-date"])
+def test_a_union_extended_run_by_run_is_the_union_made_at_once(tmp_path, extended_on, made_on, union, members):
     runs = _dates_with_keys(seed=4, days=110, per_day=200)
     index = _index_of(tmp_path, runs)
-    for day in (date(2026, 3, 1), date(2026, 4, 1)):  # made of January and February, then extended
+    for day in extended_on:  # made of the runs before the first day, then extended day by day
         index.runs_before(day, build=True)
-    extended = index.runs_before(date(2026, 4, 1))[1]
-    assert {n for n in RequestIndex(index.wh).names if n.startswith("union=")} == {"union=2026+01-03"}
-    index.wh.drop(request_index.DATASET, "union=2026+01-03")
-    made = RequestIndex(index.wh).runs_before(date(2026, 4, 1), build=True)[1]
-    assert [run.name for run in extended.runs] == ["month=2026-01", "month=2026-02", "month=2026-03"]
+    extended = index.runs_before(made_on)[-1]
+    assert {n for n in RequestIndex(index.wh).names if n.startswith(union.partition("+")[0] + "+")} == {union}
+    index.wh.drop(request_index.DATASET, union)
+    made = RequestIndex(index.wh).runs_before(made_on, build=True)[-1]
+    assert [run.name for run in extended.runs] == members
     assert np.array_equal(extended.words, made.words) and extended.words.any()
 
 
@@ -116,7 +122,7 @@ def test_a_union_whose_runs_changed_is_read_as_its_runs_until_rebuilt(tmp_path):
     fresh = RequestIndex(Warehouse(str(tmp_path / "wh")))
     for build in (False, True):
         before = fresh.runs_before(later, build=build)
-        assert any(isinstance(r, request_index.Group) for r in before) == build
+        assert isinstance(before[1], request_index.Group) == build  # January and February: whose union changed
         found, first = fresh.found_in(runs[later], before)
         expected_found, expected_first = _brute_force(runs, later, runs[later])
         assert found.tolist() == np.flatnonzero(expected_found).tolist() and first.tolist() == expected_first

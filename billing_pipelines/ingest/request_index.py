@@ -11,12 +11,13 @@ ids sorted by h1 walk the filter in order) and confirms the few candidates by bi
 in the run's fence (the h1 of every FENCE_STRIDE-th entry, small and contiguous), then within one
 page of its memory-mapped keys (a run written before fences existed is searched whole).
 
-A date probes one run per earlier year, the earlier dates of its month one by one, and the
-earlier months of its year through their *union filter* (sized for UNION_SPAN times the largest of
-them, so that it stays one size all year, at half the bits of a run's): every id passes the union
-once, and only its candidates are looked up in the month runs (their filters, then their keys).
-The union is stored with the filter files of the runs it holds and, on the first date of a month,
-extended by the month before (its keys hashed into a copy).
+A date probes one run per earlier year, the earlier months of its year through their *union
+filter* (sized for YEAR_SPAN times the largest of them, so that it stays one size all year, at
+half the bits of a run's), and the earlier dates of its month through theirs (sized for MONTH_SPAN
+times the largest date): every id passes a union once, and only its candidates are looked up in
+the union's runs (their filters, then their keys). A union is stored with the filter files of the
+runs it holds and extended by the run it lacks (its keys hashed into a copy): the year's on the
+first date of a month by the month before, the month's on each date by the date before.
 
 Every run is a pure function of the landed files and the config, so the index is the same
 whatever order dates are billed in. It changes only under `index_lock` (billing a date); a change
@@ -47,7 +48,8 @@ BITS_PER_KEY = 16
 _EPOCH = date(1970, 1, 1)
 CHUNK = 1 << 22  # hashes held in memory at a time (4 M: 64 MB), whatever the size of a run
 FENCE_STRIDE = 256  # keys between fence entries: 4 KB, one page of KEYS
-UNION_SPAN = 12  # a year's union filter is sized for 12 times its largest month,
+YEAR_SPAN = 12  # a year's union filter is sized for 12 times its largest month,
+MONTH_SPAN = 31  # a month's for 31 times its largest date,
 UNION_BITS_PER_KEY = 8  # at 8 bits a hash (a few % false positives, which the runs' filters stop)
 _LOCK_SPACE = 4_240_002  # PostgreSQL advisory lock key of the index (see billing_db for 4_240_001)
 
@@ -231,7 +233,8 @@ def _matches(keys: np.ndarray, days: np.ndarray, wanted: np.ndarray, maybe: np.n
 
 class RequestIndex:
     """The runs stored in a warehouse under DATASET: date runs `dt=YYYY-MM-DD`, month runs
-    `month=YYYY-MM`, year runs `year=YYYY`; union filters `union=YYYY+01-MM` of a year's first months."""
+    `month=YYYY-MM`, year runs `year=YYYY`; union filters `union=YYYY+01-MM` of a year's first months
+    and `union=YYYY-MM+01-DD` of a month's first dates."""
 
     def __init__(self, warehouse: Warehouse):
         self.wh = warehouse
@@ -272,14 +275,15 @@ class RequestIndex:
 
     def runs_before(self, day: date, build: bool = False) -> list[Run | Group]:
         """What holds every date before `day`: each earlier year by its run, the earlier months of its
-        year as a Group (compacted runs and union present, or built under the index lock where
-        `build`), the dates of its month one by one."""
+        year and the earlier dates of its month each as a Group (compacted runs and union present,
+        or built under the index lock where `build`)."""
         earlier = [d for d in self.date_runs() if d < day]
         years = self._covering([d for d in earlier if d.year < day.year], build)
         months = self._covering([d for d in earlier if d.year == day.year and d.month < day.month], build)
         own = [f"dt={d}" for d in earlier if (d.year, d.month) == (day.year, day.month)]
-        return [self.run(n) for n in years] + self._grouped(day.year, day.month - 1, months, build) + [
-            self.run(n) for n in own]
+        return [self.run(n) for n in years] + self._grouped(
+            f"union={day.year}+", f"01-{day.month - 1:02d}", YEAR_SPAN, months, build) + self._grouped(
+            f"union={day:%Y-%m}+", f"01-{day.day - 1:02d}", MONTH_SPAN, own, build)
 
     def runs_after(self, day: date) -> list[Run]:
         """The runs of every date after `day` (compacted where already built)."""
@@ -368,19 +372,18 @@ class RequestIndex:
         self._compact(name, level, [self.run(c) for c in children])
         return True
 
-    def _grouped(self, year: int, months: int, members: list[str], build: bool) -> list[Run | Group]:
-        """The runs `members` (of the first `months` months of `year`), as one Group where there are
-        several and their union is stored (or built, where `build`)."""
+    def _grouped(self, family: str, span: str, span_runs: int, members: list[str], build: bool) -> list[Run | Group]:
+        """The runs `members`, as one Group where there are several and their union `family + span`
+        (sized for `span_runs` times the largest) is stored, or built where `build`."""
         runs = [self.run(m) for m in members]
-        words = self._union(year, months, runs, build) if len(runs) > 1 else None
+        words = self._union(family, family + span, span_runs, runs, build) if len(runs) > 1 else None
         return runs if words is None else [Group(words, runs)]
 
-    def _union(self, year: int, months: int, runs: list[Run], build: bool) -> np.ndarray | None:
-        """The union filter `union=YYYY+01-MM` of `runs`, as stored (with the filter files of the runs
-        it holds); where `build`, made from the longest stored union of some of them (the keys of the
-        others hashed into it) and stored in place of the shorter ones."""
-        name, family = f"union={year}+01-{months:02d}", f"union={year}+"
-        log_words = filter_words(UNION_SPAN * max(len(run.keys) for run in runs), UNION_BITS_PER_KEY)
+    def _union(self, family: str, name: str, span_runs: int, runs: list[Run], build: bool) -> np.ndarray | None:
+        """The union filter `name` of `runs`, as stored (with the filter files of the runs it holds);
+        where `build`, made from the longest stored union of its `family` holding some of them (the
+        keys of the others hashed into it) and stored in place of the shorter ones."""
+        log_words = filter_words(span_runs * max(len(run.keys) for run in runs), UNION_BITS_PER_KEY)
         wanted = {run.name: self.wh.manifest(DATASET, run.name)["files"]["filter"] for run in runs}
         if self._members(name, log_words) == wanted:
             return self._array(name, "filter")
